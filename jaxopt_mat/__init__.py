@@ -1,0 +1,64 @@
+"""jaxopt_mat: closed-loop Bayesian optimization for materials, in JAX.
+
+The functional core (pure functions over pytrees, explicit PRNG keys):
+
+    >>> import jax
+    >>> jax.config.update("jax_enable_x64", True)   # GP work wants float64
+    >>> import jaxopt_mat as jm
+    >>> space = jm.SearchSpace([4, 10], [45, 40], names=["q_agno3", "q_pva"], A=[[1, 1]], b=[60])
+    >>> model = jm.fit_gp(x, y, key=jax.random.key(0), low=space.low, high=space.high)
+    >>> mean, var = model.predict(x_new)
+"""
+
+from jaxopt_mat.acquisition.analytic import (
+    expected_improvement,
+    log_expected_improvement,
+    log_probability_of_improvement,
+    probability_of_improvement,
+    upper_confidence_bound,
+)
+from jaxopt_mat.acquisition.batch import Batch, local_penalization_batch
+from jaxopt_mat.data import combine_replicates
+from jaxopt_mat.design import latin_hypercube, random_design
+from jaxopt_mat.errors import (
+    CampaignError,
+    ConfigError,
+    DataError,
+    InfeasibleError,
+    JaxOptMatError,
+    NumericalError,
+)
+from jaxopt_mat.optimize import MaximizeResult, maximize, maximize_grid, maximize_random
+from jaxopt_mat.space import SearchSpace
+from jaxopt_mat.surrogates.base import Posterior
+from jaxopt_mat.surrogates.gp import GPModel, fit_gp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "CampaignError",
+    "ConfigError",
+    "DataError",
+    "GPModel",
+    "InfeasibleError",
+    "JaxOptMatError",
+    "MaximizeResult",
+    "NumericalError",
+    "Posterior",
+    "SearchSpace",
+    "__version__",
+    "combine_replicates",
+    "expected_improvement",
+    "fit_gp",
+    "latin_hypercube",
+    "local_penalization_batch",
+    "log_expected_improvement",
+    "log_probability_of_improvement",
+    "maximize",
+    "maximize_grid",
+    "maximize_random",
+    "probability_of_improvement",
+    "random_design",
+    "upper_confidence_bound",
+]

@@ -1,0 +1,3 @@
+from jaxopt_mat.cli import run
+
+run()

@@ -1,0 +1,91 @@
+"""Initial designs: Latin hypercubes that respect linear constraints."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import qmc
+
+from jaxopt_mat.space import SearchSpace
+
+
+def latin_hypercube(space: SearchSpace, n: int, *, seed: int) -> np.ndarray:
+    """A space-filling design of ``n`` feasible points, in physical units.
+
+    Without constraints this is a Latin hypercube (one point in each of the
+    ``n`` equal slices of every input) with its centred discrepancy optimised
+    (scipy's ``random-cd``). With constraints, Latin hypercubes of growing size
+    are drawn until ``n`` of their points are feasible, and ``n`` of those are
+    picked by greedy max-min distance, so the design stays space-filling inside
+    the feasible region (strict stratification cannot survive a constraint).
+
+    Args:
+        space: the search space.
+        n: number of points, at least 1.
+        seed: integer seed; the same seed gives the same design.
+
+    Returns:
+        Array of shape ``(n, d)``.
+
+    Example:
+        >>> space = SearchSpace([0, 0], [1, 1])
+        >>> latin_hypercube(space, 5, seed=0).shape
+        (5, 2)
+    """
+    if n < 1:
+        raise ValueError(f"a design needs at least one point, got n = {n}")
+    rng = np.random.default_rng(seed)
+    d = space.dim
+    if space.n_constraints == 0:
+        u = _lhs(d, n, rng)
+        return np.asarray(space.from_unit(u))
+    pool = np.zeros((0, d))
+    size = n
+    for _ in range(12):
+        u = _lhs(d, size, rng)
+        ok = np.asarray(space.is_feasible(np.asarray(space.from_unit(u)), atol=0.0))
+        pool = np.concatenate([pool, u[ok]])
+        if pool.shape[0] >= 4 * n or (pool.shape[0] >= n and size >= 8 * n):
+            break
+        size *= 2
+    if pool.shape[0] < n:
+        # A thin feasible region: top up with repaired points, which are feasible.
+        extra = np.asarray(space.repair_unit(rng.uniform(size=(n - pool.shape[0], d))))
+        pool = np.concatenate([pool, extra])
+    chosen = _greedy_maximin(pool, n, rng)
+    return np.asarray(space.from_unit(chosen))
+
+
+def _lhs(d: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    sampler = qmc.LatinHypercube(d=d, optimization="random-cd" if n > 1 else None, rng=rng)
+    return sampler.random(n)
+
+
+def _greedy_maximin(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Pick ``n`` rows of ``pool``, each the farthest from those already picked."""
+    start = int(rng.integers(pool.shape[0]))
+    picked = [start]
+    dist = np.linalg.norm(pool - pool[start], axis=1)
+    for _ in range(n - 1):
+        nxt = int(np.argmax(dist))
+        picked.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(pool - pool[nxt], axis=1))
+    return pool[picked]
+
+
+def random_design(space: SearchSpace, n: int, *, seed: int) -> np.ndarray:
+    """``n`` feasible points drawn uniformly from the feasible region (rejection sampling).
+
+    Falls back to repairing uniform points when the feasible region is too thin
+    for rejection to find enough points.
+    """
+    rng = np.random.default_rng(seed)
+    d = space.dim
+    out = np.zeros((0, d))
+    for _ in range(50):
+        u = rng.uniform(size=(max(4 * n, 64), d))
+        ok = np.asarray(space.is_feasible(np.asarray(space.from_unit(u)), atol=0.0))
+        out = np.concatenate([out, u[ok]])
+        if out.shape[0] >= n:
+            return np.asarray(space.from_unit(out[:n]))
+    extra = np.asarray(space.repair_unit(rng.uniform(size=(n - out.shape[0], d))))
+    return np.asarray(space.from_unit(np.concatenate([out, extra])))

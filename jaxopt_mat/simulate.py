@@ -1,0 +1,89 @@
+"""Drive a campaign folder against a simulated laboratory, through the same files a user's lab uses.
+
+Each round: ``suggest`` writes a batch into ``suggestions/``, the lab "measures"
+each condition (optionally several replicates), the measurements are written to
+a CSV file exactly as a lab would write them, and that file goes through
+``observe``'s validation and atomic append. Benchmarks and the demo therefore
+exercise the real path, not a shortcut.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import time
+from typing import Callable, Protocol
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_mat import loop
+from jaxopt_mat.campaign import Campaign
+
+
+class Lab(Protocol):
+    """Anything that measures a batch of conditions ``(n, d)`` into values ``(n,)``."""
+
+    def measure(self, x: np.ndarray, *, rng: np.random.Generator) -> np.ndarray: ...
+
+
+@dataclasses.dataclass
+class FunctionLab:
+    """A lab whose measurement is ``fn(x)`` plus Gaussian noise of ``noise_std``."""
+
+    fn: Callable
+    noise_std: float = 0.0
+
+    def measure(self, x, *, rng):
+        y = np.asarray(self.fn(jnp.asarray(x)), dtype=np.float64)
+        return y + self.noise_std * rng.standard_normal(y.shape)
+
+
+@dataclasses.dataclass
+class Round:
+    index: int
+    method: str
+    n_measured: int
+    best: float
+    batch_values: np.ndarray
+    seconds: float
+
+
+def measurements_csv(names: list[str], objective: str, x: np.ndarray, y: np.ndarray) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(names) + [objective])
+    for row, v in zip(x, y):
+        w.writerow([repr(float(a)) for a in row] + [repr(float(v))])
+    return buf.getvalue()
+
+
+def run(
+    campaign: Campaign,
+    lab: Lab,
+    *,
+    rounds: int,
+    batch: int,
+    replicates: int = 1,
+    method: str = "gp",
+    seed: int = 0,
+    on_round: Callable[[Round], None] = lambda r: None,
+) -> list[Round]:
+    """Run ``rounds`` of suggest -> measure -> observe; return a summary per round."""
+    rng = np.random.default_rng(seed)
+    config = campaign.config
+    history = []
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        sug = loop.suggest(campaign, batch, method=method)
+        campaign.save_suggestion(loop.suggestion_csv(config, sug))
+        x = np.repeat(sug.x, replicates, axis=0)
+        y = lab.measure(x, rng=rng)
+        text = measurements_csv(config.input_names, config.objective.name, x, y)
+        rows = campaign.validate_table(text, f"round {r + 1} measurements")
+        campaign.append_observations(rows)
+        info = loop.status(campaign, with_model=False)
+        history.append(Round(r + 1, sug.method, info["n_observations"], info["best"]["value"], y, time.perf_counter() - t0))
+        on_round(history[-1])
+    return history
