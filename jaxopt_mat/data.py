@@ -48,8 +48,7 @@ def combine_replicates(x, y, *, decimals: int = 9) -> Conditions:
         raise ValueError(f"x must be (n, d) and y (n,) or (n, m); got {x.shape} and {y.shape}")
     if x.shape[0] == 0:
         return Conditions(x, y, np.zeros(0, dtype=int), np.zeros(0, dtype=int))
-    keys = np.array([np.format_float_positional(v, precision=decimals, unique=False, fractional=False)
-                     for v in x.ravel()]).reshape(x.shape)
+    keys = np.array([float(f"{v:.{decimals - 1}e}") for v in x.ravel()]).reshape(x.shape)
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     # Renumber groups in order of first appearance.

@@ -113,8 +113,11 @@ class SearchSpace:
         return (x - self.low) / (self.high - self.low)
 
     def from_unit(self, u):
-        """Map points from the unit cube to physical units (any leading shape)."""
-        return self.low + u * (self.high - self.low)
+        """Map points from the unit cube to physical units (any leading shape).
+
+        Clipped to the bounds so that rounding cannot push a point on a bound outside it.
+        """
+        return jnp.clip(self.low + u * (self.high - self.low), self.low, self.high)
 
     def is_feasible(self, x, *, atol: float = 1e-9):
         """Whether each point of ``x`` (shape ``(n, d)``) lies in bounds and constraints.

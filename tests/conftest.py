@@ -1,0 +1,38 @@
+"""Test configuration: float64 for GP work, as the CLI sets it; shared data location."""
+
+import os
+from pathlib import Path
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+SHARED_DATA = Path(os.environ.get("JAXOPT_MAT_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+
+
+def shared_file(*parts) -> Path:
+    """Path of a file in ../shared/data; skip the test, saying why, when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing on CI, where the shared data must be present")
+        pytest.skip(f"shared data file {path} not present (set JAXOPT_MAT_DATA to its folder)")
+    return path
+
+
+AGNP_BOUNDS = dict(
+    names=["q_agno3", "q_pva", "q_tsc", "q_seed", "q_tot"],
+    low=[4.0, 10.0, 0.5, 0.5, 200.0],
+    high=[45.0, 40.0, 30.0, 20.0, 1000.0],
+)
+
+
+@pytest.fixture(scope="session")
+def agnp_space():
+    from jaxopt_mat import SearchSpace
+
+    return SearchSpace(
+        AGNP_BOUNDS["low"], AGNP_BOUNDS["high"], names=AGNP_BOUNDS["names"],
+        A=[[1.0, 1.0, 1.0, 1.0, 0.0]], b=[90.0],
+    )

@@ -1,0 +1,73 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from jaxopt_mat import fit_gp, latin_hypercube, local_penalization_batch
+from jaxopt_mat.acquisition.batch import estimate_lipschitz, log_penalizer
+
+
+def test_penalizer_matches_the_formula_of_gonzalez_et_al():
+    rng = np.random.default_rng(0)
+    u, centers = rng.uniform(size=(6, 3)), rng.uniform(size=(2, 3))
+    mean, std, M, L = np.array([0.2, 0.9]), np.array([0.3, 0.1]), 0.8, 2.5
+    ours = log_penalizer(jnp.asarray(u), jnp.asarray(centers), jnp.asarray(mean), jnp.asarray(std), M, L, jnp.ones(2))
+    ref = np.zeros(6)
+    for j in range(2):
+        r = np.linalg.norm(u - centers[j], axis=1)
+        ref += norm.logcdf((L * r - max(M - mean[j], 0.0)) / std[j])
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-15)
+    masked = log_penalizer(jnp.asarray(u), jnp.asarray(centers), jnp.asarray(mean), jnp.asarray(std), M, L, jnp.array([1.0, 0.0]))
+    r0 = np.linalg.norm(u - centers[0], axis=1)
+    np.testing.assert_allclose(masked, norm.logcdf((L * r0 - 0.6) / 0.3), rtol=1e-10, atol=1e-15)
+
+
+@pytest.fixture(scope="module")
+def problem(agnp_space):
+    x = latin_hypercube(agnp_space, 40, seed=0)
+    u = np.asarray(agnp_space.to_unit(x))
+    y = -np.sum((u - 0.35) ** 2, axis=1)
+    model = fit_gp(x, y, key=jax.random.key(0), low=agnp_space.low, high=agnp_space.high)
+    return agnp_space, x, y, model
+
+
+def test_lipschitz_estimate_bounds_observed_slopes(problem):
+    space, x, y, model = problem
+    L = float(estimate_lipschitz(model, space, jax.random.key(0)))
+    u = np.asarray(space.to_unit(x))
+    mean = np.asarray(model.predict(jnp.asarray(x)).mean)
+    slopes = np.abs(mean[:, None] - mean[None]) / (np.linalg.norm(u[:, None] - u[None], axis=-1) + np.eye(len(u)))
+    # Mean-gradient maximum over many points is a Lipschitz estimate: pairwise
+    # secant slopes of the mean cannot exceed the true constant, and should not
+    # exceed the estimate by much.
+    assert L >= 0.9 * slopes.max()
+
+
+def test_batch_is_feasible_distinct_and_full(problem):
+    space, x, y, model = problem
+    b = local_penalization_batch(model, space, 15, key=jax.random.key(1), best=y.max(), init=x[np.argsort(-y)[:3]])
+    assert b.x.shape == (15, 5)
+    assert bool(jnp.all(space.is_feasible(b.x, atol=0.0)))
+    u = np.asarray(space.to_unit(b.x))
+    d = np.linalg.norm(u[:, None] - u[None], axis=-1) + np.eye(15)
+    assert d.min() > 1e-4
+    assert np.all(np.isfinite(np.asarray(b.log_acquisition)))
+
+
+def test_first_point_of_the_batch_maximizes_unpenalized_log_ei(problem):
+    space, x, y, model = problem
+    b = local_penalization_batch(model, space, 3, key=jax.random.key(2), best=y.max())
+    from jaxopt_mat import log_expected_improvement, maximize_random
+
+    def lei(xx):
+        p = model.predict(xx)
+        return log_expected_improvement(p.mean, p.std, y.max())
+
+    r = maximize_random(lei, space, key=jax.random.key(3), n=20000)
+    assert float(b.log_acquisition[0]) >= float(r.value) - 1e-6
+
+
+def test_batch_size_is_limited():
+    with pytest.raises(ValueError, match="between 1 and 32"):
+        local_penalization_batch(None, None, 33, key=jax.random.key(0), best=0.0)

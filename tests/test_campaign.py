@@ -1,0 +1,148 @@
+import multiprocessing as mp
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxopt_mat import ConfigError, DataError, InfeasibleError
+from jaxopt_mat.campaign import Campaign, config_to_toml, parse_config
+
+BASE = {
+    "name": "agnp",
+    "seed": 0,
+    "inputs": [
+        {"name": "q_agno3", "low": 4.0, "high": 45.0},
+        {"name": "q_pva", "low": 10.0, "high": 40.0},
+        {"name": "q_tot", "low": 200.0, "high": 1000.0, "extendable": True},
+    ],
+    "constraints": [{"expr": "q_agno3 + q_pva <= 60"}],
+    "objective": {"kind": "scalar", "name": "yield", "direction": "maximize"},
+}
+
+
+def with_(**changes):
+    cfg = {k: v for k, v in BASE.items()}
+    cfg.update(changes)
+    return cfg
+
+
+@pytest.mark.parametrize("data, error, message", [
+    (with_(colour="red"), ConfigError, "unknown key"),
+    (with_(inputs=[{"name": "a", "low": 2.0, "high": 1.0}]), ConfigError, "must be below"),
+    (with_(inputs=[{"name": "a", "low": 0.0}]), ConfigError, "missing 'high'"),
+    (with_(inputs=[{"name": "a", "low": 0.0, "high": 1.0, "step": 2}]), ConfigError, "unknown key"),
+    (with_(inputs=[{"name": "a b", "low": 0.0, "high": 1.0}]), ConfigError, "identifier"),
+    (with_(inputs=[{"name": "a", "low": "x", "high": 1.0}]), ConfigError, "finite number"),
+    (with_(constraints=[{"expr": "q_agno3 + q_pva <= 5"}]), InfeasibleError, "no feasible region"),
+    (with_(constraints=[{"expr": "q_agno3 + q_x <= 50"}]), ConfigError, "unknown input"),
+    (with_(objective={"name": "yield", "direction": "up"}), ConfigError, "direction"),
+    (with_(objective={"kind": "magic", "name": "yield"}), ConfigError, "not supported"),
+    (with_(objective={"name": "q_pva"}), ConfigError, "clashes"),
+    (with_(seed=-1), ConfigError, "seed"),
+    (with_(initial_design=1), ConfigError, "initial_design"),
+])
+def test_bad_configs_are_refused_with_the_reason(data, error, message):
+    with pytest.raises(error, match=message):
+        parse_config(data)
+
+
+names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+
+
+@st.composite
+def configs(draw):
+    n = draw(st.integers(1, 4))
+    input_names = draw(st.lists(names, min_size=n, max_size=n, unique=True))
+    inputs = []
+    for nm in input_names:
+        lo = draw(st.floats(-1e4, 1e4))
+        width = draw(st.floats(1e-3, 1e4))
+        item = {"name": nm, "low": lo, "high": lo + width}
+        if draw(st.booleans()):
+            item["extendable"] = True
+            item["extend_factor"] = draw(st.floats(1.01, 5.0))
+        inputs.append(item)
+    obj = draw(names.filter(lambda s: s not in input_names and s != "batch"))
+    return {
+        "name": draw(names), "seed": draw(st.integers(0, 2**31)), "inputs": inputs,
+        "initial_design": draw(st.integers(2, 50)),
+        "objective": {"kind": "scalar", "name": obj, "direction": draw(st.sampled_from(["maximize", "minimize"]))},
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(configs())
+def test_config_round_trips_through_toml(data):
+    cfg = parse_config(data)
+    again = parse_config(tomllib.loads(config_to_toml(cfg)))
+    assert again == cfg
+
+
+@pytest.fixture
+def camp(tmp_path):
+    return Campaign.create(tmp_path / "c", parse_config(BASE))
+
+
+def table(rows, header="q_agno3,q_pva,q_tot,yield"):
+    return header + "\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("rows, header, message", [
+    (["10,20,500,1.0"], "q_agno3,q_pva,yield", "missing column"),
+    (["10,abc,500,1.0"], None, "row 2: q_pva = 'abc' is not a number"),
+    (["10,20,500,1.0", "10,20,500,nan"], None, "row 3: yield = nan is not finite"),
+    (["10,20,500,inf"], None, "not finite"),
+    (["10,20,500,"], None, "row 2: yield is empty"),
+    (["10,50,500,1.0"], None, "q_pva = 50 is above its upper bound 40"),
+    (["1,20,500,1.0"], None, "q_agno3 = 1 is below its lower bound 4"),
+    (["40,30,500,1.0"], None, "violates constraint 'q_agno3 + q_pva <= 60'"),
+    (["10,20,500"], None, "fields"),
+    ([], None, "no data rows"),
+])
+def test_bad_measurements_are_refused_naming_the_row(camp, rows, header, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        camp.validate_table(table(rows, header or "q_agno3,q_pva,q_tot,yield"), "m.csv")
+
+
+def test_observations_append_and_number_batches(camp):
+    camp.append_observations(camp.validate_table(table(["10,20,500,1.0", "11,21,600,2.0"]), "a"))
+    camp.append_observations(camp.validate_table(table(["12,22,700,3.0"]), "b"))
+    x, y, batch = camp.read_observations()
+    np.testing.assert_allclose(y, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(batch, [1, 1, 2])
+    np.testing.assert_allclose(x[2], [12, 22, 700])
+
+
+def test_extra_columns_such_as_predictions_are_accepted(camp):
+    rows = camp.validate_table("q_tot,q_pva,predicted_mean,q_agno3,yield\n500,20,0.3,10,1.5\n", "s.csv")
+    np.testing.assert_allclose(rows, [[10, 20, 500, 1.5]])
+
+
+def _append_many(directory, k):
+    c = Campaign(Path(directory))
+    for i in range(5):
+        c.append_observations(np.array([[10.0 + k, 20.0, 500.0 + i, float(i)]]))
+
+
+def test_concurrent_appends_lose_no_row(camp):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(camp.dir), k)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert all(p.exitcode == 0 for p in procs)
+    x, _, batch = camp.read_observations()
+    assert x.shape[0] == 20
+    assert sorted(batch) == sorted(set(batch))  # every append got its own batch number
+
+
+def test_an_existing_campaign_is_not_overwritten(camp):
+    from jaxopt_mat import CampaignError
+
+    with pytest.raises(CampaignError, match="already holds a campaign"):
+        Campaign.create(camp.dir, parse_config(BASE))

@@ -1,0 +1,179 @@
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from jaxopt_mat import __version__
+from jaxopt_mat.cli import app
+from jaxopt_mat.test_functions import branin
+
+runner = CliRunner()
+
+CONFIG = """
+name = "branin"
+seed = 3
+initial_design = 6
+[[inputs]]
+name = "x1"
+low = -5.0
+high = 10.0
+[[inputs]]
+name = "x2"
+low = 0.0
+high = 15.0
+extendable = true
+[[constraints]]
+expr = "x1 + x2 <= 20"
+[objective]
+kind = "scalar"
+name = "cost"
+direction = "minimize"
+"""
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def measure(suggestion_csv: str) -> str:
+    rows = list(csv.DictReader(io.StringIO(suggestion_csv)))
+    out = ["x1,x2,cost"]
+    for r in rows:
+        x = np.array([[float(r["x1"]), float(r["x2"])]])
+        out.append(f"{r['x1']},{r['x2']},{float(branin(x)[0])!r}")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture
+def campaign(tmp_path):
+    cfg = tmp_path / "campaign.toml"
+    cfg.write_text(CONFIG)
+    res = invoke("init", tmp_path / "camp", "--config", cfg)
+    assert res.exit_code == 0, res.output
+    return tmp_path / "camp"
+
+
+def one_line_error(res, code):
+    assert res.exit_code == code, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.output
+    return lines[0]
+
+
+def test_version_is_printed():
+    res = invoke("--version")
+    assert res.exit_code == 0 and __version__ in res.stdout
+
+
+def test_closed_loop_round_trip_improves_and_respects_the_constraint(campaign, tmp_path):
+    best = []
+    for r in range(4):
+        res = invoke("suggest", campaign, "--batch", 6 if r == 0 else 4)
+        assert res.exit_code == 0, res.output
+        header = res.stdout.splitlines()[0].split(",")
+        assert header[:2] == ["x1", "x2"]
+        x = np.array([[float(v) for v in ln.split(",")[:2]] for ln in res.stdout.splitlines()[1:]])
+        assert np.all(x.sum(axis=1) <= 20.0) and np.all(x[:, 0] >= -5) and np.all(x[:, 1] <= 15)
+        if r > 0:
+            assert "predicted_mean" in header
+        f = tmp_path / f"m{r}.csv"
+        f.write_text(measure(res.stdout))
+        res = invoke("observe", campaign, f)
+        assert res.exit_code == 0, res.output
+        info = json.loads(invoke("status", campaign, "--json").stdout)
+        best.append(info["best"]["value"])
+    assert info["n_observations"] == 18 and info["n_conditions"] == 18
+    assert set(info["best"]) >= {"x1", "x2", "value"}
+    assert best[-1] < best[0]
+    assert len(list((campaign / "suggestions").glob("batch_*.csv"))) == 4
+
+
+def test_fewer_observations_than_the_initial_design_give_a_latin_hypercube(campaign):
+    res = invoke("suggest", campaign, "--batch", 5)
+    assert res.exit_code == 0
+    assert "Latin-hypercube" in res.stderr
+    assert res.stdout.splitlines()[0] == "x1,x2"
+
+
+def test_suggestions_are_reproducible_from_the_seed(campaign, tmp_path):
+    a = invoke("suggest", campaign, "--batch", 4, "--method", "random", "--seed", 7, "--out", tmp_path / "a.csv")
+    assert a.exit_code == 0
+    text_a = (tmp_path / "a.csv").read_text()
+    # Same seed, same campaign state (one fewer saved batch): copy the campaign back.
+    (campaign / "suggestions" / "batch_0001.csv").unlink()
+    invoke("suggest", campaign, "--batch", 4, "--method", "random", "--seed", 7, "--out", tmp_path / "b.csv")
+    assert (tmp_path / "b.csv").read_text() == text_a
+
+
+def test_status_before_any_measurement(campaign):
+    info = json.loads(invoke("status", campaign, "--json").stdout)
+    assert info["n_observations"] == 0 and info["best"] is None
+
+
+@pytest.mark.parametrize("content, message", [
+    ("x1,x2,cost\n1.0,2.0,oops\n", "row 2: cost = 'oops' is not a number"),
+    ("x1,x2,cost\n1.0,2.0,3.0\n9.0,14.0,1.0\n", "row 3: violates constraint"),
+    ("x1,cost\n1.0,2.0\n", "missing column(s) x2"),
+    ("x1,x2,cost\n1.0,16.0,1.0\n", "x2 = 16 is above its upper bound 15"),
+    ("x1,x2,cost\n1.0,2.0,nan\n", "not finite"),
+])
+def test_observe_refuses_bad_files_and_writes_nothing(campaign, tmp_path, content, message):
+    good = tmp_path / "good.csv"
+    good.write_text("x1,x2,cost\n1.0,2.0,3.0\n")
+    assert invoke("observe", campaign, good).exit_code == 0
+    before = (campaign / "observations.csv").read_bytes()
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    line = one_line_error(invoke("observe", campaign, bad), 3)
+    assert message in line
+    assert (campaign / "observations.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["suggest", "{camp}", "--batch", "0"], 3, "between 1 and 32"),
+    (["suggest", "{camp}", "--batch", "33"], 3, "between 1 and 32"),
+    (["suggest", "{camp}", "--batch", "2", "--method", "magic"], 3, "unknown method"),
+    (["suggest", "{tmp}/nowhere", "--batch", "2"], 5, "not a campaign folder"),
+    (["observe", "{camp}", "{tmp}/missing.csv"], 3, "no such file"),
+    (["status", "{tmp}/nowhere"], 5, "not a campaign folder"),
+    (["init", "{camp}", "--config", "{tmp}/campaign.toml"], 5, "already holds a campaign"),
+    (["init", "{tmp}/new", "--config", "{tmp}/nope.toml"], 2, "config file not found"),
+])
+def test_refusals_are_one_line_with_an_exit_code(campaign, tmp_path, args, code, message):
+    args = [a.format(camp=campaign, tmp=tmp_path) for a in args]
+    assert message in one_line_error(invoke(*args), code)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name = 'x'\nbogus = 1\n", "unknown key(s) bogus"),
+    ("[[inputs]]\nname='a'\nlow=1.0\nhigh=0.0\n[objective]\nname='y'\n", "must be below"),
+    ("[[inputs]]\nname='a'\nlow=0.0\nhigh=1.0\n[[constraints]]\nexpr='a >= 2'\n[objective]\nname='y'\n", "no feasible region"),
+    ("this is not toml", "not valid TOML"),
+])
+def test_init_refuses_bad_configs(tmp_path, text, message):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    assert message in one_line_error(invoke("init", tmp_path / "c", "--config", cfg), 2)
+    assert not (tmp_path / "c").exists()
+
+
+def test_bound_pressure_is_reported_and_can_widen_the_bound(campaign, tmp_path):
+    # Measurements that improve towards x2 = 15 make the GP push against that bound.
+    rows = ["x1,x2,cost"] + [f"{x1},{x2},{-x2 + 0.01 * x1 * x1!r}" for x1, x2 in
+                             [(-4, 1), (0, 3), (3, 5), (-2, 7), (1, 9), (4, 11), (-1, 13), (2, 14.5), (0, 15)]]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    assert invoke("observe", campaign, tmp_path / "m.csv").exit_code == 0
+    first = invoke("suggest", campaign, "--batch", 6)
+    second = invoke("suggest", campaign, "--batch", 6)
+    assert "keep pressing against its upper bound 15" in second.stderr, second.stderr
+    third = invoke("suggest", campaign, "--batch", 6, "--extend-bounds")
+    assert third.exit_code == 0
+    assert "widened it" in third.stderr
+    cfg = (campaign / "campaign.toml").read_text()
+    assert "high = 22.5" in cfg  # range 15 grows by the default factor 1.5
+    assert first.exit_code == 0

@@ -1,0 +1,155 @@
+import gpjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxopt_mat import DataError, fit_gp
+from jaxopt_mat.surrogates import gp as gpmod
+
+
+def _data(n=30, d=3, seed=0, noise=0.05):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(n, d)) * np.arange(1, d + 1) * 10.0
+    u = x / (np.arange(1, d + 1) * 10.0)
+    y = np.sin(5 * u[:, 0]) + u[:, 1] ** 2 + noise * rng.normal(size=n)
+    return x, y
+
+
+def _matern52(a, b, ls, var):
+    r = np.sqrt(np.sum(((a[:, None, :] - b[None, :, :]) / ls) ** 2, axis=-1)) * np.sqrt(5.0)
+    return var * (1 + r + r**2 / 3) * np.exp(-r)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x, y = _data()
+    return x, y, fit_gp(x, y, key=jax.random.key(0))
+
+
+def test_marginal_likelihood_equals_gpjax_conjugate_mll():
+    rng = np.random.default_rng(1)
+    u = rng.uniform(size=(20, 3))
+    y = rng.normal(size=20)
+    theta = jnp.array([np.log(0.3), np.log(0.5), np.log(1.2), np.log(1.3), np.log(0.05), 0.2])
+    ours = gpmod.negative_log_marginal_likelihood(theta, jnp.asarray(u), jnp.asarray(y), jnp.ones(20))
+    ls, var, noise, m = gpmod._unpack(theta, 3)
+    prior = gpjax.gps.Prior(mean_function=gpjax.mean_functions.Constant(m), kernel=gpmod.matern52(ls, var),
+                             jitter=float(gpmod._JITTER * var))
+    model = prior * gpjax.likelihoods.Gaussian(obs_stddev=jnp.sqrt(noise))
+    theirs = -gpjax.objectives.conjugate_mll(model, gpjax.Dataset(X=jnp.asarray(u), y=jnp.asarray(y)[:, None]))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+
+
+def test_padding_does_not_change_the_marginal_likelihood():
+    rng = np.random.default_rng(2)
+    u = jnp.asarray(rng.uniform(size=(10, 2)))
+    y = jnp.asarray(rng.normal(size=10))
+    theta = jnp.array([np.log(0.4), np.log(0.7), 0.1, np.log(0.01), 0.0])
+    plain = gpmod.negative_log_marginal_likelihood(theta, u, y, jnp.ones(10))
+    up = jnp.zeros((16, 2)).at[:10].set(u)
+    yp = jnp.zeros(16).at[:10].set(y)
+    mask = jnp.zeros(16).at[:10].set(1.0)
+    padded = gpmod.negative_log_marginal_likelihood(theta, up, yp, mask)
+    np.testing.assert_allclose(plain, padded, rtol=1e-10)
+
+
+def test_hand_written_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    u = jnp.asarray(rng.uniform(size=(12, 2)))
+    y = jnp.asarray(rng.normal(size=12))
+    theta = jnp.array([np.log(0.4), np.log(0.7), 0.1, np.log(0.05), 0.3])
+    f = lambda t: gpmod.negative_log_marginal_likelihood(t, u, y, jnp.ones(12))
+    g = jax.grad(f)(theta)
+    eps = 1e-6
+    fd = [(f(theta.at[i].add(eps)) - f(theta.at[i].add(-eps))) / (2 * eps) for i in range(theta.size)]
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_predictions_match_a_float64_numpy_reference(fitted):
+    x, y, model = fitted
+    rng = np.random.default_rng(4)
+    xs = rng.uniform(size=(7, 3)) * np.array([10.0, 20.0, 30.0])
+    mean, var = model.predict(jnp.asarray(xs))
+    # Reference: textbook GP regression on the same scaled data and hyper-parameters.
+    low, high = np.asarray(model.low), np.asarray(model.high)
+    u, us = (x - low) / (high - low), (xs - low) / (high - low)
+    ls, v, noise, m = (np.asarray(model.lengthscale), float(model.variance), float(model.noise), float(model.mean_const))
+    ys = (y - float(model.y_loc)) / float(model.y_scale)
+    K = _matern52(u, u, ls, v) + (noise + 1e-8 * v) * np.eye(len(u))
+    Ks = _matern52(us, u, ls, v)
+    ref_mean = m + Ks @ np.linalg.solve(K, ys - m)
+    ref_var = v - np.sum(Ks * np.linalg.solve(K, Ks.T).T, axis=1)
+    np.testing.assert_allclose(mean, float(model.y_loc) + float(model.y_scale) * ref_mean, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(var, float(model.y_scale) ** 2 * ref_var, rtol=1e-5, atol=1e-10)
+
+
+def test_fit_explains_a_smooth_function(fitted):
+    x, y, model = fitted
+    q = gpmod.fit_quality(model, y)
+    assert q["loo_r2"] > 0.8
+    assert 0.005 < q["noise_std"] < 0.2  # true noise 0.05
+
+
+def test_leave_one_out_equals_refitting_without_each_point(fitted):
+    x, y, model = fitted
+    loo = gpmod.leave_one_out(model)
+    low, high = np.asarray(model.low), np.asarray(model.high)
+    u = (x - low) / (high - low)
+    ls, v, noise, m = (np.asarray(model.lengthscale), float(model.variance), float(model.noise), float(model.mean_const))
+    ys = (y - float(model.y_loc)) / float(model.y_scale)
+    for i in [0, 7, 19]:
+        keep = np.arange(len(y)) != i
+        K = _matern52(u[keep], u[keep], ls, v) + (noise + 1e-8 * v) * np.eye(keep.sum())
+        k = _matern52(u[i : i + 1], u[keep], ls, v)[0]
+        mu = m + k @ np.linalg.solve(K, ys[keep] - m)
+        np.testing.assert_allclose(loo.mean[i], float(model.y_loc) + float(model.y_scale) * mu, rtol=1e-5)
+
+
+def test_model_survives_jit_vmap_and_grad(fitted):
+    x, _, model = fitted
+    pts = jnp.asarray(x[:4]) + 0.1
+    mean, var = model.predict(pts)
+    jm, jv = jax.jit(lambda m, p: m.predict(p))(model, pts)
+    np.testing.assert_allclose(jm, mean, rtol=1e-10)
+    vm = jax.vmap(lambda p: model.predict(p[None]).mean[0])(pts)
+    np.testing.assert_allclose(vm, mean, rtol=1e-10)
+    g = jax.grad(lambda p: model.predict(p[None]).mean[0])(pts[0])
+    eps = 1e-5
+    fd = [(model.predict((pts[0] + eps * e)[None]).mean[0] - model.predict((pts[0] - eps * e)[None]).mean[0]) / (2 * eps)
+          for e in np.eye(3)]
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-8)
+    assert np.all(np.isfinite(jax.grad(lambda p: model.predict(p[None]).var[0])(jnp.asarray(x[0]))))
+
+
+def test_a_new_row_in_the_same_bucket_does_not_recompile():
+    x, y = _data(n=20)
+    fit_gp(x, y, key=jax.random.key(0))
+    before = gpmod._fit_hyperparameters._cache_size()
+    fit_gp(np.vstack([x, x[:1] + 0.5]), np.append(y, 0.3), key=jax.random.key(1))
+    assert gpmod._fit_hyperparameters._cache_size() == before
+
+
+def test_variance_stays_positive_at_training_points_and_far_away(fitted):
+    x, _, model = fitted
+    _, var = model.predict(jnp.asarray(np.vstack([x[:5], x[:5] * 100.0])))
+    assert bool(jnp.all(var > 0))
+
+
+@pytest.mark.parametrize("x, y, message", [
+    (np.zeros((3, 2)), np.zeros(4), "shape"),
+    (np.zeros((1, 2)), np.zeros(1), "at least 2"),
+    (np.array([[0.0], [np.nan]]), np.zeros(2), "NaN"),
+])
+def test_bad_training_data_is_refused(x, y, message):
+    with pytest.raises(DataError, match=message):
+        fit_gp(x, y, key=jax.random.key(0))
+
+
+def test_float32_inputs_raise_a_warning():
+    x, y = _data(n=8)
+    with pytest.warns(UserWarning, match="float32"):
+        try:
+            fit_gp(x.astype(np.float32), y.astype(np.float32), key=jax.random.key(0))
+        except Exception:
+            pass

@@ -1,0 +1,69 @@
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_mat import SearchSpace, maximize, maximize_grid, maximize_random
+from jaxopt_mat import optimize as optmod
+
+
+def neg_sq_dist(x, target):
+    return -jnp.sum((x - target) ** 2, axis=-1)
+
+
+def test_gradient_maximizer_finds_a_constrained_optimum_on_the_boundary():
+    space = SearchSpace([-1.0, -1.0], [1.0, 1.0], A=[[1.0, 1.0]], b=[0.5])
+    res = maximize(neg_sq_dist, space, key=jax.random.key(0), args=(jnp.array([0.5, 0.5]),))
+    # Closest feasible point to (0.5, 0.5) is its projection on x1 + x2 = 0.5.
+    np.testing.assert_allclose(res.x, [0.25, 0.25], atol=2e-3)
+    assert float(res.x.sum()) <= 0.5
+
+
+def test_every_start_ends_feasible(agnp_space):
+    target = jnp.array([45.0, 40.0, 30.0, 20.0, 1000.0])  # far outside the constraint
+    res = maximize(neg_sq_dist, agnp_space, key=jax.random.key(1), args=(target,), n_starts=16)
+    assert bool(jnp.all(agnp_space.is_feasible(res.xs, atol=0.0)))
+
+
+def test_new_arguments_do_not_recompile():
+    space = SearchSpace([0.0, 0.0], [1.0, 1.0])
+    maximize(neg_sq_dist, space, key=jax.random.key(0), args=(jnp.array([0.2, 0.3]),))
+    before = optmod._maximize_jit._cache_size()
+    res = maximize(neg_sq_dist, space, key=jax.random.key(1), args=(jnp.array([0.7, 0.1]),))
+    assert optmod._maximize_jit._cache_size() == before
+    np.testing.assert_allclose(res.x, [0.7, 0.1], atol=2e-3)
+
+
+def test_grid_baseline_equals_brute_force():
+    space = SearchSpace([0.0, -1.0, 2.0], [1.0, 1.0, 3.0], A=[[1.0, 1.0, 0.0]], b=[0.8])
+    target = jnp.array([0.9, 0.4, 2.33])
+    res = maximize_grid(neg_sq_dist, space, resolution=7, args=(target,), chunk=50)
+    best, best_v = None, -np.inf
+    for p in itertools.product(*[np.linspace(lo, hi, 7) for lo, hi in zip(space.low, space.high)]):
+        p = np.array(p)
+        if p[0] + p[1] > 0.8:
+            continue
+        v = -np.sum((p - np.asarray(target)) ** 2)
+        if v > best_v:
+            best, best_v = p, v
+    np.testing.assert_allclose(res.x, best, atol=1e-12)
+    assert float(res.value) == np.float64(best_v).item() or abs(float(res.value) - best_v) < 1e-12
+
+
+def test_random_baseline_returns_a_feasible_point(agnp_space):
+    res = maximize_random(neg_sq_dist, agnp_space, key=jax.random.key(0), n=1000, args=(jnp.zeros(5),))
+    assert bool(agnp_space.is_feasible(res.x[None], atol=0.0)[0])
+
+
+def test_gradient_beats_random_search_of_equal_budget_on_a_narrow_peak():
+    space = SearchSpace(np.zeros(5), np.ones(5))
+    target = jnp.array([0.13, 0.71, 0.42, 0.9, 0.05])
+
+    def peak(x, t):
+        return jnp.exp(-jnp.sum((x - t) ** 2, axis=-1) / 0.01)
+
+    g = maximize(peak, space, key=jax.random.key(0), args=(target,))
+    r = maximize_random(peak, space, key=jax.random.key(0), n=1024 + 32 * 100, args=(target,))
+    assert float(g.value) > 0.999
+    assert float(g.value) > float(r.value)
