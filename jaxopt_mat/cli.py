@@ -25,16 +25,24 @@ app = typer.Typer(
 )
 
 
+def _cache_root() -> Path:
+    return Path(os.environ.get("JAXOPT_MAT_CACHE", str(Path.home() / ".cache" / "jaxopt_mat")))
+
+
 def _setup_jax() -> None:
     """x64 for GP work and a persistent compilation cache, before any array exists."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    cache = os.environ.get("JAXOPT_MAT_CACHE", str(Path.home() / ".cache" / "jaxopt_mat" / "xla"))
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_dir", str(_cache_root() / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def _program_cache():
+    from jaxopt_mat.program_cache import ProgramCache
+
+    return ProgramCache(_cache_root() / "programs")
 
 
 def _progress(message: str) -> None:
@@ -111,7 +119,8 @@ def suggest(
     from jaxopt_mat.campaign import Campaign, atomic_write_text
 
     camp = Campaign(directory)
-    sug = loop.suggest(camp, batch, method=method, seed=seed, extend_bounds=extend_bounds, progress=_progress)
+    sug = loop.suggest(camp, batch, method=method, seed=seed, extend_bounds=extend_bounds, progress=_progress,
+                       program_cache=_program_cache())
     text = loop.suggestion_csv(camp.config, sug)
     saved = camp.save_suggestion(text)
     for n in sug.notes:
@@ -158,7 +167,7 @@ def status(
 
     camp = Campaign(directory)
     _progress("fitting GP for the fit-quality report")
-    info = loop.status(camp)
+    info = loop.status(camp, program_cache=_program_cache())
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return

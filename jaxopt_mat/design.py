@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import qmc
 
 from jaxopt_mat.space import SearchSpace
 
@@ -56,6 +55,8 @@ def latin_hypercube(space: SearchSpace, n: int, *, seed: int) -> np.ndarray:
 
 
 def _lhs(d: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    from scipy.stats import qmc  # imported here: scipy.stats costs 0.3 s at CLI start-up
+
     sampler = qmc.LatinHypercube(d=d, optimization="random-cd" if n > 1 else None, rng=rng)
     return sampler.random(n)
 

@@ -66,12 +66,15 @@ def suggest(
     seed: int | None = None,
     extend_bounds: bool = False,
     progress: Callable[[str], None] = lambda msg: None,
+    program_cache=None,
 ) -> Suggestion:
     """The next ``batch`` conditions for a campaign.
 
     The random stream depends on the seed (default: the campaign's) and on the
     number of batches suggested so far, so a repeated call on the same state
-    gives the same batch, and successive batches differ.
+    gives the same batch, and successive batches differ. ``program_cache``
+    (a :class:`~jaxopt_mat.program_cache.ProgramCache`) keeps compiled programs
+    between processes.
     """
     if not 1 <= batch <= MAX_BATCH:
         raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
@@ -95,7 +98,7 @@ def suggest(
     elif method == "random":
         result = Suggestion(random_design(space, batch, seed=rng_seed), "random", {}, notes)
     else:
-        result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes)
+        result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
 
     pressing = bound_pressure(campaign, result.x)
     for name, side, share_now, share_before in pressing:
@@ -114,20 +117,21 @@ def suggest(
             result.notes.append(f"{what}; rerun with --extend-bounds to widen it by x{inp.extend_factor:g} to {new_value:g}")
     if extend_bounds and pressing:
         # Suggest again in the widened space (without widening twice).
-        again = suggest(campaign, batch, method=method, seed=seed, extend_bounds=False, progress=progress)
+        again = suggest(campaign, batch, method=method, seed=seed, extend_bounds=False, progress=progress,
+                        program_cache=program_cache)
         again.notes = result.notes + [n for n in again.notes if n not in result.notes]
         return again
     return result
 
 
-def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes) -> Suggestion:
+def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache) -> Suggestion:
     config = campaign.config
     space = campaign.space
     maximize = config.objective.maximize
     key = jax.random.key(rng_seed)
     k_fit, k_acq = jax.random.split(key)
     progress(f"fitting GP to {cond.x.shape[0]} conditions")
-    model = fit_gp(cond.x, cond.y, key=k_fit, low=space.low, high=space.high)
+    model = fit_gp(cond.x, cond.y, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
     best = float(np.max(cond.y) if maximize else np.min(cond.y))
     order = np.argsort(-cond.y if maximize else cond.y)
     top = cond.x[order[:5]]
@@ -136,7 +140,9 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes) -> Suggestion:
     init = np.concatenate([top, (top[None] + jitter).reshape(-1, space.dim)])
     init = np.clip(init, space.low, space.high)
     progress(f"optimizing log-EI for a batch of {batch}")
-    result = local_penalization_batch(model, space, batch, key=k_acq, best=best, maximize=maximize, init=init)
+    result = local_penalization_batch(
+        model, space, batch, key=k_acq, best=best, maximize=maximize, init=init, program_cache=program_cache
+    )
     x = np.asarray(result.x)
     if not np.all(np.asarray(space.is_feasible(x, atol=0.0))):  # the repair guarantees this
         raise AssertionError("internal error: an infeasible suggestion escaped the projection")
@@ -184,7 +190,7 @@ def widen_bound(config: Config, name: str, side: str) -> Config:
     return dataclasses.replace(config, inputs=tuple(inputs))
 
 
-def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0) -> dict:
+def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, program_cache=None) -> dict:
     """Campaign summary: counts, best condition (median of replicates), model fit quality."""
     config = campaign.config
     x_obs, y_obs, batches = campaign.read_observations()
@@ -207,7 +213,8 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0) ->
         out["best"] = best
     if with_model and cond.x.shape[0] >= 3:
         space = campaign.space
-        model = fit_gp(cond.x, cond.y, key=jax.random.key(key_seed), low=space.low, high=space.high)
+        model = fit_gp(cond.x, cond.y, key=jax.random.key(key_seed), low=space.low, high=space.high,
+                       program_cache=program_cache)
         quality = fit_quality(model, cond.y)
         quality["lengthscales"] = dict(zip(config.input_names, quality["lengthscales"]))
         out["model"] = quality

@@ -133,6 +133,7 @@ def local_penalization_batch(
     n_raw: int = 512,
     n_steps: int = 60,
     learning_rate: float = 0.03,
+    program_cache=None,
 ) -> Batch:
     """Choose ``q`` points by log-EI with local penalization (González et al. 2016).
 
@@ -145,6 +146,8 @@ def local_penalization_batch(
         maximize: direction of the objective.
         init: extra starting points ``(k, d)`` in physical units, e.g. near the best
             observations; the optimizer also starts from the best raw samples.
+        program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
+            that keeps the compiled program between processes (used by the CLI).
 
     Example:
         >>> batch = local_penalization_batch(model, space, 15, key=key, best=y.max())
@@ -154,7 +157,12 @@ def local_penalization_batch(
     if not 1 <= q <= MAX_BATCH:
         raise ValueError(f"batch size must be between 1 and {MAX_BATCH}, got {q}")
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
-    return _local_penalization(
-        model, space, key, jnp.asarray(best, model.x_unit.dtype), init_unit, learning_rate,
-        q=q, maximize=maximize, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps,
-    )
+    args = (model, space, key, jnp.asarray(best, model.x_unit.dtype), init_unit, jnp.asarray(learning_rate))
+    static = dict(q=q, maximize=maximize, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
+    if program_cache is None:
+        return _local_penalization(*args, **static)
+    return Batch(*program_cache.call("local_penalization", _local_penalization_tuple, args, static))
+
+
+def _local_penalization_tuple(*args, **static):
+    return tuple(_local_penalization(*args, **static))

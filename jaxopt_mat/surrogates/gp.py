@@ -19,7 +19,6 @@ import math
 import warnings
 from functools import partial
 
-import gpjax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +38,10 @@ _PAD_BUCKET = 64
 
 def matern52(lengthscale, variance):
     """The gpjax Matérn-5/2 kernel with one length-scale per input."""
+    # Imported on first use: a CLI call that loads its compiled programs from
+    # the program cache never traces a kernel and so skips gpjax's import time.
+    import gpjax
+
     return gpjax.kernels.Matern52(lengthscale=lengthscale, variance=variance)
 
 
@@ -253,6 +256,7 @@ def fit_gp(
     n_candidates: int = 64,
     max_iter: int = 200,
     pad_to: int | None = None,
+    program_cache=None,
 ) -> GPModel:
     """Fit a GP to ``(x, y)`` by maximising the (prior-regularised) marginal likelihood.
 
@@ -269,6 +273,8 @@ def fit_gp(
         n_candidates: random hyper-parameter draws scored to choose the restarts.
         max_iter: L-BFGS iterations per restart.
         pad_to: pad the data to this many rows (default: the next multiple of 64).
+        program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
+            that keeps the compiled fit between processes (used by the CLI).
 
     Returns:
         A :class:`GPModel`.
@@ -312,10 +318,15 @@ def fit_gp(
     mask = jnp.zeros((n_pad,), dtype).at[:n].set(1.0)
     if n_restarts is None:
         n_restarts = 4 if n <= 128 else (2 if n <= 256 else 1)
-    theta, _ = _fit_hyperparameters(
-        u_pad, y_pad, mask, key, n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter
-    )
-    L, alpha, ls, var, noise, m = _condition(theta, u_pad, y_pad, mask)
+    static = dict(n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter)
+    if program_cache is None:
+        theta, _ = _fit_hyperparameters(u_pad, y_pad, mask, key, **static)
+    else:
+        theta, _ = program_cache.call("fit_gp", _fit_hyperparameters, (u_pad, y_pad, mask, key), static)
+    if program_cache is None:
+        L, alpha, ls, var, noise, m = _condition(theta, u_pad, y_pad, mask)
+    else:
+        L, alpha, ls, var, noise, m = program_cache.call("condition_gp", _condition, (theta, u_pad, y_pad, mask), {})
     if not bool(jnp.all(jnp.isfinite(L))):
         raise NumericalError(
             f"GP covariance is not positive definite even with jitter {_JITTER:g} x variance; "
