@@ -18,6 +18,7 @@ from jaxopt_mat.acquisition.analytic import (
     upper_confidence_bound,
 )
 from jaxopt_mat.acquisition.batch import Batch, local_penalization_batch
+from jaxopt_mat.objectives import spectrum_loss
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.design import latin_hypercube, random_design
 from jaxopt_mat.errors import (
@@ -60,5 +61,6 @@ __all__ = [
     "maximize_random",
     "probability_of_improvement",
     "random_design",
+    "spectrum_loss",
     "upper_confidence_bound",
 ]
