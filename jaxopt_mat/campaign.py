@@ -22,6 +22,7 @@ import os
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,6 +38,8 @@ _TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_desi
 _INPUT_KEYS = {"name", "low", "high", "extendable", "extend_factor", "unit"}
 _CONSTRAINT_KEYS = {"expr"}
 _OBJECTIVE_KEYS = {"kind", "name", "direction"}
+_SPECTRUM_KEYS = {"kind", "name", "target", "window", "smoothness"}
+DEFAULT_WINDOW = (0.7, 1.2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +54,28 @@ class Input:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
+    """What is optimised.
+
+    ``kind = "scalar"``: the measured column ``name`` in ``direction``.
+    ``kind = "spectrum"``: measured spectra (one column per wavelength) scored
+    by the study's loss against the ``target`` file with the intensity
+    ``window``; the loss (column ``name``, default ``loss``) is minimised.
+    """
+
     kind: str
     name: str
     direction: str
+    target: str = ""
+    window: tuple[float, float] = DEFAULT_WINDOW
+    smoothness: float = 0.02
 
     @property
     def maximize(self) -> bool:
         return self.direction == "maximize"
+
+    @property
+    def is_spectrum(self) -> bool:
+        return self.kind == "spectrum"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,24 +168,42 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     raw_obj = data.get("objective")
     if not isinstance(raw_obj, dict):
         raise ConfigError(f"{source}: an [objective] table is required")
-    _check_keys(raw_obj, _OBJECTIVE_KEYS, f"{source}: objective")
-    kind = raw_obj.get("kind", "scalar")
-    if kind != "scalar":
-        raise ConfigError(f"{source}: objective kind {kind!r} is not supported (supported: 'scalar')")
-    obj_name = raw_obj.get("name")
+    objective = _parse_objective(raw_obj, names, source)
+    initial = data.get("initial_design", max(5, 2 * len(inputs)))
+    if isinstance(initial, bool) or not isinstance(initial, int) or initial < 2:
+        raise ConfigError(f"{source}: initial_design must be an integer of at least 2, got {initial!r}")
+    config = Config(name, seed, tuple(inputs), tuple(constraints), objective, initial)
+    config.space()  # parses constraints and checks feasibility
+    return config
+
+
+def _parse_objective(raw: dict, names: list[str], source: str) -> Objective:
+    kind = raw.get("kind", "scalar")
+    if kind not in ("scalar", "spectrum"):
+        raise ConfigError(f"{source}: objective kind {kind!r} is not supported (supported: 'scalar', 'spectrum')")
+    _check_keys(raw, _OBJECTIVE_KEYS if kind == "scalar" else _SPECTRUM_KEYS, f"{source}: objective")
+    obj_name = raw.get("name", "loss" if kind == "spectrum" else None)
     if not isinstance(obj_name, str) or not obj_name.isidentifier():
         raise ConfigError(f"{source}: objective name must be an identifier, got {obj_name!r}")
     if obj_name in names or obj_name == BATCH_COLUMN:
         raise ConfigError(f"{source}: objective name {obj_name!r} clashes with an input or reserved column")
-    direction = raw_obj.get("direction", "maximize")
-    if direction not in ("maximize", "minimize"):
-        raise ConfigError(f"{source}: objective direction must be 'maximize' or 'minimize', got {direction!r}")
-    initial = data.get("initial_design", max(5, 2 * len(inputs)))
-    if isinstance(initial, bool) or not isinstance(initial, int) or initial < 2:
-        raise ConfigError(f"{source}: initial_design must be an integer of at least 2, got {initial!r}")
-    config = Config(name, seed, tuple(inputs), tuple(constraints), Objective(kind, obj_name, direction), initial)
-    config.space()  # parses constraints and checks feasibility
-    return config
+    if kind == "scalar":
+        direction = raw.get("direction", "maximize")
+        if direction not in ("maximize", "minimize"):
+            raise ConfigError(f"{source}: objective direction must be 'maximize' or 'minimize', got {direction!r}")
+        return Objective(kind, obj_name, direction)
+    target = raw.get("target")
+    if not isinstance(target, str) or not target:
+        raise ConfigError(f"{source}: a spectrum objective needs target = \"file.csv\" (wavelength, absorbance)")
+    window = raw.get("window", list(DEFAULT_WINDOW))
+    if (not isinstance(window, list) or len(window) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window)
+            or not 0 < window[0] < window[1]):
+        raise ConfigError(f"{source}: objective window must be [low, high] with 0 < low < high, got {window!r}")
+    smooth = _number(raw.get("smoothness", 0.02), f"{source}: objective smoothness")
+    if smooth <= 0:
+        raise ConfigError(f"{source}: objective smoothness must be positive")
+    return Objective(kind, obj_name, "minimize", target, (float(window[0]), float(window[1])), smooth)
 
 
 def load_config(path: Path) -> Config:
@@ -210,8 +246,12 @@ def config_to_toml(config: Config) -> str:
     for c in config.constraints:
         out += ["[[constraints]]", f"expr = {_toml_value(c)}", ""]
     o = config.objective
-    out += ["[objective]", f"kind = {_toml_value(o.kind)}", f"name = {_toml_value(o.name)}",
-            f"direction = {_toml_value(o.direction)}", ""]
+    out += ["[objective]", f"kind = {_toml_value(o.kind)}", f"name = {_toml_value(o.name)}"]
+    if o.is_spectrum:
+        out += [f"target = {_toml_value(o.target)}", f"window = [{o.window[0]!r}, {o.window[1]!r}]",
+                f"smoothness = {o.smoothness!r}", ""]
+    else:
+        out += [f"direction = {_toml_value(o.direction)}", ""]
     return "\n".join(out)
 
 
@@ -236,12 +276,79 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+class Measurements(NamedTuple):
+    """Validated rows of a measurement file.
+
+    Attributes:
+        values: ``(n, d + k)``: the inputs, then the measured columns.
+        columns: names of the ``k`` measured columns (the objective, or the wavelengths as written).
+    """
+
+    values: np.ndarray
+    columns: list[str]
+
+
+def read_target(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a target spectrum: two columns, wavelength and absorbance (a header row is allowed).
+
+    Raises:
+        DataError: if the file is missing, malformed or has fewer than 3 points.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"target spectrum file not found: {path}") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    values = []
+    for line, row in enumerate(rows, 1):
+        try:
+            wl, a = float(row[0]), float(row[1])
+        except (ValueError, IndexError):
+            if line == 1:
+                continue  # header
+            raise DataError(f"{path.name} row {line}: expected two numbers (wavelength, absorbance)") from None
+        if not (math.isfinite(wl) and math.isfinite(a)):
+            raise DataError(f"{path.name} row {line}: values must be finite")
+        values.append((wl, a))
+    if len(values) < 3:
+        raise DataError(f"{path.name}: a target spectrum needs at least 3 points, got {len(values)}")
+    arr = np.array(sorted(values))
+    if np.any(np.diff(arr[:, 0]) <= 0):
+        raise DataError(f"{path.name}: wavelengths must be distinct")
+    return arr[:, 0], arr[:, 1]
+
+
+def target_on_grid(target_wl, target_abs, wavelengths, *, source: str = "target") -> np.ndarray:
+    """Interpolate a target spectrum linearly onto measured ``wavelengths``; the target must cover them."""
+    wavelengths = np.asarray(wavelengths, dtype=np.float64)
+    tol = 0.5 * (np.min(np.diff(wavelengths)) if wavelengths.size > 1 else 1.0)
+    if wavelengths.min() < target_wl.min() - tol or wavelengths.max() > target_wl.max() + tol:
+        raise DataError(
+            f"{source} covers {target_wl.min():g}-{target_wl.max():g} nm but the measured spectra span "
+            f"{wavelengths.min():g}-{wavelengths.max():g} nm"
+        )
+    return np.interp(wavelengths, target_wl, target_abs)
+
+
+def _as_wavelength(cell: str):
+    try:
+        v = float(cell)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
 class Campaign:
     """A campaign folder: config, observations, suggestions.
 
+    ``observations.csv`` holds the input columns, then the objective column
+    (scalar campaigns) or one column per wavelength (spectrum campaigns; the
+    first ``observe`` fixes the grid), then ``batch``.
+
     Example:
         >>> camp = Campaign.create("runs/agnp", config)
-        >>> camp.append_observations(table)
+        >>> camp.append_observations(camp.validate_table(text, "round1.csv"))
     """
 
     def __init__(self, directory: Path):
@@ -250,27 +357,30 @@ class Campaign:
         if not cfg.is_file():
             raise CampaignError(f"{self.dir} is not a campaign folder (no {CONFIG_FILE}); run 'jaxopt-mat init' first")
         self.config = load_config(cfg)
+        self._target = None
 
     @classmethod
-    def create(cls, directory: Path, config: Config) -> "Campaign":
+    def create(cls, directory: Path, config: Config, *, source_dir: Path | None = None) -> "Campaign":
+        """Create the folder; files the config names are read relative to ``source_dir`` and copied in."""
         directory = Path(directory)
         if (directory / CONFIG_FILE).exists():
             raise CampaignError(f"{directory} already holds a campaign; choose another folder")
         if directory.exists() and not directory.is_dir():
             raise CampaignError(f"{directory} exists and is not a folder")
+        copies = {}
+        if config.objective.is_spectrum:
+            src = Path(source_dir or ".") / config.objective.target
+            read_target(src)  # validate before creating anything
+            copies[src.name] = src.read_bytes()
+            config = dataclasses.replace(config, objective=dataclasses.replace(config.objective, target=src.name))
         directory.mkdir(parents=True, exist_ok=True)
         (directory / SUGGESTIONS_DIR).mkdir(exist_ok=True)
-        atomic_write_text(directory / OBSERVATIONS_FILE, ",".join(cls.columns_for(config)) + "\n")
+        for name, content in copies.items():
+            (directory / name).write_bytes(content)
+        header = config.input_names + ([] if config.objective.is_spectrum else [config.objective.name]) + [BATCH_COLUMN]
+        atomic_write_text(directory / OBSERVATIONS_FILE, ",".join(header) + "\n")
         atomic_write_text(directory / CONFIG_FILE, config_to_toml(config))
         return cls(directory)
-
-    @staticmethod
-    def columns_for(config: Config) -> list[str]:
-        return config.input_names + [config.objective.name, BATCH_COLUMN]
-
-    @property
-    def columns(self) -> list[str]:
-        return self.columns_for(self.config)
 
     @property
     def space(self) -> SearchSpace:
@@ -287,24 +397,63 @@ class Campaign:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     # -- observations -------------------------------------------------------
-    def read_observations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All recorded rows as ``(x (n, d), y (n,), batch (n,))``."""
+    def _read_rows(self) -> tuple[list[str], list[list[str]]]:
         path = self.dir / OBSERVATIONS_FILE
         if not path.is_file():
             raise CampaignError(f"{path} is missing; the campaign folder is incomplete")
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
-        if not rows or rows[0] != self.columns:
-            raise CampaignError(f"{path}: header does not match the campaign's columns {self.columns}")
-        body = rows[1:]
-        d = len(self.config.inputs)
-        if not body:
-            return np.zeros((0, d)), np.zeros(0), np.zeros(0, dtype=int)
-        arr = np.array([[float(v) for v in r] for r in body])
-        return arr[:, :d], arr[:, d], arr[:, d + 1].astype(int)
+        if not rows:
+            raise CampaignError(f"{path} has no header")
+        header = rows[0]
+        names = self.config.input_names
+        if header[: len(names)] != names or header[-1] != BATCH_COLUMN:
+            raise CampaignError(f"{path}: header does not start with the inputs {names} and end with '{BATCH_COLUMN}'")
+        return header, rows[1:]
 
-    def validate_table(self, text: str, source: str) -> np.ndarray:
-        """Parse a measurement CSV; return its rows as ``(n, d + 1)`` (inputs, objective).
+    def measured_columns(self) -> list[str]:
+        """The objective column, or the wavelength columns of a spectrum campaign (empty before any data)."""
+        header, _ = self._read_rows()
+        return header[len(self.config.inputs):-1]
+
+    def wavelengths(self) -> np.ndarray:
+        return np.array([float(c) for c in self.measured_columns()]) if self.config.objective.is_spectrum else np.zeros(0)
+
+    def target(self, wavelengths) -> np.ndarray:
+        """The target spectrum on the given wavelength grid."""
+        if self._target is None:
+            self._target = read_target(self.dir / self.config.objective.target)
+        return target_on_grid(*self._target, wavelengths, source=self.config.objective.target)
+
+    def read_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All rows as ``(x (n, d), measured (n, k), batch (n,))`` (k = 1, or the number of wavelengths)."""
+        header, body = self._read_rows()
+        d = len(self.config.inputs)
+        k = len(header) - d - 1
+        if not body:
+            return np.zeros((0, d)), np.zeros((0, k)), np.zeros(0, dtype=int)
+        arr = np.array([[float(v) for v in r] for r in body])
+        return arr[:, :d], arr[:, d:-1], arr[:, -1].astype(int)
+
+    def read_observations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All rows as ``(x (n, d), y (n,), batch (n,))``; ``y`` is the exact spectrum loss for spectra."""
+        x, measured, batch = self.read_table()
+        if not self.config.objective.is_spectrum:
+            return x, measured[:, 0], batch
+        if x.shape[0] == 0:
+            return x, np.zeros(0), batch
+        from jaxopt_mat.objectives import spectrum_loss
+
+        target = self.target(self.wavelengths())
+        loss = np.asarray(spectrum_loss(measured, target, window=self.config.objective.window))
+        return x, loss, batch
+
+    def validate_table(self, text: str, source: str) -> Measurements:
+        """Parse a measurement CSV into rows ``(n, d + k)``: inputs, then the objective or the spectrum.
+
+        Spectrum columns are those whose header is a number (the wavelength);
+        they are returned in increasing wavelength and must match the grid of
+        earlier observations.
 
         Raises:
             DataError: naming the row and the reason for the first problem found.
@@ -315,10 +464,25 @@ class Campaign:
         except StopIteration:
             raise DataError(f"{source}: the file is empty") from None
         header = [h.strip() for h in header]
-        need = self.config.input_names + [self.config.objective.name]
+        names = self.config.input_names
+        if self.config.objective.is_spectrum:
+            spectral = sorted(((w, i) for i, h in enumerate(header) if (w := _as_wavelength(h)) is not None))
+            if len(spectral) < 3:
+                raise DataError(f"{source}: no spectrum columns (headers must be wavelengths, e.g. 380, 381, ...)")
+            known = self.wavelengths()
+            if known.size and (len(known) != len(spectral) or not np.allclose(known, [w for w, _ in spectral])):
+                raise DataError(
+                    f"{source}: its {len(spectral)} wavelengths ({spectral[0][0]:g}-{spectral[-1][0]:g} nm) differ from "
+                    f"the campaign's {len(known)} ({known[0]:g}-{known[-1]:g} nm)"
+                )
+            self.target(np.array([w for w, _ in spectral]))  # the target must cover the grid
+            need = names + [header[i] for _, i in spectral]
+        else:
+            need = names + [self.config.objective.name]
         missing = [c for c in need if c not in header]
         if missing:
-            raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need)})")
+            raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need[:len(names) + 1])}"
+                            f"{', ...' if len(need) > len(names) + 1 else ''})")
         pos = [header.index(c) for c in need]
         space = self.space
         values = []
@@ -345,7 +509,7 @@ class Campaign:
                     raise DataError(f"{source} row {line}: {inp.name} = {v:g} is below its lower bound {inp.low:g}")
                 if v > inp.high + tol:
                     raise DataError(f"{source} row {line}: {inp.name} = {v:g} is above its upper bound {inp.high:g}")
-            x = np.array(vals[:-1])
+            x = np.array(vals[: len(names)])
             if space.n_constraints:
                 lhs = space.A @ x
                 for expr, a, bnd in zip(self.config.constraints, lhs, space.b):
@@ -354,14 +518,28 @@ class Campaign:
             values.append(vals)
         if not values:
             raise DataError(f"{source}: no data rows")
-        return np.array(values)
+        return Measurements(np.array(values), need[len(names):])
 
-    def append_observations(self, rows: np.ndarray) -> int:
-        """Append validated rows atomically under the lock; return the batch number given to them."""
+    def append_observations(self, measurements: Measurements | np.ndarray) -> int:
+        """Append validated rows atomically under the lock; return the batch number given to them.
+
+        A spectrum campaign's first rows fix its wavelength grid (the header of
+        ``observations.csv``); a bare array is taken to be in the current column order.
+        """
         path = self.dir / OBSERVATIONS_FILE
+        d = len(self.config.inputs)
+        rows = measurements.values if isinstance(measurements, Measurements) else np.asarray(measurements)
         with self.lock():
+            header, _ = self._read_rows()
             old = path.read_text()
-            _, _, batches = self.read_observations()
+            if len(header) == d + 1:  # spectrum campaign without data yet: the grid comes with these rows
+                if not isinstance(measurements, Measurements):
+                    raise CampaignError("the first spectra of a campaign need their wavelength columns (use validate_table)")
+                header = self.config.input_names + list(measurements.columns) + [BATCH_COLUMN]
+                old = ",".join(header) + "\n" + old.split("\n", 1)[1]
+            elif rows.shape[1] != len(header) - 1:
+                raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {len(header) - 1}")
+            _, _, batches = self.read_table()
             batch = int(batches.max()) + 1 if batches.size else 1
             lines = [",".join(repr(float(v)) for v in r) + f",{batch}" for r in rows]
             if old and not old.endswith("\n"):
@@ -394,4 +572,3 @@ class Campaign:
         with self.lock():
             atomic_write_text(self.dir / CONFIG_FILE, config_to_toml(config))
         self.config = config
-

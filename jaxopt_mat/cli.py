@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 app = typer.Typer(
@@ -100,7 +101,7 @@ def init(
     from jaxopt_mat.campaign import Campaign, load_config
 
     cfg = load_config(config)
-    Campaign.create(directory, cfg)
+    Campaign.create(directory, cfg, source_dir=config.parent)
     typer.echo(f"created campaign '{cfg.name}' in {directory} ({len(cfg.inputs)} inputs, {len(cfg.constraints)} constraints)")
 
 
@@ -109,7 +110,12 @@ def init(
 def suggest(
     directory: Path = typer.Argument(..., help="Campaign folder."),
     batch: int = typer.Option(..., "--batch", "-n", help="Number of conditions to suggest (1-32)."),
-    method: str = typer.Option("gp", "--method", "-m", help="gp (batch log-EI with local penalization), random or lhs."),
+    method: Optional[str] = typer.Option(
+        None, "--method", "-m",
+        help="gp (batch log-EI with local penalization), random or lhs; spectrum campaigns also dnn, mixed and "
+             "auto (their default).",
+    ),
+    kappa: float = typer.Option(0.0, "--kappa", help="Spectrum network: weight of the members' disagreement (exploration)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (default: the campaign's)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV here instead of stdout."),
     extend_bounds: bool = typer.Option(False, "--extend-bounds", help="Widen extendable bounds the suggestions keep pressing against."),
@@ -119,8 +125,8 @@ def suggest(
     from jaxopt_mat.campaign import Campaign, atomic_write_text
 
     camp = Campaign(directory)
-    sug = loop.suggest(camp, batch, method=method, seed=seed, extend_bounds=extend_bounds, progress=_progress,
-                       program_cache=_program_cache())
+    sug = loop.suggest(camp, batch, method=method, seed=seed, extend_bounds=extend_bounds, kappa=kappa,
+                       progress=_progress, program_cache=_program_cache())
     text = loop.suggestion_csv(camp.config, sug)
     saved = camp.save_suggestion(text)
     for n in sug.notes:
@@ -149,10 +155,10 @@ def observe(
         raise DataError(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{file}: cannot read it ({e})") from None
-    rows = camp.validate_table(text, file.name)
-    batch = camp.append_observations(rows)
-    total = camp.read_observations()[0].shape[0]
-    typer.echo(f"recorded {rows.shape[0]} measurements as batch {batch}; {total} in total")
+    measurements = camp.validate_table(text, file.name)
+    batch = camp.append_observations(measurements)
+    total = camp.read_table()[0].shape[0]
+    typer.echo(f"recorded {measurements.values.shape[0]} measurements as batch {batch}; {total} in total")
 
 
 @app.command()
@@ -186,48 +192,113 @@ def status(
         typer.echo(f"  GP fit: leave-one-out R^2 = {m['loo_r2']:.3f}, RMSE = {m['loo_rmse']:.4g}, noise std = {m['noise_std']:.3g}")
         ls = ", ".join(f"{k} {v:.3g}" for k, v in m["lengthscales"].items())
         typer.echo(f"  length-scales (unit cube): {ls}")
+    if info.get("step"):
+        typer.echo(f"  step: {info['step']['step']} ({info['step']['reason']})")
+
+
+def _lab(spec: str):
+    from jaxopt_mat.errors import DataError
+    from jaxopt_mat.virtual_lab import NetworkLab, SilverLab
+
+    if spec == "builtin":
+        return SilverLab()
+    if spec.startswith("npz:"):
+        return NetworkLab.from_npz(Path(spec[4:]))
+    raise DataError(f"unknown lab {spec!r}: use 'builtin' or 'npz:PATH'")
+
+
+def _round_line(r) -> str:
+    vals = np.asarray(r.batch_values)
+    return (f"round {r.index:2d}  {r.method:<8} n = {r.n_measured:3d}  best = {r.best:.4f}  "
+            f"batch median = {np.median(vals):.4f}  ({r.seconds:.1f} s)")
+
+
+@app.command()
+@_guard
+def simulate(
+    directory: Path = typer.Argument(..., help="Campaign folder (spectrum campaign on the silver-nanoparticle flows)."),
+    lab: str = typer.Option("builtin", "--lab", help="builtin (the package's virtual lab) or npz:PATH (a trained network)."),
+    rounds: int = typer.Option(..., "--rounds", help="Rounds of suggest -> measure -> observe."),
+    batch: int = typer.Option(..., "--batch", help="Conditions per round."),
+    replicates: int = typer.Option(1, "--replicates", help="Measurements per condition."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="As for suggest."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the lab's measurement noise."),
+):
+    """Run a campaign's loop against a simulated lab, through the same files a real lab uses."""
+    from jaxopt_mat import simulate as sim
+    from jaxopt_mat.campaign import Campaign
+    from jaxopt_mat.errors import DataError
+    from jaxopt_mat.virtual_lab import INPUT_NAMES
+
+    camp = Campaign(directory)
+    the_lab = _lab(lab)
+    if tuple(camp.config.input_names) != INPUT_NAMES or not camp.config.objective.is_spectrum:
+        raise DataError(f"simulated labs measure spectra of the flows {', '.join(INPUT_NAMES)}; "
+                        "the campaign must be a spectrum campaign with exactly these inputs")
+    if rounds < 1 or replicates < 1:
+        raise DataError("--rounds and --replicates must be at least 1")
+    sim.run(camp, the_lab, rounds=rounds, batch=batch, replicates=replicates, method=method, seed=seed,
+            on_round=lambda r: typer.echo(_round_line(r)), program_cache=_program_cache())
+
+
+DEMO_TARGET_RECIPE = (18.0, 22.0, 12.0, 3.0, 450.0)
 
 
 @app.command()
 @_guard
 def demo(
     out: Path = typer.Option(Path("demo_campaign"), "--out", help="Folder for the demo campaign (replaced if it holds a demo)."),
-    rounds: int = typer.Option(6, "--rounds", help="Rounds after the initial design."),
-    batch: int = typer.Option(5, "--batch", help="Batch size per round."),
+    rounds: int = typer.Option(7, "--rounds", help="Rounds including the initial Latin hypercube."),
+    batch: int = typer.Option(15, "--batch", help="Conditions per round."),
     seed: int = typer.Option(0, "--seed"),
 ):
-    """Closed loop on a built-in virtual lab (Hartmann-6 with noise), through the campaign files."""
+    """Closed loop on the built-in silver-nanoparticle lab: Latin hypercube, GP rounds, then the network."""
     import shutil
 
-    from jaxopt_mat import simulate
+    from jaxopt_mat import plots
+    from jaxopt_mat import simulate as sim
     from jaxopt_mat.campaign import Campaign, parse_config
     from jaxopt_mat.errors import CampaignError
-    from jaxopt_mat.test_functions import HARTMANN6
+    from jaxopt_mat.virtual_lab import CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, SilverLab
 
     if out.exists():
         if not (out / ".demo").exists():
             raise CampaignError(f"{out} exists and is not a demo folder; choose another --out")
         shutil.rmtree(out)
-    cfg = parse_config({
-        "name": "demo-hartmann6",
-        "seed": seed,
-        "initial_design": 12,
-        "inputs": [{"name": f"x{i + 1}", "low": 0.0, "high": 1.0} for i in range(6)],
-        "objective": {"name": "response", "direction": "minimize"},
-    })
-    camp = Campaign.create(out, cfg)
+    out.mkdir(parents=True)
     (out / ".demo").touch()
-    lab = simulate.FunctionLab(HARTMANN6.fn, noise_std=0.01)
-    typer.echo(f"demo: Hartmann-6 (minimum {HARTMANN6.minimum}) in {out}")
-
-    def report(r: simulate.Round):
-        typer.echo(f"round {r.index:2d} [{r.method:>6}] n = {r.n_measured:3d}  best = {r.best:+.4f}  "
-                   f"batch median = {float(sorted(r.batch_values)[len(r.batch_values) // 2]):+.4f}  ({r.seconds:.1f} s)")
-
+    lab = SilverLab()
+    target = np.asarray(lab.spectra(np.array([DEMO_TARGET_RECIPE])))[0]
+    source = out / "source"
+    source.mkdir()
+    (source / "target.csv").write_text("wavelength,absorbance\n" + "".join(
+        f"{w:g},{a!r}\n" for w, a in zip(lab.wavelengths, target.tolist())))
+    cfg = parse_config({
+        "name": "agnp-demo", "seed": seed, "initial_design": batch,
+        "inputs": [{"name": n, "low": float(lo), "high": float(hi)} for n, lo, hi in zip(INPUT_NAMES, LOW, HIGH)],
+        "constraints": [{"expr": f"q_agno3 + q_pva + q_tsc + q_seed <= {CONSTRAINT_B[0]:g}"}],
+        "objective": {"kind": "spectrum", "target": "target.csv", "window": [0.7, 1.2]},
+    })
+    camp = Campaign.create(out / "campaign", cfg, source_dir=source)
+    typer.echo(f"demo: match the spectrum of a hidden recipe on the built-in lab; campaign in {out / 'campaign'}")
     t0 = time.perf_counter()
-    simulate.run(camp, lab, rounds=1, batch=12, seed=seed, on_round=report)
-    simulate.run(camp, lab, rounds=rounds, batch=batch, seed=seed + 1, on_round=report)
-    typer.echo(f"done in {time.perf_counter() - t0:.1f} s; inspect with: jaxopt-mat status {out}")
+
+    def report(r):
+        typer.echo(_round_line(r))
+        for n in r.notes:
+            if n.startswith("auto:"):
+                typer.echo(f"          {n}")
+
+    sim.run(camp, lab, rounds=rounds, batch=batch, seed=seed, on_round=report, program_cache=_program_cache())
+    x, values, batches = camp.read_observations()
+    _, spectra, _ = camp.read_table()
+    i = int(np.argmin(values))
+    plots.convergence(values, batches, out / "convergence.png", ylabel="loss (1 - cos x window)")
+    plots.best_spectrum(camp.wavelengths(), spectra[i], camp.target(camp.wavelengths()), out / "best_spectrum.png",
+                        loss=float(values[i]))
+    recipe = ", ".join(f"{n} = {v:.3g}" for n, v in zip(INPUT_NAMES, x[i]))
+    typer.echo(f"best loss {values[i]:.4f} at {recipe}")
+    typer.echo(f"done in {time.perf_counter() - t0:.0f} s; plots in {out}; inspect with: jaxopt-mat status {out / 'campaign'}")
 
 
 def run() -> None:

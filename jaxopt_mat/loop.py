@@ -21,6 +21,7 @@ from jaxopt_mat.errors import DataError
 from jaxopt_mat.surrogates.gp import fit_gp, fit_quality
 
 METHODS = ("gp", "random", "lhs")
+SPECTRUM_METHODS = ("auto", "gp", "dnn", "mixed", "random", "lhs")
 # A suggestion within this fraction of an input's range from a bound "touches" it.
 _BOUND_TOL = 0.01
 # Share of a batch touching the same bound, in this batch and the previous one,
@@ -62,9 +63,10 @@ def suggest(
     campaign: Campaign,
     batch: int,
     *,
-    method: str = "gp",
+    method: str | None = None,
     seed: int | None = None,
     extend_bounds: bool = False,
+    kappa: float = 0.0,
     progress: Callable[[str], None] = lambda msg: None,
     program_cache=None,
 ) -> Suggestion:
@@ -78,9 +80,12 @@ def suggest(
     """
     if not 1 <= batch <= MAX_BATCH:
         raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
-    if method not in METHODS:
-        raise DataError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     config = campaign.config
+    spectrum = config.objective.is_spectrum
+    allowed = SPECTRUM_METHODS if spectrum else METHODS
+    method = method or ("auto" if spectrum else "gp")
+    if method not in allowed:
+        raise DataError(f"unknown method {method!r} for a {config.objective.kind} campaign (choose from {', '.join(allowed)})")
     space = campaign.space
     base = config.seed if seed is None else seed
     rng_seed = _derive_seed(base, len(campaign.suggestion_files()))
@@ -88,8 +93,9 @@ def suggest(
     x_obs, y_obs, _ = campaign.read_observations()
     cond = combine_replicates(x_obs, y_obs)
 
-    if method == "lhs" or (method == "gp" and cond.x.shape[0] < config.initial_design):
-        if method == "gp":
+    model_based = method in ("gp", "dnn", "mixed", "auto")
+    if method == "lhs" or (model_based and cond.x.shape[0] < config.initial_design):
+        if model_based:
             notes.append(
                 f"{cond.x.shape[0]} of {config.initial_design} initial conditions measured: "
                 "returning a Latin-hypercube design"
@@ -97,8 +103,10 @@ def suggest(
         result = Suggestion(latin_hypercube(space, batch, seed=rng_seed), "lhs", {}, notes)
     elif method == "random":
         result = Suggestion(random_design(space, batch, seed=rng_seed), "random", {}, notes)
-    else:
+    elif method == "gp":
         result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
+    else:
+        result = _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache)
 
     pressing = bound_pressure(campaign, result.x)
     for name, side, share_now, share_before in pressing:
@@ -117,8 +125,8 @@ def suggest(
             result.notes.append(f"{what}; rerun with --extend-bounds to widen it by x{inp.extend_factor:g} to {new_value:g}")
     if extend_bounds and pressing:
         # Suggest again in the widened space (without widening twice).
-        again = suggest(campaign, batch, method=method, seed=seed, extend_bounds=False, progress=progress,
-                        program_cache=program_cache)
+        again = suggest(campaign, batch, method=method, seed=seed, extend_bounds=False, kappa=kappa,
+                        progress=progress, program_cache=program_cache)
         again.notes = result.notes + [n for n in again.notes if n not in result.notes]
         return again
     return result
@@ -152,6 +160,44 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
         "log_ei": np.asarray(result.log_acquisition),
     }
     return Suggestion(x, "gp", extra, notes)
+
+
+def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache) -> Suggestion:
+    """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns."""
+    from jaxopt_mat.acquisition.spectrum import spectrum_batch
+    from jaxopt_mat.two_step import network_readiness, train_on
+
+    objective = campaign.config.objective
+    ensemble = None
+    if method == "auto":
+        progress("training the spectrum network to judge its accuracy and stability")
+        ready = network_readiness(campaign, seed=rng_seed % 2**31)
+        notes.append(f"auto: {ready.step} step ({ready.reason})")
+        if ready.step == "gp":
+            result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
+            result.method = "auto:gp"
+            return result
+        ensemble, method = ready.ensemble, "dnn"
+    n_dnn = batch if method == "dnn" else (batch + 1) // 2
+    parts = []
+    if n_dnn < batch:
+        gp = _suggest_gp(campaign, cond, batch - n_dnn, rng_seed, progress, notes, program_cache)
+        parts.append((gp.x, gp.extra["predicted_mean"], gp.extra["predicted_std"], "gp"))
+        notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {batch - n_dnn} from the GP")
+    if ensemble is None:
+        progress("training the spectrum network")
+        ensemble = train_on(campaign, None, seed=rng_seed % 2**31)
+    progress(f"minimising the predicted loss for {n_dnn} recipes")
+    target = campaign.target(campaign.wavelengths())
+    sb = spectrum_batch(ensemble, campaign.space, target, n_dnn, key=jax.random.key(rng_seed), window=objective.window,
+                        smoothness=objective.smoothness, kappa=kappa)
+    parts.insert(0, (np.asarray(sb.x), np.asarray(sb.loss_mean), np.asarray(sb.loss_std), "dnn"))
+    x = np.concatenate([p[0] for p in parts])
+    extra = {
+        "predicted_loss": np.concatenate([p[1] for p in parts]),
+        "predicted_loss_std": np.concatenate([p[2] for p in parts]),
+    }
+    return Suggestion(x, method if method != "auto" else "dnn", extra, notes)
 
 
 def bound_pressure(campaign: Campaign, x_new: np.ndarray) -> list[tuple[str, str, float, float]]:
@@ -191,7 +237,11 @@ def widen_bound(config: Config, name: str, side: str) -> Config:
 
 
 def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, program_cache=None) -> dict:
-    """Campaign summary: counts, best condition (median of replicates), model fit quality."""
+    """Campaign summary: counts, best condition (median of replicates), model fit quality.
+
+    For spectrum campaigns with ``with_model``, also the two-step state (``step``):
+    which surrogate ``suggest --method auto`` would use, and why.
+    """
     config = campaign.config
     x_obs, y_obs, batches = campaign.read_observations()
     cond = combine_replicates(x_obs, y_obs)
@@ -218,4 +268,8 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
         quality = fit_quality(model, cond.y)
         quality["lengthscales"] = dict(zip(config.input_names, quality["lengthscales"]))
         out["model"] = quality
+    if with_model and config.objective.is_spectrum:
+        from jaxopt_mat.two_step import network_readiness
+
+        out["step"] = network_readiness(campaign, seed=key_seed).as_dict() if cond.x.shape[0] else None
     return out

@@ -48,15 +48,24 @@ class Round:
     best: float
     batch_values: np.ndarray
     seconds: float
+    notes: list
 
 
-def measurements_csv(names: list[str], objective: str, x: np.ndarray, y: np.ndarray) -> str:
+def measurements_csv(names: list[str], measured: list[str], x: np.ndarray, y: np.ndarray) -> str:
+    """A measurement file as a lab writes it: input columns, then the measured column(s)."""
+    y = np.asarray(y).reshape(len(x), -1)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(names) + [objective])
+    w.writerow(list(names) + list(measured))
     for row, v in zip(x, y):
-        w.writerow([repr(float(a)) for a in row] + [repr(float(v))])
+        w.writerow([repr(float(a)) for a in row] + [repr(float(b)) for b in v])
     return buf.getvalue()
+
+
+def _measured_columns(campaign: Campaign, lab) -> list[str]:
+    if campaign.config.objective.is_spectrum:
+        return [f"{w:g}" for w in np.asarray(lab.wavelengths)]
+    return [campaign.config.objective.name]
 
 
 def run(
@@ -66,24 +75,30 @@ def run(
     rounds: int,
     batch: int,
     replicates: int = 1,
-    method: str = "gp",
+    method: str | None = None,
     seed: int = 0,
     on_round: Callable[[Round], None] = lambda r: None,
+    program_cache=None,
 ) -> list[Round]:
-    """Run ``rounds`` of suggest -> measure -> observe; return a summary per round."""
+    """Run ``rounds`` of suggest -> measure -> observe; return a summary per round.
+
+    ``batch_values`` of each round are the measured objective of the batch (the
+    exact loss, for spectrum campaigns).
+    """
     rng = np.random.default_rng(seed)
     config = campaign.config
     history = []
     for r in range(rounds):
         t0 = time.perf_counter()
-        sug = loop.suggest(campaign, batch, method=method)
+        sug = loop.suggest(campaign, batch, method=method, program_cache=program_cache)
         campaign.save_suggestion(loop.suggestion_csv(config, sug))
         x = np.repeat(sug.x, replicates, axis=0)
         y = lab.measure(x, rng=rng)
-        text = measurements_csv(config.input_names, config.objective.name, x, y)
-        rows = campaign.validate_table(text, f"round {r + 1} measurements")
-        campaign.append_observations(rows)
+        text = measurements_csv(config.input_names, _measured_columns(campaign, lab), x, y)
+        batch_no = campaign.append_observations(campaign.validate_table(text, f"round {r + 1} measurements"))
         info = loop.status(campaign, with_model=False)
-        history.append(Round(r + 1, sug.method, info["n_observations"], info["best"]["value"], y, time.perf_counter() - t0))
+        _, values, batches = campaign.read_observations()
+        history.append(Round(batch_no, sug.method, info["n_observations"], info["best"]["value"],
+                             values[batches == batch_no], time.perf_counter() - t0, sug.notes))
         on_round(history[-1])
     return history

@@ -41,6 +41,9 @@ def with_(**changes):
     (with_(constraints=[{"expr": "q_agno3 + q_x <= 50"}]), ConfigError, "unknown input"),
     (with_(objective={"name": "yield", "direction": "up"}), ConfigError, "direction"),
     (with_(objective={"kind": "magic", "name": "yield"}), ConfigError, "not supported"),
+    (with_(objective={"kind": "spectrum"}), ConfigError, "needs target"),
+    (with_(objective={"kind": "spectrum", "target": "t.csv", "window": [1.2, 0.7]}), ConfigError, "window"),
+    (with_(objective={"kind": "spectrum", "target": "t.csv", "direction": "maximize"}), ConfigError, "unknown key"),
     (with_(objective={"name": "q_pva"}), ConfigError, "clashes"),
     (with_(seed=-1), ConfigError, "seed"),
     (with_(initial_design=1), ConfigError, "initial_design"),
@@ -119,7 +122,8 @@ def test_observations_append_and_number_batches(camp):
 
 def test_extra_columns_such_as_predictions_are_accepted(camp):
     rows = camp.validate_table("q_tot,q_pva,predicted_mean,q_agno3,yield\n500,20,0.3,10,1.5\n", "s.csv")
-    np.testing.assert_allclose(rows, [[10, 20, 500, 1.5]])
+    np.testing.assert_allclose(rows.values, [[10, 20, 500, 1.5]])
+    assert rows.columns == ["yield"]
 
 
 def _append_many(directory, k):

@@ -1,0 +1,91 @@
+"""The study's two-step workflow for spectrum campaigns: GP first, the spectrum network once it is ready.
+
+The network is ready when it is both
+
+- **accurate**: trained without the newest batch, it predicts that batch's
+  measured spectra well (median cosine similarity and relative mean squared
+  error over thresholds), and
+- **stable**: that network and one trained on all data agree on a fixed probe
+  set of recipes (median cosine similarity of their predicted spectra).
+
+``auto`` uses the GP until then and the network afterwards, which is what the
+study decided by hand between its rounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from jaxopt_mat.campaign import Campaign
+from jaxopt_mat.design import latin_hypercube
+from jaxopt_mat.objectives import cosine_similarity
+from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble, fit_spectrum_ensemble
+
+MIN_CONDITIONS = 30  # below this, a network of this size cannot be trusted
+COS_ACCURACY = 0.95
+REL_MSE_ACCURACY = 0.05
+COS_STABILITY = 0.97
+N_PROBE = 64
+
+
+@dataclasses.dataclass
+class Readiness:
+    """Why the campaign is in the GP step or the network step."""
+
+    step: str  # "gp" or "dnn"
+    reason: str
+    accuracy_cos: float | None = None
+    accuracy_rel_mse: float | None = None
+    stability_cos: float | None = None
+    ensemble: SpectrumEnsemble | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "reason": self.reason,
+            "accuracy_cosine": self.accuracy_cos,
+            "accuracy_relative_mse": self.accuracy_rel_mse,
+            "stability_cosine": self.stability_cos,
+            "thresholds": {"accuracy_cosine": COS_ACCURACY, "accuracy_relative_mse": REL_MSE_ACCURACY,
+                           "stability_cosine": COS_STABILITY, "min_conditions": MIN_CONDITIONS},
+        }
+
+
+def train_on(campaign: Campaign, keep: np.ndarray | None = None, *, seed: int) -> SpectrumEnsemble:
+    """Train the ensemble on the campaign's measured spectra (rows where ``keep`` is true)."""
+    x, spectra, _ = campaign.read_table()
+    if keep is not None:
+        x, spectra = x[keep], spectra[keep]
+    space = campaign.space
+    return fit_spectrum_ensemble(x, spectra, key=jax.random.key(seed), low=space.low, high=space.high)
+
+
+def network_readiness(campaign: Campaign, *, seed: int = 0) -> Readiness:
+    """Decide the step by the accuracy and stability rule above; the all-data ensemble comes with it."""
+    x, _, batches = campaign.read_table()
+    n_cond = len({tuple(np.round(r, 9)) for r in x})
+    if n_cond < MIN_CONDITIONS:
+        return Readiness("gp", f"{n_cond} conditions measured; the network needs at least {MIN_CONDITIONS}")
+    if batches.size == 0 or len(set(batches.tolist())) < 2:
+        return Readiness("gp", "the network's accuracy is judged on a newest batch held out; need two batches")
+    newest = batches == batches.max()
+    before = train_on(campaign, ~newest, seed=seed)
+    full = train_on(campaign, None, seed=seed + 1)
+    _, measured, _ = campaign.read_table()
+    pred = np.asarray(before.predict(x[newest])[0])
+    cos = float(np.median(np.asarray(cosine_similarity(pred, measured[newest]))))
+    rel_mse = float(np.mean((pred - measured[newest]) ** 2) / max(np.mean(measured[newest] ** 2), 1e-12))
+    probe = latin_hypercube(campaign.space, N_PROBE, seed=campaign.config.seed + 7919)
+    stab = float(np.median(np.asarray(cosine_similarity(before.predict(probe)[0], full.predict(probe)[0]))))
+    accurate = cos >= COS_ACCURACY and rel_mse <= REL_MSE_ACCURACY
+    stable = stab >= COS_STABILITY
+    facts = (f"newest batch predicted with median cosine {cos:.3f} (needs {COS_ACCURACY}) and relative MSE "
+             f"{rel_mse:.3f} (needs <= {REL_MSE_ACCURACY}); successive fits agree with cosine {stab:.3f} "
+             f"(needs {COS_STABILITY})")
+    step = "dnn" if accurate and stable else "gp"
+    verdict = "network accurate and stable" if step == "dnn" else "network not yet " + (
+        "accurate or stable" if not (accurate or stable) else ("accurate" if not accurate else "stable"))
+    return Readiness(step, f"{verdict}: {facts}", cos, rel_mse, stab, full)
