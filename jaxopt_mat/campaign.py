@@ -32,6 +32,7 @@ from jaxopt_mat.space import SearchSpace, constraints_from_strings
 CONFIG_FILE = "campaign.toml"
 OBSERVATIONS_FILE = "observations.csv"
 SUGGESTIONS_DIR = "suggestions"
+STATE_FILE = "state.json"
 BATCH_COLUMN = "batch"
 
 _TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_design"}
@@ -567,6 +568,26 @@ class Campaign:
         header = rows[0]
         pos = [header.index(n) for n in self.config.input_names]
         return np.array([[float(r[p]) for p in pos] for r in rows[1:] if r])
+
+    def read_state(self) -> dict:
+        """Small decisions the loop must remember (e.g. the round the network step began)."""
+        import json
+
+        path = self.dir / STATE_FILE
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise CampaignError(f"{path} is not valid JSON; restore it or delete it to reset the loop's state") from None
+
+    def update_state(self, **changes) -> None:
+        import json
+
+        with self.lock():
+            state = self.read_state()
+            state.update(changes)
+            atomic_write_text(self.dir / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     def save_config(self, config: Config) -> None:
         with self.lock():

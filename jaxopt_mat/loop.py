@@ -171,7 +171,7 @@ def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, 
     ensemble = None
     if method == "auto":
         progress("training the spectrum network to judge its accuracy and stability")
-        ready = network_readiness(campaign, seed=rng_seed % 2**31)
+        ready = network_readiness(campaign, seed=rng_seed % 2**31, record=True)
         notes.append(f"auto: {ready.step} step ({ready.reason})")
         if ready.step == "gp":
             result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)

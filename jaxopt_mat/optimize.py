@@ -186,7 +186,7 @@ def _grid_jit(fn, space, args, *, resolution, chunk):
     return bx, bv
 
 
-def maximize_grid(fn: Callable, space: SearchSpace, *, resolution: int = 20, args: tuple = (), chunk: int = 65536):
+def maximize_grid(fn: Callable, space: SearchSpace, *, resolution: int = 20, args: tuple = (), chunk: int = 4096):
     """Best feasible point of a regular grid with ``resolution`` points per input.
 
     Evaluated in chunks of ``chunk`` points inside one compiled scan, so memory

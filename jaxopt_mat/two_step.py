@@ -9,7 +9,10 @@ The network is ready when it is both
   set of recipes (median cosine similarity of their predicted spectra).
 
 ``auto`` uses the GP until then and the network afterwards, which is what the
-study decided by hand between its rounds.
+study decided by hand between its rounds. The switch is one-way: once the
+network step has begun (recorded in the campaign's ``state.json``), later
+rounds stay in it, so that noise in a single held-out batch cannot send the
+campaign back and forth.
 """
 
 from __future__ import annotations
@@ -63,9 +66,27 @@ def train_on(campaign: Campaign, keep: np.ndarray | None = None, *, seed: int) -
     return fit_spectrum_ensemble(x, spectra, key=jax.random.key(seed), low=space.low, high=space.high)
 
 
-def network_readiness(campaign: Campaign, *, seed: int = 0) -> Readiness:
-    """Decide the step by the accuracy and stability rule above; the all-data ensemble comes with it."""
+def decide_step(accuracy_cos: float, accuracy_rel_mse: float, stability_cos: float) -> tuple[str, str]:
+    """The rule: network step when accurate (both accuracy thresholds) and stable; returns (step, verdict)."""
+    accurate = accuracy_cos >= COS_ACCURACY and accuracy_rel_mse <= REL_MSE_ACCURACY
+    stable = stability_cos >= COS_STABILITY
+    if accurate and stable:
+        return "dnn", "network accurate and stable"
+    missing = [w for w, ok in (("accurate", accurate), ("stable", stable)) if not ok]
+    return "gp", "network not yet " + " or ".join(missing)
+
+
+def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False) -> Readiness:
+    """Decide the step by the accuracy and stability rule above; the all-data ensemble comes with it.
+
+    With ``record``, a first switch to the network step is written to the
+    campaign's state so later rounds keep it.
+    """
     x, _, batches = campaign.read_table()
+    since = campaign.read_state().get("network_step_since_batch")
+    if since is not None:
+        return Readiness("dnn", f"network step since batch {since} (the switch is one-way)",
+                         ensemble=train_on(campaign, None, seed=seed + 1))
     n_cond = len({tuple(np.round(r, 9)) for r in x})
     if n_cond < MIN_CONDITIONS:
         return Readiness("gp", f"{n_cond} conditions measured; the network needs at least {MIN_CONDITIONS}")
@@ -80,12 +101,10 @@ def network_readiness(campaign: Campaign, *, seed: int = 0) -> Readiness:
     rel_mse = float(np.mean((pred - measured[newest]) ** 2) / max(np.mean(measured[newest] ** 2), 1e-12))
     probe = latin_hypercube(campaign.space, N_PROBE, seed=campaign.config.seed + 7919)
     stab = float(np.median(np.asarray(cosine_similarity(before.predict(probe)[0], full.predict(probe)[0]))))
-    accurate = cos >= COS_ACCURACY and rel_mse <= REL_MSE_ACCURACY
-    stable = stab >= COS_STABILITY
     facts = (f"newest batch predicted with median cosine {cos:.3f} (needs {COS_ACCURACY}) and relative MSE "
              f"{rel_mse:.3f} (needs <= {REL_MSE_ACCURACY}); successive fits agree with cosine {stab:.3f} "
              f"(needs {COS_STABILITY})")
-    step = "dnn" if accurate and stable else "gp"
-    verdict = "network accurate and stable" if step == "dnn" else "network not yet " + (
-        "accurate or stable" if not (accurate or stable) else ("accurate" if not accurate else "stable"))
+    step, verdict = decide_step(cos, rel_mse, stab)
+    if step == "dnn" and record:
+        campaign.update_state(network_step_since_batch=int(batches.max()) + 1)
     return Readiness(step, f"{verdict}: {facts}", cos, rel_mse, stab, full)

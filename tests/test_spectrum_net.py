@@ -1,0 +1,58 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxopt_mat import SearchSpace, latin_hypercube, random_design
+from jaxopt_mat.acquisition.spectrum import spectrum_batch
+from jaxopt_mat.errors import DataError
+from jaxopt_mat.objectives import cosine_similarity
+from jaxopt_mat.surrogates.spectrum_net import fit_spectrum_ensemble
+from jaxopt_mat.virtual_lab import CONSTRAINT_A, CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, SilverLab
+
+
+@pytest.fixture(scope="module")
+def lab_data():
+    space = SearchSpace(LOW, HIGH, names=INPUT_NAMES, A=CONSTRAINT_A, b=CONSTRAINT_B)
+    lab = SilverLab()
+    x = latin_hypercube(space, 80, seed=0)
+    spectra = lab.measure(x, rng=np.random.default_rng(0))
+    x_test = random_design(space, 200, seed=5)
+    return space, lab, x, spectra, x_test, np.asarray(lab.spectra(x_test))
+
+
+def test_ensemble_beats_a_single_network_on_held_out_recipes(lab_data):
+    space, _, x, spectra, x_test, truth = lab_data
+    errs = {}
+    for members in (1, 5):
+        ens = fit_spectrum_ensemble(x, spectra, key=jax.random.key(0), low=LOW, high=HIGH, n_members=members, epochs=800)
+        errs[members] = float(np.mean((np.asarray(ens.predict(x_test)[0]) - truth) ** 2))
+    assert errs[5] < errs[1]
+
+
+def test_ensemble_is_a_pytree_with_a_spread(lab_data):
+    _, _, x, spectra, x_test, truth = lab_data
+    ens = fit_spectrum_ensemble(x, spectra, key=jax.random.key(1), low=LOW, high=HIGH, n_members=3, epochs=400)
+    mean, std = jax.jit(lambda e, z: e.predict(z))(ens, jnp.asarray(x_test[:10]))
+    assert mean.shape == (10, 421) and bool(jnp.all(std >= 0)) and float(jnp.max(std)) > 0
+    cos = np.asarray(cosine_similarity(mean, truth[:10]))
+    assert np.median(cos) > 0.9
+    g = jax.grad(lambda z: jnp.sum(ens.predict(z[None])[0]))(jnp.asarray(x_test[0]))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_spectrum_batch_returns_distinct_feasible_recipes_with_low_predicted_loss(lab_data):
+    space, lab, x, spectra, _, _ = lab_data
+    ens = fit_spectrum_ensemble(x, spectra, key=jax.random.key(2), low=LOW, high=HIGH, n_members=3, epochs=600)
+    target = jnp.asarray(lab.spectra(np.array([[18.0, 22.0, 12.0, 3.0, 450.0]]))[0])
+    b = spectrum_batch(ens, space, target, 6, key=jax.random.key(0))
+    assert bool(jnp.all(space.is_feasible(b.x, atol=0.0)))
+    u = np.asarray(space.to_unit(b.x))
+    d = np.linalg.norm(u[:, None] - u[None], axis=-1) + np.eye(6)
+    assert d.min() > 1e-3
+    assert float(jnp.min(b.loss_mean)) < 0.05
+
+
+def test_too_few_spectra_are_refused():
+    with pytest.raises(DataError, match="at least 5"):
+        fit_spectrum_ensemble(np.zeros((3, 5)), np.zeros((3, 10)), key=jax.random.key(0), low=LOW, high=HIGH)

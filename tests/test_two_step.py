@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from jaxopt_mat import two_step
+from jaxopt_mat.campaign import Campaign, parse_config
+from jaxopt_mat.cli import app
+from jaxopt_mat.errors import DataError
+from jaxopt_mat.simulate import measurements_csv
+from jaxopt_mat.virtual_lab import CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, SilverLab
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("cos, mse, stab, step", [
+    (0.99, 0.01, 0.99, "dnn"),
+    (0.94, 0.01, 0.99, "gp"),   # not accurate: cosine
+    (0.99, 0.06, 0.99, "gp"),   # not accurate: error
+    (0.99, 0.01, 0.96, "gp"),   # not stable
+])
+def test_auto_switch_follows_its_stated_rule(cos, mse, stab, step):
+    assert two_step.decide_step(cos, mse, stab)[0] == step
+
+
+def spectrum_config(tmp_path, lab):
+    target = np.asarray(lab.spectra(np.array([[18.0, 22.0, 12.0, 3.0, 450.0]])))[0]
+    (tmp_path / "target.csv").write_text("wavelength,absorbance\n" + "".join(
+        f"{w:g},{a!r}\n" for w, a in zip(lab.wavelengths[::4], target[::4].tolist())))
+    return parse_config({
+        "name": "t", "seed": 1, "initial_design": 8,
+        "inputs": [{"name": n, "low": float(lo), "high": float(hi)} for n, lo, hi in zip(INPUT_NAMES, LOW, HIGH)],
+        "constraints": [{"expr": f"q_agno3 + q_pva + q_tsc + q_seed <= {CONSTRAINT_B[0]:g}"}],
+        "objective": {"kind": "spectrum", "target": "target.csv", "window": [0.7, 1.2]},
+    })
+
+
+def test_spectrum_campaign_records_spectra_and_scores_them(tmp_path):
+    lab = SilverLab()
+    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    assert (tmp_path / "c" / "target.csv").exists()  # copied: the folder is self-contained
+    x = np.array([[18.0, 22.0, 12.0, 3.0, 450.0], [40.0, 20.0, 20.0, 5.0, 300.0]])
+    wl = [f"{w:g}" for w in lab.wavelengths]
+    text = measurements_csv(list(INPUT_NAMES), wl, x, np.asarray(lab.spectra(x)))
+    camp.append_observations(camp.validate_table(text, "m.csv"))
+    _, loss, _ = camp.read_observations()
+    assert loss[0] < 1e-4 < loss[1]  # the target recipe itself (target interpolated from a coarser grid)
+    np.testing.assert_allclose(camp.wavelengths(), lab.wavelengths)
+    # A later file must use the same grid.
+    other = measurements_csv(list(INPUT_NAMES), wl[:-1], x, np.asarray(lab.spectra(x))[:, :-1])
+    with pytest.raises(DataError, match="differ from the campaign"):
+        camp.validate_table(other, "m2.csv")
+
+
+def test_target_must_cover_the_measured_wavelengths(tmp_path):
+    lab = SilverLab()
+    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    x = np.array([[18.0, 22.0, 12.0, 3.0, 450.0]])
+    text = measurements_csv(list(INPUT_NAMES), ["300", "301", "302"], x, np.ones((1, 3)))
+    with pytest.raises(DataError, match="covers 380-800 nm"):
+        camp.validate_table(text, "m.csv")
+
+
+def test_simulate_runs_the_loop_through_the_files(tmp_path):
+    lab = SilverLab()
+    Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    res = runner.invoke(app, ["simulate", str(tmp_path / "c"), "--rounds", "2", "--batch", "8", "--replicates", "2"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("round") == 2
+    info = json.loads(runner.invoke(app, ["status", str(tmp_path / "c"), "--json"]).stdout)
+    assert info["n_observations"] == 32 and info["n_conditions"] == 16
+    assert info["step"]["step"] == "gp" and "at least" in info["step"]["reason"]
+    assert len(list((tmp_path / "c" / "suggestions").glob("batch_*.csv"))) == 2
+
+
+def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path):
+    lab = SilverLab()
+    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    from jaxopt_mat.design import latin_hypercube
+
+    x = latin_hypercube(camp.space, 24, seed=0)
+    text = measurements_csv(list(INPUT_NAMES), [f"{w:g}" for w in lab.wavelengths], x, lab.measure(x, rng=np.random.default_rng(0)))
+    camp.append_observations(camp.validate_table(text, "m.csv"))
+    for method, n in (("dnn", 4), ("mixed", 5)):
+        res = runner.invoke(app, ["suggest", str(tmp_path / "c"), "--batch", str(n), "--method", method])
+        assert res.exit_code == 0, res.output
+        lines = res.stdout.splitlines()
+        assert lines[0].split(",")[:5] == list(INPUT_NAMES) and "predicted_loss" in lines[0]
+        rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+        assert rows.shape == (n, 7)
+        assert np.all(rows[:, :4].sum(axis=1) <= 90.0)
+    assert "mixed: 3 recipes from the spectrum network, then 2 from the GP" in res.stderr
+
+
+def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[inputs]]\nname="a"\nlow=0.0\nhigh=1.0\n[objective]\nname="y"\n')
+    runner.invoke(app, ["init", str(tmp_path / "c"), "--config", str(cfg)])
+    res = runner.invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "2", "--method", "dnn"])
+    assert res.exit_code == 3 and "for a scalar campaign" in res.stderr
