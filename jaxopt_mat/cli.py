@@ -196,6 +196,84 @@ def status(
         typer.echo(f"  step: {info['step']['step']} ({info['step']['reason']})")
 
 
+@app.command()
+@_guard
+def explain(
+    directory: Path = typer.Argument(..., help="Campaign folder."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for CSV/JSON/PNG (default DIR/explain)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the importance of each input."),
+):
+    """SHAP importance of each input, per-wavelength attributions and loss landscapes."""
+    import csv as _csv
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxopt_mat import explain as ex
+    from jaxopt_mat import plots
+    from jaxopt_mat.campaign import Campaign
+    from jaxopt_mat.data import combine_replicates
+    from jaxopt_mat.errors import CampaignError
+    from jaxopt_mat.surrogates.gp import fit_gp
+
+    camp = Campaign(directory)
+    cfg = camp.config
+    x, y, _ = camp.read_observations()
+    cond = combine_replicates(x, y)
+    if cond.x.shape[0] < 3:
+        raise CampaignError(f"explain needs at least 3 measured conditions, {directory} has {cond.x.shape[0]}")
+    space = camp.space
+    names = cfg.input_names
+    _progress("fitting GP")
+    model = fit_gp(cond.x, cond.y, key=jax.random.key(cfg.seed), low=space.low, high=space.high,
+                   program_cache=_program_cache())
+    predict = jax.jit(lambda z: model.predict(z).mean)
+    _progress("computing SHAP values")
+    exp = ex.shap_values(predict, cond.x, cond.x, names=names)
+    folder = out or (camp.dir / "explain")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "shap_values.csv", "w", newline="") as f:
+        w = _csv.writer(f)
+        w.writerow(names + [f"shap_{n}" for n in names])
+        for xi, vi in zip(cond.x, exp.values):
+            w.writerow([repr(float(v)) for v in xi] + [repr(float(v)) for v in vi])
+    what = f"predicted {cfg.objective.name}"
+    importance = {n: float(v) for n, v in zip(names, exp.importance)}
+    result = {"target": what, "importance": importance, "ranking": exp.ranking(), "base_value": exp.base_value}
+    plots.shap_bar(names, exp.importance, folder / "shap_bar.png", title=f"Importance for the {what}")
+    plots.shap_beeswarm(names, exp.values, cond.x, folder / "shap_beeswarm.png", title=f"SHAP values of the {what}")
+    # Landscape over the two most important inputs, others at the best measured condition.
+    i, j = [names.index(n) for n in exp.ranking()[:2]]
+    best = cond.x[np.argmax(cond.y) if cfg.objective.maximize else np.argmin(cond.y)]
+    gi, gj, vals = ex.landscape(predict, best, i, j, space.low, space.high)
+    k = np.unravel_index(np.argmax(vals) if cfg.objective.maximize else np.argmin(vals), vals.shape)
+    plots.landscape_map(gi, gj, vals, folder / "landscape.png", xlabel=names[i], ylabel=names[j], zlabel=what,
+                        points=cond.x[:, [i, j]], optimum=(gi[k[0]], gj[k[1]]))
+    if cfg.objective.is_spectrum:
+        from jaxopt_mat.two_step import train_on
+        from jaxopt_mat.virtual_lab import peak_wavelength
+
+        _progress("training the spectrum network for per-wavelength attributions")
+        ens = train_on(camp, None, seed=cfg.seed)
+        wl = camp.wavelengths()
+        fn = lambda r: ens.predict(r[None])[0][0]  # noqa: E731
+        attr = ex.spectrum_attributions(fn, cond.x, jnp.asarray(0.5 * (space.low + space.high)))
+        plots.attribution_heatmap(names, wl, attr, folder / "wavelength_attributions.png")
+        peak_fn = lambda z: jnp.asarray(peak_wavelength(ens.predict(z)[0], wl))  # noqa: E731
+        _, _, peaks = ex.landscape(peak_fn, best, i, j, space.low, space.high)
+        plots.landscape_map(gi, gj, peaks, folder / "colour_palette.png", xlabel=names[i], ylabel=names[j],
+                            zlabel="predicted peak wavelength (nm)", points=cond.x[:, [i, j]], cmap="turbo")
+        result["wavelength_attributions"] = {n: float(np.max(a)) for n, a in zip(names, attr)}
+    (folder / "importance.json").write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(f"importance for the {what} (mean |SHAP|):")
+        for n in exp.ranking():
+            typer.echo(f"  {n:<12} {importance[n]:.4g}")
+        typer.echo(f"values and plots in {folder}")
+
+
 def _lab(spec: str):
     from jaxopt_mat.errors import DataError
     from jaxopt_mat.virtual_lab import NetworkLab, SilverLab

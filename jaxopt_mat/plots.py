@@ -51,3 +51,76 @@ def best_spectrum(wavelengths, measured, target, path: Path, *, loss: float, ban
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def shap_bar(names, importance, path: Path, *, title: str) -> Path:
+    """Horizontal bar chart of mean |SHAP| per input, most important on top."""
+    plt = _pyplot()
+    order = np.argsort(importance)
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.5), dpi=120)
+    ax.barh([names[i] for i in order], np.asarray(importance)[order], color="tab:blue")
+    ax.set_xlabel("mean |SHAP value| (units of the prediction)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def shap_beeswarm(names, values, x, path: Path, *, title: str) -> Path:
+    """SHAP value of every explained point per input, coloured by the input's value (low blue, high red)."""
+    plt = _pyplot()
+    values, x = np.asarray(values), np.asarray(x)
+    order = np.argsort(np.mean(np.abs(values), axis=0))
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.5), dpi=120)
+    rng = np.random.default_rng(0)
+    for row, j in enumerate(order):
+        span = np.ptp(x[:, j]) or 1.0
+        colour = (x[:, j] - x[:, j].min()) / span
+        ax.scatter(values[:, j], row + 0.15 * rng.standard_normal(len(values)), c=colour, cmap="coolwarm", s=12)
+    ax.set_yticks(range(len(order)), [names[j] for j in order])
+    ax.axvline(0.0, color="gray", lw=0.8)
+    ax.set_xlabel("SHAP value (colour: input value, blue low, red high)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def attribution_heatmap(names, wavelengths, attributions, path: Path) -> Path:
+    """Input x wavelength map of how strongly each input moves each part of the spectrum."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 2), dpi=120)
+    wl = np.asarray(wavelengths)
+    im = ax.imshow(np.asarray(attributions), aspect="auto", cmap="viridis",
+                   extent=[wl[0], wl[-1], len(names) - 0.5, -0.5])
+    ax.set_yticks(range(len(names)), list(names))
+    ax.set_xlabel("wavelength (nm)")
+    ax.set_title("Mean |integrated gradient| of the predicted spectrum")
+    fig.colorbar(im, ax=ax, label="absorbance attributed")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def landscape_map(gi, gj, values, path: Path, *, xlabel: str, ylabel: str, zlabel: str, points=None,
+                  optimum=None, cmap: str = "viridis") -> Path:
+    """Colour map over two inputs with measured points and the predicted optimum marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    im = ax.pcolormesh(gi, gj, np.asarray(values).T, cmap=cmap, shading="auto")
+    fig.colorbar(im, ax=ax, label=zlabel)
+    if points is not None and len(points):
+        ax.scatter(points[:, 0], points[:, 1], s=10, c="white", edgecolors="black", linewidths=0.5, label="measured")
+    if optimum is not None:
+        ax.scatter([optimum[0]], [optimum[1]], marker="*", s=200, c="red", edgecolors="black", label="predicted optimum")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if points is not None or optimum is not None:
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,112 @@
+"""What the surrogate has learned: SHAP values, per-wavelength attributions, landscapes.
+
+Everything here returns arrays; plotting lives in :mod:`jaxopt_mat.plots`.
+
+- :func:`shap_values` explains a batched prediction function with shap's
+  ``Exact`` explainer (exact Shapley values over all ``2^d`` coalitions of the
+  inputs, with the background set as the distribution of absent inputs;
+  efficient for the handful of inputs of a synthesis recipe).
+- :func:`spectrum_attributions` gives, for each input, how it moves each
+  wavelength of a predicted spectrum: integrated gradients (Sundararajan et
+  al., "Axiomatic Attribution for Deep Networks", ICML 2017) of every wavelength
+  with respect to the recipe, from a baseline recipe, vmapped over recipes and
+  wavelengths. They sum over inputs to the spectrum's change from the baseline.
+- :func:`landscape` evaluates a prediction over two inputs with the others held fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Explanation(NamedTuple):
+    """SHAP values of a prediction.
+
+    Attributes:
+        values: ``(n, d)`` SHAP value of each input for each explained point.
+        base_value: expected prediction over the background.
+        importance: ``(d,)`` mean absolute SHAP value per input (the global ranking).
+        names: input names.
+    """
+
+    values: np.ndarray
+    base_value: float
+    importance: np.ndarray
+    names: tuple
+
+    def ranking(self) -> list[str]:
+        """Input names from most to least important."""
+        return [self.names[i] for i in np.argsort(-self.importance)]
+
+
+def shap_values(predict: Callable, x, background, *, names) -> Explanation:
+    """Exact SHAP values of ``predict`` (batch ``(n, d)`` -> ``(n,)``) at the points ``x``.
+
+    Args:
+        predict: batched prediction, e.g. a jitted ``lambda x: model.predict(x).mean``.
+        x: points to explain, ``(n, d)``.
+        background: reference points standing in for absent inputs, ``(m, d)``
+            (the observed conditions are the natural choice; at most 100 are used).
+        names: input names.
+    """
+    import shap
+
+    x = np.asarray(x, dtype=np.float64)
+    background = np.asarray(background, dtype=np.float64)[:100]
+
+    def f(z):
+        return np.asarray(predict(jnp.asarray(z, dtype=jnp.float64)), dtype=np.float64)
+
+    explainer = shap.explainers.Exact(f, shap.maskers.Independent(background, max_samples=100), feature_names=list(names))
+    result = explainer(x, silent=True)
+    values = np.asarray(result.values)
+    base = float(np.mean(np.asarray(result.base_values)))
+    return Explanation(values, base, np.mean(np.abs(values), axis=0), tuple(names))
+
+
+def integrated_gradients(spectra_fn: Callable, x, baseline, *, steps: int = 32):
+    """Integrated gradients of every output of ``spectra_fn`` with respect to each input.
+
+    Args:
+        spectra_fn: maps one recipe ``(d,)`` to a spectrum ``(w,)``; differentiable.
+        x: recipes, ``(n, d)``.
+        baseline: reference recipe, ``(d,)`` (e.g. the centre of the space).
+        steps: midpoint-rule steps along the straight path.
+
+    Returns:
+        ``(n, d, w)``: attribution of input ``i`` to wavelength ``k``; summed over
+        ``i`` it equals ``spectra_fn(x) - spectra_fn(baseline)`` up to the
+        quadrature error.
+    """
+    alphas = (jnp.arange(steps) + 0.5) / steps
+    jac = jax.jacfwd(spectra_fn)  # (w, d)
+
+    def one(xi):
+        path = baseline + alphas[:, None] * (xi - baseline)
+        grads = jax.vmap(jac)(path)  # (steps, w, d)
+        return (xi - baseline)[:, None] * jnp.mean(grads, axis=0).T  # (d, w)
+
+    return jax.jit(jax.vmap(one))(jnp.asarray(x))
+
+
+def spectrum_attributions(spectra_fn: Callable, x, baseline, *, steps: int = 32) -> np.ndarray:
+    """Mean absolute integrated gradient per input and wavelength, ``(d, w)``: the heat-map data."""
+    return np.asarray(jnp.mean(jnp.abs(integrated_gradients(spectra_fn, x, baseline, steps=steps)), axis=0))
+
+
+def landscape(predict: Callable, at, i: int, j: int, low, high, *, resolution: int = 60):
+    """Prediction over inputs ``i`` and ``j`` on a ``resolution``² grid, other inputs held at ``at``.
+
+    Returns ``(grid_i, grid_j, values)`` with ``values[a, b]`` at ``(grid_i[a], grid_j[b])``.
+    """
+    gi = np.linspace(low[i], high[i], resolution)
+    gj = np.linspace(low[j], high[j], resolution)
+    pts = np.repeat(np.asarray(at, dtype=np.float64)[None], resolution * resolution, axis=0)
+    pts[:, i] = np.repeat(gi, resolution)
+    pts[:, j] = np.tile(gj, resolution)
+    vals = np.asarray(predict(jnp.asarray(pts))).reshape(resolution, resolution)
+    return gi, gj, vals
