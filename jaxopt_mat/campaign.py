@@ -35,7 +35,10 @@ SUGGESTIONS_DIR = "suggestions"
 STATE_FILE = "state.json"
 BATCH_COLUMN = "batch"
 
-_TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_design"}
+_TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_design", "stopping"}
+_STOPPING_KEYS = {"threshold", "stability", "stability_rounds", "accuracy", "plateau_fraction", "plateau_rounds",
+                  "min_improvement", "budget"}
+_STOPPING_INTS = {"stability_rounds", "plateau_rounds", "budget"}
 _INPUT_KEYS = {"name", "low", "high", "extendable", "extend_factor", "unit"}
 _CONSTRAINT_KEYS = {"expr"}
 _OBJECTIVE_KEYS = {"kind", "name", "direction"}
@@ -87,6 +90,7 @@ class Config:
     constraints: tuple[str, ...]
     objective: Objective
     initial_design: int
+    stopping: dict = dataclasses.field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -173,9 +177,25 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     initial = data.get("initial_design", max(5, 2 * len(inputs)))
     if isinstance(initial, bool) or not isinstance(initial, int) or initial < 2:
         raise ConfigError(f"{source}: initial_design must be an integer of at least 2, got {initial!r}")
-    config = Config(name, seed, tuple(inputs), tuple(constraints), objective, initial)
+    stopping = _parse_stopping(data.get("stopping", {}), source)
+    config = Config(name, seed, tuple(inputs), tuple(constraints), objective, initial, stopping)
     config.space()  # parses constraints and checks feasibility
     return config
+
+
+def _parse_stopping(raw, source: str) -> dict:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: [stopping] must be a table")
+    _check_keys(raw, _STOPPING_KEYS, f"{source}: stopping")
+    out = {}
+    for key, value in raw.items():
+        if key in _STOPPING_INTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{source}: stopping.{key} must be a positive integer, got {value!r}")
+            out[key] = value
+        else:
+            out[key] = _number(value, f"{source}: stopping.{key}")
+    return out
 
 
 def _parse_objective(raw: dict, names: list[str], source: str) -> Objective:
@@ -253,6 +273,10 @@ def config_to_toml(config: Config) -> str:
                 f"smoothness = {o.smoothness!r}", ""]
     else:
         out += [f"direction = {_toml_value(o.direction)}", ""]
+    if config.stopping:
+        out.append("[stopping]")
+        out += [f"{k} = {_toml_value(v)}" for k, v in sorted(config.stopping.items())]
+        out.append("")
     return "\n".join(out)
 
 

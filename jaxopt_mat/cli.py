@@ -194,6 +194,11 @@ def status(
         typer.echo(f"  length-scales (unit cube): {ls}")
     if info.get("step"):
         typer.echo(f"  step: {info['step']['step']} ({info['step']['reason']})")
+    if info.get("stop_rules"):
+        typer.echo(f"  stop rules (should stop: {'yes' if info['should_stop'] else 'no'}):")
+        for name, r in info["stop_rules"].items():
+            value = "n/a" if r["value"] is None else f"{r['value']:.4g}"
+            typer.echo(f"    {name:<12} value {value:<10} threshold {r['threshold']}  {'MET' if r['met'] else '-'}")
 
 
 @app.command()
@@ -272,6 +277,50 @@ def explain(
         for n in exp.ranking():
             typer.echo(f"  {n:<12} {importance[n]:.4g}")
         typer.echo(f"values and plots in {folder}")
+
+
+@app.command()
+@_guard
+def plot(
+    directory: Path = typer.Argument(..., help="Campaign folder."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNG files (default DIR/plots)."),
+):
+    """Convergence, parity on the newest batch and, for spectra, the best spectrum against the target."""
+    import jax
+
+    from jaxopt_mat import plots
+    from jaxopt_mat.campaign import Campaign
+    from jaxopt_mat.data import combine_replicates
+    from jaxopt_mat.errors import CampaignError
+    from jaxopt_mat.surrogates.gp import fit_gp
+
+    camp = Campaign(directory)
+    cfg = camp.config
+    x, y, batches = camp.read_observations()
+    if x.shape[0] == 0:
+        raise CampaignError(f"{directory} has no measurements yet; nothing to plot")
+    folder = out or (camp.dir / "plots")
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [plots.convergence(y, batches, folder / "convergence.png", ylabel=cfg.objective.name,
+                              minimize=not cfg.objective.maximize)]
+    order = sorted(set(batches.tolist()))
+    if len(order) >= 2:
+        keep = batches < order[-1]
+        past = combine_replicates(x[keep], y[keep])
+        if past.x.shape[0] >= 3:
+            space = camp.space
+            model = fit_gp(past.x, past.y, key=jax.random.key(cfg.seed), low=space.low, high=space.high,
+                           program_cache=_program_cache())
+            newest = combine_replicates(x[~keep], y[~keep])
+            made.append(plots.parity(newest.y, model.predict(newest.x).mean, folder / "parity.png",
+                                     label=cfg.objective.name))
+    if cfg.objective.is_spectrum:
+        _, spectra, _ = camp.read_table()
+        i = int(np.argmin(y))
+        wl = camp.wavelengths()
+        made.append(plots.best_spectrum(wl, spectra[i], camp.target(wl), folder / "best_spectrum.png", loss=float(y[i])))
+    for p in made:
+        typer.echo(str(p))
 
 
 def _lab(spec: str):

@@ -108,6 +108,13 @@ def suggest(
     else:
         result = _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache)
 
+    if cond.x.shape[0] >= 3 and method not in ("lhs", "random"):
+        from jaxopt_mat.stopping import evaluate
+
+        verdict = evaluate(campaign, config.stopping)
+        if verdict["should_stop"]:
+            met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
+            result.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")
     pressing = bound_pressure(campaign, result.x)
     for name, side, share_now, share_before in pressing:
         inp = next(i for i in config.inputs if i.name == name)
@@ -268,6 +275,10 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
         quality = fit_quality(model, cond.y)
         quality["lengthscales"] = dict(zip(config.input_names, quality["lengthscales"]))
         out["model"] = quality
+    if with_model and cond.x.shape[0] >= 3:
+        from jaxopt_mat.stopping import evaluate
+
+        out.update(evaluate(campaign, config.stopping))
     if with_model and config.objective.is_spectrum:
         from jaxopt_mat.two_step import network_readiness
 

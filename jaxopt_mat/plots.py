@@ -124,3 +124,22 @@ def landscape_map(gi, gj, values, path: Path, *, xlabel: str, ylabel: str, zlabe
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def parity(measured, predicted, path: Path, *, label: str) -> Path:
+    """Predictions for the newest batch (made before it was added) against its measurements."""
+    plt = _pyplot()
+    measured, predicted = np.asarray(measured), np.asarray(predicted)
+    lo = float(min(measured.min(), predicted.min()))
+    hi = float(max(measured.max(), predicted.max()))
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.scatter(measured, predicted, c="tab:blue", s=20, label="newest batch")
+    ax.set_xlabel(f"measured {label}")
+    ax.set_ylabel(f"predicted {label} (model before this batch)")
+    ax.set_title("Parity on the held-out newest batch")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

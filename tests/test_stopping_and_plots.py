@@ -1,0 +1,92 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from jaxopt_mat import fit_gp
+from jaxopt_mat.campaign import Campaign, parse_config
+from jaxopt_mat.cli import app
+from jaxopt_mat.data import combine_replicates
+from jaxopt_mat.stopping import centred_cosine, evaluate
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def small(tmp_path):
+    cfg = parse_config({
+        "name": "s", "seed": 0,
+        "inputs": [{"name": "a", "low": 0.0, "high": 1.0}, {"name": "b", "low": 0.0, "high": 1.0}],
+        "objective": {"name": "y", "direction": "minimize"},
+        "stopping": {"threshold": 0.05, "budget": 12, "plateau_rounds": 2},
+    })
+    camp = Campaign.create(tmp_path / "c", cfg)
+    rng = np.random.default_rng(0)
+    for values in ([0.9, 0.5, 0.7, 0.6], [0.3, 0.4, 0.35, 0.8], [0.31, 0.33, 0.5, 0.2]):
+        x = rng.uniform(size=(4, 2))
+        camp.append_observations(np.column_stack([x, values]))
+    return camp
+
+
+def test_stop_rule_values_equal_hand_computed_values(small):
+    res = evaluate(small, small.config.stopping)
+    r = res["stop_rules"]
+    assert r["threshold"]["value"] == pytest.approx(0.2) and not r["threshold"]["met"]
+    assert r["budget"]["value"] == 12 and r["budget"]["met"]
+    # Best after batch 1 was 0.5; now 0.2; the range of all values is 0.9 - 0.2.
+    assert r["plateau"]["value"] == pytest.approx((0.5 - 0.2) / 0.7) and not r["plateau"]["met"]
+    # Accuracy: a GP on batches 1-2 predicts batch 3; relative MSE over the variance of all values.
+    x, y, b = small.read_observations()
+    past = combine_replicates(x[b <= 2], y[b <= 2])
+    model = fit_gp(past.x, past.y, key=jax.random.key(0), low=[0, 0], high=[1, 1])
+    pred = np.asarray(model.predict(x[b == 3]).mean)
+    assert r["accuracy"]["value"] == pytest.approx(np.mean((pred - y[b == 3]) ** 2) / np.var(y), rel=1e-6)
+    assert r["acquisition"]["value"] is None  # no GP suggestion recorded yet
+    assert res["should_stop"]  # the budget is spent
+
+
+def test_centred_cosine_is_the_correlation():
+    a, b = np.array([1.0, 2.0, 4.0]), np.array([2.0, 3.0, 9.0])
+    assert centred_cosine(a, b) == pytest.approx(np.corrcoef(a, b)[0, 1])
+
+
+def test_status_json_reports_the_stop_rules(small):
+    info = json.loads(runner.invoke(app, ["status", str(small.dir), "--json"]).stdout)
+    assert set(info["stop_rules"]) == {"threshold", "budget", "plateau", "stability", "accuracy", "acquisition"}
+    assert all(set(v) == {"value", "threshold", "met"} for v in info["stop_rules"].values())
+    assert info["should_stop"] is True
+
+
+def _not_blank(path):
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)
+    return path.stat().st_size > 1000 and float(np.std(img[..., :3])) > 0.01
+
+
+def test_plot_writes_readable_pngs(small, tmp_path):
+    res = runner.invoke(app, ["plot", str(small.dir), "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    for name in ("convergence.png", "parity.png"):
+        assert _not_blank(tmp_path / "p" / name)
+
+
+def test_plot_and_explain_refuse_a_campaign_without_data(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[inputs]]\nname="a"\nlow=0.0\nhigh=1.0\n[objective]\nname="y"\n')
+    runner.invoke(app, ["init", str(tmp_path / "c"), "--config", str(cfg)])
+    for cmd in ("plot", "explain"):
+        res = runner.invoke(app, [cmd, str(tmp_path / "c")])
+        assert res.exit_code == 5
+        assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_explain_json_gives_the_importance_of_every_input(small, tmp_path):
+    res = runner.invoke(app, ["explain", str(small.dir), "--json", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert set(info["importance"]) == {"a", "b"} and all(v >= 0 for v in info["importance"].values())
+    for name in ("shap_bar.png", "shap_beeswarm.png", "landscape.png"):
+        assert _not_blank(tmp_path / "e" / name)
