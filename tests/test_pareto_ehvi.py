@@ -1,0 +1,129 @@
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from jaxopt_mat.acquisition.ehvi import (
+    expected_hypervolume_improvement, greedy_pool_batch, monte_carlo_ehvi, score_pool,
+)
+from jaxopt_mat.pareto import hypervolume, non_dominated_mask
+
+
+def brute_force_hv(points, ref, cells=200):
+    """Hypervolume by counting the centres of a regular grid of cells (float64)."""
+    points, ref = np.asarray(points), np.asarray(ref)
+    top = points.max(axis=0)
+    axes = [np.linspace(r, t, cells + 1) for r, t in zip(ref, top)]
+    centres = [0.5 * (a[1:] + a[:-1]) for a in axes]
+    grid = np.stack(np.meshgrid(*centres, indexing="ij"), axis=-1).reshape(-1, len(ref))
+    dominated = np.zeros(len(grid), bool)
+    for p in points:
+        dominated |= np.all(grid <= p, axis=1)
+    return dominated.mean() * np.prod(top - ref)
+
+
+@pytest.mark.parametrize("m, cells", [(2, 400), (3, 60)])
+def test_hypervolume_matches_grid_counting(m, cells):
+    rng = np.random.default_rng(m)
+    for _ in range(3):
+        pts = rng.uniform(0.1, 1.0, size=(8, m))
+        exact = float(hypervolume(jnp.asarray(pts), jnp.zeros(m)))
+        approx = brute_force_hv(pts, np.zeros(m), cells)
+        assert exact == pytest.approx(approx, rel=3.0 / cells * m)
+
+
+def test_hypervolume_of_a_known_staircase():
+    assert float(hypervolume(jnp.array([[2.0, 1.0], [1.0, 2.0]]), jnp.zeros(2))) == pytest.approx(3.0)
+    cube = jnp.array([[1.0, 1.0, 1.0], [2.0, 0.5, 0.5]])
+    assert float(hypervolume(cube, jnp.zeros(3))) == pytest.approx(1.0 + 0.25)
+
+
+points3 = arrays(np.float64, (6, 3), elements=st.floats(0.0, 1.0))
+points2 = arrays(np.float64, (7, 2), elements=st.floats(0.0, 1.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(points2, points3), st.data())
+def test_hypervolume_is_monotone_and_permutation_invariant(pts, data):
+    m = pts.shape[1]
+    ref = jnp.zeros(m)
+    hv = float(hypervolume(jnp.asarray(pts), ref))
+    extra = data.draw(arrays(np.float64, (1, m), elements=st.floats(0.0, 1.0)))
+    assert float(hypervolume(jnp.asarray(np.vstack([pts, extra])), ref)) >= hv - 1e-12
+    perm = data.draw(st.permutations(range(pts.shape[0])))
+    assert float(hypervolume(jnp.asarray(pts[list(perm)]), ref)) == pytest.approx(hv, abs=1e-12)
+
+
+def test_non_dominated_mask_by_brute_force():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(size=(30, 3))
+    mask = np.asarray(non_dominated_mask(jnp.asarray(pts)))
+    for i, p in enumerate(pts):
+        dominated = any(np.all(q >= p) and np.any(q > p) for q in pts)
+        assert mask[i] == (not dominated)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_ehvi_matches_monte_carlo_within_its_error(m):
+    rng = np.random.default_rng(10 + m)
+    front = jnp.asarray(rng.uniform(0.2, 1.0, size=(6, m)))
+    ref = jnp.zeros(m)
+    for k in range(4):
+        mean = jnp.asarray(rng.uniform(0.3, 1.1, size=m))
+        std = jnp.asarray(rng.uniform(0.05, 0.4, size=m))
+        exact = float(expected_hypervolume_improvement(mean[None], std[None], front, ref)[0])
+        est, err = monte_carlo_ehvi(mean, std, front, ref, key=jax.random.key(k), n_samples=20000)
+        assert abs(exact - float(est)) < 4 * float(err) + 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(points2, arrays(np.float64, (5, 2), elements=st.floats(-0.5, 1.5)), arrays(np.float64, (5, 2), elements=st.floats(0.0, 1.0)))
+def test_ehvi_is_non_negative(front, mean, std):
+    e = expected_hypervolume_improvement(jnp.asarray(mean), jnp.asarray(std), jnp.asarray(front), jnp.zeros(2))
+    assert bool(jnp.all(e >= 0)) and bool(jnp.all(jnp.isfinite(e)))
+
+
+def test_ehvi_is_zero_for_a_dominated_point_without_uncertainty():
+    front = jnp.array([[1.0, 2.0], [2.0, 1.0], [0.5, 0.5], [3.0, 3.0]])[:3]
+    e = expected_hypervolume_improvement(jnp.array([[0.9, 0.9], [1.5, 1.5]]), jnp.full((2, 2), 1e-12), front, jnp.zeros(2))
+    assert float(e[0]) == pytest.approx(0.0, abs=1e-9)
+    assert float(e[1]) == pytest.approx(0.25, rel=1e-6)  # deterministic: the improvement itself
+
+
+def test_ehvi_has_finite_gradients():
+    front = jnp.array([[1.0, 2.0], [2.0, 1.0]])
+    g = jax.grad(lambda mu: jnp.sum(expected_hypervolume_improvement(mu, jnp.full((3, 2), 0.2), front, jnp.zeros(2))))(
+        jnp.array([[1.5, 1.5], [-3.0, -3.0], [5.0, 0.5]]))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def _predict(features, w):
+    return features @ w, jnp.full((features.shape[0], w.shape[1]), 0.1)
+
+
+def test_chunked_pool_scores_equal_direct_scores():
+    rng = np.random.default_rng(3)
+    feats = jnp.asarray(rng.normal(size=(1001, 4)))
+    w = jnp.asarray(rng.normal(size=(4, 2)))
+    front = jnp.asarray(rng.normal(size=(10, 2)))
+    ref = jnp.array([-3.0, -3.0])
+    chunked = score_pool(_predict, (w,), feats, front, ref, chunk=128)
+    mean, std = _predict(feats, w)
+    np.testing.assert_allclose(chunked, expected_hypervolume_improvement(mean, std, front, ref), rtol=1e-10)
+
+
+def test_greedy_batch_never_repeats_or_picks_excluded_rows():
+    rng = np.random.default_rng(4)
+    mean = jnp.asarray(rng.uniform(size=(50, 2)))
+    std = jnp.full((50, 2), 0.05)
+    exclude = np.zeros(50, bool)
+    exclude[:10] = True
+    idx, vals = greedy_pool_batch(mean, std, jnp.asarray(rng.uniform(0, 0.5, size=(5, 2))), jnp.zeros(2), 10, exclude=exclude)
+    idx = np.asarray(idx)
+    assert len(set(idx.tolist())) == 10 and np.all(idx >= 10)
+    assert np.all(np.diff(np.asarray(vals)) <= 1e-12)  # believed outcomes shrink what is left
