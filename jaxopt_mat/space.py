@@ -22,6 +22,8 @@ from jaxopt_mat.errors import ConfigError, InfeasibleError
 # Relative slack kept inside each constraint by the exact repair, so that a
 # point survives the round trip unit cube -> physical units -> CSV -> back.
 _REPAIR_MARGIN = 1e-9
+# Distance (unit-cube coordinates, rows of A normalised) kept inside each linear constraint.
+_CONSTRAINT_MARGIN = 1e-10
 
 
 @jax.tree_util.register_pytree_node_class
@@ -158,7 +160,9 @@ class SearchSpace:
         lower = jnp.where(step < 0, (0.0 - c) / jnp.where(step < 0, step, -1.0), jnp.inf)
         t = jnp.minimum(t, jnp.min(jnp.minimum(upper, lower), axis=-1))
         if self.n_constraints:
-            slack = self.b_unit - self.A_unit @ c  # > 0: the centre is interior
+            # Aim a hair inside each half-space: a point exactly on a constraint
+            # can land a rounding error outside once converted to physical units.
+            slack = self.b_unit - _CONSTRAINT_MARGIN - self.A_unit @ c  # > 0: the centre is interior
             rate = step @ self.A_unit.T
             limit = jnp.where(rate > 0, slack / jnp.where(rate > 0, rate, 1.0), jnp.inf)
             t = jnp.minimum(t, jnp.min(limit, axis=-1))

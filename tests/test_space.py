@@ -90,3 +90,28 @@ def test_constraint_parsing_reads_coefficients_and_directions():
 def test_malformed_constraints_are_refused_with_the_reason(expr, message):
     with pytest.raises(ConfigError, match=message):
         parse_constraint(expr, ["q_a", "q_b"])
+
+
+def test_points_on_a_constraint_stay_feasible_through_unit_conversions(agnp_space):
+    # Points exactly on q_agno3 + q_pva + q_tsc + q_seed = 90, or a rounding error
+    # beyond it, must come back exactly feasible in physical units.
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(4), size=500)
+    x = np.column_stack([w * 90.0, rng.uniform(200, 1000, 500)])
+    x[:, :4] = np.clip(x[:, :4], agnp_space.low[:4], agnp_space.high[:4])
+    # A point found on the constraint in a closed loop, whose feasibility once
+    # depended on the summation order of a batched matrix product.
+    x[0] = [35.88916504, 30.73978457, 11.69802119, 11.6730292, 200.75489361]
+    x[0, 3] = 90.0 - x[0, :3].sum()
+    u = agnp_space.to_unit(jnp.asarray(x)) * (1 + 1e-15)
+    pu = _project(agnp_space, u)
+    # Projected points keep a margin inside the constraint, so rounding in any
+    # later computation cannot push them out.
+    assert float(jnp.max(pu @ agnp_space.A_unit.T - agnp_space.b_unit)) < -5e-11
+    p = agnp_space.from_unit(pu)
+    for size in (1, 15, 500):
+        assert bool(jnp.all(agnp_space.is_feasible(p[:size], atol=0.0)))
+    # ... and those that were feasible (up to rounding) stay essentially where they were.
+    was = np.asarray(agnp_space.is_feasible(jnp.asarray(x), atol=1e-12))
+    assert was.sum() > 100
+    np.testing.assert_allclose(np.asarray(p)[was], x[was], atol=1e-6)
