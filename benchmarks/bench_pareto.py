@@ -184,11 +184,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("JAXOPT_MAT_DATA", str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data")))
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--section", default="all", choices=["all", "polymers", "timing"])
     args = ap.parse_args()
     out = [f"Machine: {machine()}; BoTorch {'installed' if have_botorch() else 'not installed'}.\n"]
-    bench_polymers(out, Path(args.data), args.seeds)
-    bench_pool_batch(out)
-    bench_throughput(out)
+    if args.section in ("all", "polymers"):
+        bench_polymers(out, Path(args.data), args.seeds)
+    if args.section in ("all", "timing"):
+        bench_pool_batch(out)
+        bench_throughput(out)
     print("\n".join(out))
 
 

@@ -18,6 +18,7 @@ from jaxopt_mat.acquisition.analytic import (
     upper_confidence_bound,
 )
 from jaxopt_mat.acquisition.batch import Batch, local_penalization_batch
+from jaxopt_mat.acquisition.ehvi import expected_hypervolume_improvement
 from jaxopt_mat.objectives import spectrum_loss
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.design import latin_hypercube, random_design
@@ -30,6 +31,7 @@ from jaxopt_mat.errors import (
     NumericalError,
 )
 from jaxopt_mat.optimize import MaximizeResult, maximize, maximize_grid, maximize_random
+from jaxopt_mat.pareto import hypervolume, non_dominated_mask
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.base import Posterior
 from jaxopt_mat.surrogates.gp import GPModel, fit_gp
@@ -50,8 +52,10 @@ __all__ = [
     "SearchSpace",
     "__version__",
     "combine_replicates",
+    "expected_hypervolume_improvement",
     "expected_improvement",
     "fit_gp",
+    "hypervolume",
     "latin_hypercube",
     "local_penalization_batch",
     "log_expected_improvement",
@@ -59,6 +63,7 @@ __all__ = [
     "maximize",
     "maximize_grid",
     "maximize_random",
+    "non_dominated_mask",
     "probability_of_improvement",
     "random_design",
     "spectrum_loss",
