@@ -49,7 +49,7 @@ def timed(fn, repeats=5, warmup=1):
 
 def have_botorch():
     try:
-        import botorch  # noqa: F401
+        import botorch  # noqa: F401  (only checks that it is installed)
         import torch
 
         torch.set_num_threads(os.cpu_count() or 2)

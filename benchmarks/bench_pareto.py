@@ -14,7 +14,6 @@ import argparse
 import csv
 import os
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from jaxopt_mat.acquisition.ehvi import greedy_pool_batch, score_pool  # noqa: E
 from jaxopt_mat.pareto import default_reference, hypervolume, non_dominated_mask  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import have_botorch, machine  # noqa: E402
+from bench_core import have_botorch, machine, timed  # noqa: E402
 
 FEATURES = ["mol_weight_monomer", "atomic_weight_mean", "vdw_volume_monomer", "qm_total_energy_monomer",
             "qm_homo_monomer", "qm_lumo_monomer", "qm_dipole_monomer", "qm_dipole_x_monomer", "qm_dipole_y_monomer",
@@ -63,14 +62,7 @@ def bench_throughput(out):
     out.append("| --- | --- | --- | --- |")
     for n in (100_000, 1_000_000):
         feats = jnp.asarray(rng.uniform(size=(n, d)))
-        run = lambda: score_pool(predict_two, models, feats, jnp.asarray(front_pts), jnp.asarray(ref))  # noqa: E731
-        run().block_until_ready()
-        ts = []
-        for _ in range(3):
-            t = time.perf_counter()
-            run().block_until_ready()
-            ts.append(time.perf_counter() - t)
-        med = statistics.median(ts)
+        med, _ = timed(lambda: score_pool(predict_two, models, feats, jnp.asarray(front_pts), jnp.asarray(ref)), repeats=3)
         out.append(f"| jaxopt_mat `score_pool` (chunks of 8192) | {n:,} | {med:.2f} s | {n / med:,.0f} |")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     out.append(f"\nPeak resident memory of the whole benchmark process after scoring 1,000,000 candidates: {peak:.2f} GiB.\n")
@@ -113,14 +105,9 @@ def bench_pool_batch(out):
         mean, std = predict_two(pool, *models)
         return greedy_pool_batch(mean, std, jnp.asarray(y), ref, 10)[0]
 
-    run().block_until_ready()
-    ts = []
-    for _ in range(3):
-        t = time.perf_counter()
-        run().block_until_ready()
-        ts.append(time.perf_counter() - t)
+    med, _ = timed(run, repeats=3)
     out.append("## Pool batch of 10 from 10,000 candidates (n = 100, d = 10, warm, fits of both GPs included)\n")
-    out.append(f"Median of 3: {statistics.median(ts):.3f} s.\n")
+    out.append(f"Median of 3: {med:.3f} s.\n")
 
 
 def load_polymers(data: Path):

@@ -39,7 +39,7 @@ from jaxopt_mat.virtual_lab import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import machine  # noqa: E402
+from bench_core import machine, timed  # noqa: E402
 
 
 def neg_loss_mlp(x, params, target):
@@ -64,13 +64,8 @@ def matmul_rate() -> float:
     """Measured float32 matmul FLOP/s (median of 5, 2048^3)."""
     a = jnp.ones((2048, 2048), jnp.float32)
     f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    ts = []
-    for _ in range(5):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        ts.append(time.perf_counter() - t)
-    return 2 * 2048**3 / statistics.median(ts)
+    med, _ = timed(lambda: f(a), repeats=5)
+    return 2 * 2048**3 / med
 
 
 def run_targets(name, space, grid_fn, grad_fn, exact_fn, args_for, targets, resolution, flops_per_point, rate, out,
@@ -95,13 +90,8 @@ def run_targets(name, space, grid_fn, grad_fn, exact_fn, args_for, targets, reso
             r = jm.maximize(grad_fn, space, key=jax.random.key(0), args=args, n_starts=starts, n_raw=raw, n_steps=steps)
             return r.x
 
-        jax.block_until_ready(gradient())
-        ts = []
-        for _ in range(3):
-            t = time.perf_counter()
-            xb = jax.block_until_ready(gradient())
-            ts.append(time.perf_counter() - t)
-        d_time = statistics.median(ts)
+        d_time, _ = timed(gradient, repeats=3)
+        xb = gradient()
         d_loss = -float(exact_fn(xb[None], *args)[0])
         out.append(f"| {label} | {g_loss:.5f} | {g_time:.2f} s | {d_loss:.5f} | {d_time:.3f} s | 1/{g_time / d_time:.0f} | "
                    f"{'yes' if d_loss <= g_loss + 1e-9 else 'no'} |")

@@ -60,7 +60,6 @@ def _cell_dominated(points, ref, valid, edges):
 
     The last cell of each axis is unbounded above (``+inf``) and never dominated.
     """
-    m = points.shape[1]
     uppers = [jnp.concatenate([e[1:], jnp.array([jnp.inf], e.dtype)]) for e in edges]
     grids = jnp.meshgrid(*uppers, indexing="ij")
     corner = jnp.stack([g.reshape(-1) for g in grids], axis=-1)  # (cells, m)

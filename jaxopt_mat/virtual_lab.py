@@ -61,7 +61,6 @@ def oblate_depolarization(aspect):
     """Depolarisation factors ``(L_in_plane, L_axis)`` of an oblate spheroid, aspect ratio >= 1."""
     aspect = jnp.maximum(aspect, 1.0 + 1e-6)
     e2 = 1.0 - 1.0 / aspect**2
-    e = jnp.sqrt(e2)
     g = jnp.sqrt((1.0 - e2) / e2)
     l_plane = g / (2.0 * e2) * (jnp.pi / 2.0 - jnp.arctan(g)) - g**2 / 2.0
     return l_plane, 1.0 - 2.0 * l_plane

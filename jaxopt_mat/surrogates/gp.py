@@ -351,11 +351,10 @@ def leave_one_out(model: GPModel) -> Posterior:
 
 
 def fit_quality(model: GPModel, y) -> dict:
-    """Leave-one-out R², RMSE and mean standardized log loss for the training targets ``y``."""
+    """Leave-one-out R² and RMSE for the training targets ``y``, the noise level and length-scales."""
     loo = leave_one_out(model)
     y = np.asarray(y)
     resid = y - np.asarray(loo.mean)
-    var = np.asarray(loo.var)
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
     return {
