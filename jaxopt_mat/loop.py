@@ -111,7 +111,7 @@ def suggest(
     if cond.x.shape[0] >= 3 and method not in ("lhs", "random"):
         from jaxopt_mat.stopping import evaluate
 
-        verdict = evaluate(campaign, config.stopping)
+        verdict = evaluate(campaign, config.stopping, lazy=True, program_cache=program_cache)
         if verdict["should_stop"]:
             met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
             result.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")
@@ -278,7 +278,7 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
     if with_model and cond.x.shape[0] >= 3:
         from jaxopt_mat.stopping import evaluate
 
-        out.update(evaluate(campaign, config.stopping))
+        out.update(evaluate(campaign, config.stopping, program_cache=program_cache))
     if with_model and config.objective.is_spectrum:
         from jaxopt_mat.two_step import network_readiness
 

@@ -61,13 +61,20 @@ def centred_cosine(a, b) -> float:
     return float(a @ b / den) if den > 0 else 1.0
 
 
-def _fit(x, y, space, seed):
+def _fit(x, y, space, seed, program_cache):
     cond = combine_replicates(x, y)
-    return fit_gp(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high), cond
+    model = fit_gp(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high, program_cache=program_cache)
+    return model, cond
 
 
-def evaluate(campaign: Campaign, settings: dict | None = None) -> dict:
-    """Every stop rule for the campaign's current data: ``{"stop_rules": {...}, "should_stop": bool}``."""
+def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = False, program_cache=None) -> dict:
+    """Every stop rule for the campaign's current data: ``{"stop_rules": {...}, "should_stop": bool}``.
+
+    With ``lazy`` (what ``suggest`` uses), the stability and accuracy rules,
+    which need GP fits, are evaluated only when the plateau or acquisition rule
+    holds, i.e. only when they can change ``should_stop``; otherwise they are
+    reported as not met with value ``None``.
+    """
     s = {**DEFAULTS, **(settings or {})}
     cfg = campaign.config
     minimize = not cfg.objective.maximize
@@ -95,6 +102,14 @@ def evaluate(campaign: Campaign, settings: dict | None = None) -> dict:
     else:
         rules["plateau"] = _rule(None, s["plateau_fraction"], False)
 
+    ei = _last_max_ei(campaign)
+    rel = ei / spread if (ei is not None and spread > 0) else None
+    rules["acquisition"] = _rule(rel, s["min_improvement"], rel is not None and rel < s["min_improvement"])
+    if lazy and not (rules["plateau"]["met"] or rules["acquisition"]["met"]):
+        rules["stability"] = _rule(None, s["stability"], False)
+        rules["accuracy"] = _rule(None, s["accuracy"], False)
+        return {"stop_rules": rules, "should_stop": bool(rules["threshold"]["met"] or rules["budget"]["met"])}
+
     # Stability and accuracy need fits on nested data sets.
     probe = latin_hypercube(space, 64, seed=cfg.seed + 104729)
     fits = {}
@@ -102,7 +117,8 @@ def evaluate(campaign: Campaign, settings: dict | None = None) -> dict:
     def fit_upto(b):
         if b not in fits:
             keep = batches <= b
-            fits[b] = _fit(x[keep], y[keep], space, cfg.seed) if combine_replicates(x[keep], y[keep]).x.shape[0] >= 3 else None
+            enough = combine_replicates(x[keep], y[keep]).x.shape[0] >= 3
+            fits[b] = _fit(x[keep], y[keep], space, cfg.seed, program_cache) if enough else None
         return fits[b]
 
     m = s["stability_rounds"]
@@ -124,10 +140,6 @@ def evaluate(campaign: Campaign, settings: dict | None = None) -> dict:
         var = float(np.var(y)) if y.size > 1 else 0.0
         acc = float(np.mean((pred - newest.y) ** 2) / var) if var > 0 else 0.0
     rules["accuracy"] = _rule(acc, s["accuracy"], acc is not None and acc <= s["accuracy"])
-
-    ei = _last_max_ei(campaign)
-    rel = ei / spread if (ei is not None and spread > 0) else None
-    rules["acquisition"] = _rule(rel, s["min_improvement"], rel is not None and rel < s["min_improvement"])
 
     learned = rules["stability"]["met"] and rules["accuracy"]["met"]
     should = (rules["threshold"]["met"] or rules["budget"]["met"]

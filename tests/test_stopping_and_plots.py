@@ -45,6 +45,9 @@ def test_stop_rule_values_equal_hand_computed_values(small):
     assert r["accuracy"]["value"] == pytest.approx(np.mean((pred - y[b == 3]) ** 2) / np.var(y), rel=1e-6)
     assert r["acquisition"]["value"] is None  # no GP suggestion recorded yet
     assert res["should_stop"]  # the budget is spent
+    lazy = evaluate(small, small.config.stopping, lazy=True)
+    assert lazy["should_stop"] == res["should_stop"]
+    assert lazy["stop_rules"]["plateau"] == r["plateau"] and lazy["stop_rules"]["stability"]["value"] is None
 
 
 def test_centred_cosine_is_the_correlation():
