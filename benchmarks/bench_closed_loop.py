@@ -112,8 +112,10 @@ def main():
             regrets = {}
             for m in methods:
                 t0 = time.perf_counter()
-                regrets[m] = [run_campaign(lab, rows, m, s, args.budget, args.batch, tmp, params, target) - best
-                              for s in range(args.seeds)]
+                regrets[m] = []
+                for s in range(args.seeds):
+                    regrets[m].append(run_campaign(lab, rows, m, s, args.budget, args.batch, tmp, params, target) - best)
+                    print(f"    {m} seed {s}: regret {regrets[m][-1]:.4f}", file=sys.stderr, flush=True)
                 print(f"  {label} {m}: median regret {np.median(regrets[m]):.4f} ({time.perf_counter() - t0:.0f} s)",
                       file=sys.stderr, flush=True)
             fmt = lambda v: f"{np.median(v):.4f} [{np.percentile(v, 25):.4f}, {np.percentile(v, 75):.4f}]"  # noqa: E731

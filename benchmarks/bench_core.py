@@ -296,6 +296,8 @@ def bench_botorch_regret(out, seeds):
             t = time.perf_counter()
             theirs.append(_botorch_closed_loop(HARTMANN6, 15, 120, s))
             t_theirs.append(time.perf_counter() - t)
+            print(f"  seed {s}: jaxopt_mat {ours[-1]:.4f} ({t_ours[-1]:.0f} s), BoTorch {theirs[-1]:.4f} "
+                  f"({t_theirs[-1]:.0f} s)", file=sys.stderr, flush=True)
     fmt = lambda v: f"{np.median(v):.4f} [{np.percentile(v, 25):.4f}, {np.percentile(v, 75):.4f}]"  # noqa: E731
     out.append("| method | simple regret, median [25th, 75th] | wall time per run (median) |")
     out.append("| --- | --- | --- |")
