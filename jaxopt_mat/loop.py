@@ -204,7 +204,7 @@ def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, 
         "predicted_loss": np.concatenate([p[1] for p in parts]),
         "predicted_loss_std": np.concatenate([p[2] for p in parts]),
     }
-    return Suggestion(x, method if method != "auto" else "dnn", extra, notes)
+    return Suggestion(x, method, extra, notes)
 
 
 def bound_pressure(campaign: Campaign, x_new: np.ndarray) -> list[tuple[str, str, float, float]]:
