@@ -35,7 +35,9 @@ SUGGESTIONS_DIR = "suggestions"
 STATE_FILE = "state.json"
 BATCH_COLUMN = "batch"
 
-_TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_design", "stopping"}
+_TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_design", "stopping", "candidates",
+             "features", "embedding"}
+_EMBEDDING_KEYS = {"landmarks", "lengthscale", "source"}
 _STOPPING_KEYS = {"threshold", "stability", "stability_rounds", "accuracy", "plateau_fraction", "plateau_rounds",
                   "min_improvement", "budget"}
 _STOPPING_INTS = {"stability_rounds", "plateau_rounds", "budget"}
@@ -43,6 +45,8 @@ _INPUT_KEYS = {"name", "low", "high", "extendable", "extend_factor", "unit"}
 _CONSTRAINT_KEYS = {"expr"}
 _OBJECTIVE_KEYS = {"kind", "name", "direction"}
 _SPECTRUM_KEYS = {"kind", "name", "target", "window", "smoothness"}
+_PARETO_KEYS = {"kind", "objectives", "reference"}
+_PARETO_OBJECTIVE_KEYS = {"name", "direction"}
 DEFAULT_WINDOW = (0.7, 1.2)
 
 
@@ -64,6 +68,10 @@ class Objective:
     ``kind = "spectrum"``: measured spectra (one column per wavelength) scored
     by the study's loss against the ``target`` file with the intensity
     ``window``; the loss (column ``name``, default ``loss``) is minimised.
+    ``kind = "pareto"``: several measured columns, ``objectives`` as
+    ``(name, direction)`` pairs; the campaign grows the hypervolume above
+    ``reference`` (in the objectives' own units; default: derived from the
+    data, see :func:`jaxopt_mat.pareto.default_reference`).
     """
 
     kind: str
@@ -72,6 +80,8 @@ class Objective:
     target: str = ""
     window: tuple[float, float] = DEFAULT_WINDOW
     smoothness: float = 0.02
+    objectives: tuple[tuple[str, str], ...] = ()
+    reference: tuple[float, ...] | None = None
 
     @property
     def maximize(self) -> bool:
@@ -80,6 +90,20 @@ class Objective:
     @property
     def is_spectrum(self) -> bool:
         return self.kind == "spectrum"
+
+    @property
+    def is_pareto(self) -> bool:
+        return self.kind == "pareto"
+
+    @property
+    def measured_names(self) -> list[str]:
+        """The measured columns of a scalar or Pareto objective (spectra: the wavelengths, not known here)."""
+        return [n for n, _ in self.objectives] if self.is_pareto else [self.name]
+
+    @property
+    def signs(self) -> np.ndarray:
+        """+1 for each maximised objective, -1 for each minimised one (Pareto objectives)."""
+        return np.array([1.0 if d == "maximize" else -1.0 for _, d in self.objectives])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,12 +115,27 @@ class Config:
     objective: Objective
     initial_design: int
     stopping: dict = dataclasses.field(default_factory=dict)
+    candidates: str = ""
+    features: tuple[str, ...] = ()
+    embedding: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_pool(self) -> bool:
+        return bool(self.candidates)
 
     @property
     def input_names(self) -> list[str]:
-        return [i.name for i in self.inputs]
+        """The model's inputs: the inputs' names, or a pool's feature columns."""
+        return list(self.features) if self.is_pool else [i.name for i in self.inputs]
+
+    @property
+    def key_columns(self) -> list[str]:
+        """What identifies a measured condition in observations.csv: the inputs, or a pool's ``id``."""
+        return ["id"] if self.is_pool else self.input_names
 
     def space(self) -> SearchSpace:
+        if self.is_pool:
+            raise ConfigError("a pool campaign's space comes from its candidate table (use Campaign.space)")
         names = self.input_names
         A, b = constraints_from_strings(self.constraints, names)
         return SearchSpace([i.low for i in self.inputs], [i.high for i in self.inputs], names=names, A=A, b=b)
@@ -128,9 +167,15 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{source}: seed must be a non-negative integer, got {seed!r}")
-    raw_inputs = data.get("inputs")
-    if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise ConfigError(f"{source}: at least one [[inputs]] table is required")
+    candidates = data.get("candidates", "")
+    if not isinstance(candidates, str):
+        raise ConfigError(f"{source}: candidates must be a file name, e.g. \"candidates.csv\"")
+    raw_inputs = data.get("inputs", [] if candidates else None)
+    if candidates and raw_inputs:
+        raise ConfigError(f"{source}: a pool campaign (candidates = ...) takes its inputs from the candidate table; "
+                          "remove the [[inputs]] tables")
+    if not candidates and (not isinstance(raw_inputs, list) or not raw_inputs):
+        raise ConfigError(f"{source}: at least one [[inputs]] table is required (or candidates = \"file.csv\")")
     inputs = []
     for k, item in enumerate(raw_inputs, 1):
         where = f"{source}: inputs #{k}"
@@ -162,6 +207,8 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: input names must be unique, got {names}")
     raw_cons = data.get("constraints", [])
+    if candidates and raw_cons:
+        raise ConfigError(f"{source}: constraints apply to continuous inputs, not to a pool of candidates")
     if not isinstance(raw_cons, list):
         raise ConfigError(f"{source}: constraints must be a list of [[constraints]] tables")
     constraints = []
@@ -173,13 +220,38 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     raw_obj = data.get("objective")
     if not isinstance(raw_obj, dict):
         raise ConfigError(f"{source}: an [objective] table is required")
-    objective = _parse_objective(raw_obj, names, source)
-    initial = data.get("initial_design", max(5, 2 * len(inputs)))
+    features = data.get("features", [])
+    if not isinstance(features, list) or not all(isinstance(f, str) and f for f in features):
+        raise ConfigError(f"{source}: features must be a list of column names")
+    if features and not candidates:
+        raise ConfigError(f"{source}: features name columns of a candidate table; set candidates = \"file.csv\"")
+    if len(set(features)) != len(features):
+        raise ConfigError(f"{source}: features must be unique, got {features}")
+    if "id" in features:
+        raise ConfigError(f"{source}: 'id' names the candidates and cannot be a feature")
+    embedding = data.get("embedding", {})
+    if not isinstance(embedding, dict):
+        raise ConfigError(f"{source}: [embedding] must be a table")
+    _check_keys(embedding, _EMBEDDING_KEYS, f"{source}: embedding")
+    if embedding and not candidates:
+        raise ConfigError(f"{source}: [embedding] turns a long candidate table into features; set candidates too")
+    if "landmarks" in embedding:
+        lm = embedding["landmarks"]
+        if isinstance(lm, bool) or not isinstance(lm, int) or lm < 1:
+            raise ConfigError(f"{source}: embedding.landmarks must be a positive integer, got {lm!r}")
+    if "lengthscale" in embedding and _number(embedding["lengthscale"], f"{source}: embedding.lengthscale") <= 0:
+        raise ConfigError(f"{source}: embedding.lengthscale must be positive")
+    objective = _parse_objective(raw_obj, names + list(features), source)
+    if candidates and objective.is_spectrum:
+        raise ConfigError(f"{source}: spectrum objectives need continuous [[inputs]], not a candidate pool")
+    initial = data.get("initial_design", max(5, 2 * max(len(inputs), 1)) if not candidates else 10)
     if isinstance(initial, bool) or not isinstance(initial, int) or initial < 2:
         raise ConfigError(f"{source}: initial_design must be an integer of at least 2, got {initial!r}")
     stopping = _parse_stopping(data.get("stopping", {}), source)
-    config = Config(name, seed, tuple(inputs), tuple(constraints), objective, initial, stopping)
-    config.space()  # parses constraints and checks feasibility
+    config = Config(name, seed, tuple(inputs), tuple(constraints), objective, initial, stopping, candidates,
+                    tuple(features), dict(embedding))
+    if not candidates:
+        config.space()  # parses constraints and checks feasibility
     return config
 
 
@@ -198,15 +270,48 @@ def _parse_stopping(raw, source: str) -> dict:
     return out
 
 
+def _parse_pareto(raw: dict, names: list[str], source: str) -> Objective:
+    _check_keys(raw, _PARETO_KEYS, f"{source}: objective")
+    items = raw.get("objectives")
+    if not isinstance(items, list) or len(items) < 2:
+        raise ConfigError(f"{source}: a pareto objective needs at least two [[objective.objectives]] tables")
+    objectives = []
+    for k, item in enumerate(items, 1):
+        where = f"{source}: objective.objectives #{k}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table")
+        _check_keys(item, _PARETO_OBJECTIVE_KEYS, where)
+        nm = item.get("name")
+        if not isinstance(nm, str) or not nm.isidentifier():
+            raise ConfigError(f"{where}: name must be an identifier, got {nm!r}")
+        if nm in names or nm in (BATCH_COLUMN, "id"):
+            raise ConfigError(f"{where}: name {nm!r} clashes with an input, a feature or a reserved column")
+        direction = item.get("direction", "maximize")
+        if direction not in ("maximize", "minimize"):
+            raise ConfigError(f"{where}: direction must be 'maximize' or 'minimize', got {direction!r}")
+        objectives.append((nm, direction))
+    if len({n for n, _ in objectives}) != len(objectives):
+        raise ConfigError(f"{source}: objective names must be unique")
+    ref = raw.get("reference")
+    if ref is not None:
+        if not isinstance(ref, list) or len(ref) != len(objectives):
+            raise ConfigError(f"{source}: objective reference must list one number per objective ({len(objectives)})")
+        ref = tuple(_number(v, f"{source}: objective reference") for v in ref)
+    return Objective("pareto", "hypervolume", "maximize", objectives=tuple(objectives), reference=ref)
+
+
 def _parse_objective(raw: dict, names: list[str], source: str) -> Objective:
     kind = raw.get("kind", "scalar")
-    if kind not in ("scalar", "spectrum"):
-        raise ConfigError(f"{source}: objective kind {kind!r} is not supported (supported: 'scalar', 'spectrum')")
+    if kind not in ("scalar", "spectrum", "pareto"):
+        raise ConfigError(f"{source}: objective kind {kind!r} is not supported (supported: 'scalar', 'spectrum', "
+                          "'pareto')")
+    if kind == "pareto":
+        return _parse_pareto(raw, names, source)
     _check_keys(raw, _OBJECTIVE_KEYS if kind == "scalar" else _SPECTRUM_KEYS, f"{source}: objective")
     obj_name = raw.get("name", "loss" if kind == "spectrum" else None)
     if not isinstance(obj_name, str) or not obj_name.isidentifier():
         raise ConfigError(f"{source}: objective name must be an identifier, got {obj_name!r}")
-    if obj_name in names or obj_name == BATCH_COLUMN:
+    if obj_name in names or obj_name in (BATCH_COLUMN, "id"):
         raise ConfigError(f"{source}: objective name {obj_name!r} clashes with an input or reserved column")
     if kind == "scalar":
         direction = raw.get("direction", "maximize")
@@ -255,7 +360,11 @@ def _toml_value(v) -> str:
 def config_to_toml(config: Config) -> str:
     """Render a config as TOML that :func:`parse_config` reads back to an equal config."""
     out = [f"name = {_toml_value(config.name)}", f"seed = {config.seed}",
-           f"initial_design = {config.initial_design}", ""]
+           f"initial_design = {config.initial_design}"]
+    if config.is_pool:
+        out.append(f"candidates = {_toml_value(config.candidates)}")
+        out.append("features = [" + ", ".join(_toml_value(f) for f in config.features) + "]")
+    out.append("")
     for i in config.inputs:
         out += ["[[inputs]]", f"name = {_toml_value(i.name)}", f"low = {_toml_value(i.low)}",
                 f"high = {_toml_value(i.high)}"]
@@ -268,11 +377,22 @@ def config_to_toml(config: Config) -> str:
         out += ["[[constraints]]", f"expr = {_toml_value(c)}", ""]
     o = config.objective
     out += ["[objective]", f"kind = {_toml_value(o.kind)}", f"name = {_toml_value(o.name)}"]
-    if o.is_spectrum:
+    if o.is_pareto:
+        out = out[:-1]
+        if o.reference is not None:
+            out.append("reference = [" + ", ".join(repr(v) for v in o.reference) + "]")
+        out.append("")
+        for nm, direction in o.objectives:
+            out += ["[[objective.objectives]]", f"name = {_toml_value(nm)}", f"direction = {_toml_value(direction)}", ""]
+    elif o.is_spectrum:
         out += [f"target = {_toml_value(o.target)}", f"window = [{o.window[0]!r}, {o.window[1]!r}]",
                 f"smoothness = {o.smoothness!r}", ""]
     else:
         out += [f"direction = {_toml_value(o.direction)}", ""]
+    if config.embedding:
+        out.append("[embedding]")
+        out += [f"{k} = {_toml_value(v)}" for k, v in sorted(config.embedding.items())]
+        out.append("")
     if config.stopping:
         out.append("[stopping]")
         out += [f"{k} = {_toml_value(v)}" for k, v in sorted(config.stopping.items())]
@@ -305,12 +425,14 @@ class Measurements(NamedTuple):
     """Validated rows of a measurement file.
 
     Attributes:
-        values: ``(n, d + k)``: the inputs, then the measured columns.
-        columns: names of the ``k`` measured columns (the objective, or the wavelengths as written).
+        values: ``(n, d + k)``: the inputs, then the measured columns (pool campaigns: ``(n, k)``).
+        columns: names of the ``k`` measured columns (the objective(s), or the wavelengths as written).
+        ids: pool campaigns: the candidate id of each row; otherwise ``None``.
     """
 
     values: np.ndarray
     columns: list[str]
+    ids: list[str] | None = None
 
 
 def read_target(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -356,6 +478,45 @@ def target_on_grid(target_wl, target_abs, wavelengths, *, source: str = "target"
     return np.interp(wavelengths, target_wl, target_abs)
 
 
+def _csv_cell(text: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
+
+
+def _prepare_pool(config: Config, source_dir: Path) -> tuple[Config, dict[str, bytes]]:
+    """Validate a pool campaign's candidate table (embedding a long table first) and fix its feature list.
+
+    Returns the config as it is saved (explicit ``features``) and the files to copy into the folder.
+    """
+    from jaxopt_mat.pool import parse_pool
+
+    src = source_dir / config.candidates
+    try:
+        raw = src.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"candidate table not found: {src}") from None
+    files = {src.name: raw}
+    if config.embedding and "source" not in config.embedding:
+        from jaxopt_mat.embedding import embed_long_table
+
+        text = embed_long_table(raw.decode(), src.name, features=list(config.features) or None,
+                                n_landmarks=config.embedding.get("landmarks", 16),
+                                lengthscale=config.embedding.get("lengthscale"), seed=config.seed)
+        name = src.stem + "_embedded.csv"
+        files[name] = text.encode()
+        pool = parse_pool(text, name)
+        embedding = {**config.embedding, "source": src.name}
+        config = dataclasses.replace(config, candidates=name, features=tuple(pool.names), embedding=embedding)
+        return config, files
+    pool = parse_pool(raw.decode(), src.name, list(config.features) or None,
+                      exclude=config.objective.measured_names)
+    clash = [n for n in config.objective.measured_names if n in pool.names]
+    if clash:
+        raise ConfigError(f"objective {clash[0]!r} is also a feature column of {src.name}; leave it out of features")
+    return dataclasses.replace(config, candidates=src.name, features=tuple(pool.names)), files
+
+
 def _as_wavelength(cell: str):
     try:
         v = float(cell)
@@ -383,6 +544,7 @@ class Campaign:
             raise CampaignError(f"{self.dir} is not a campaign folder (no {CONFIG_FILE}); run 'jaxopt-mat init' first")
         self.config = load_config(cfg)
         self._target = None
+        self._pool = None
 
     @classmethod
     def create(cls, directory: Path, config: Config, *, source_dir: Path | None = None) -> "Campaign":
@@ -398,18 +560,36 @@ class Campaign:
             read_target(src)  # validate before creating anything
             copies[src.name] = src.read_bytes()
             config = dataclasses.replace(config, objective=dataclasses.replace(config.objective, target=src.name))
+        if config.is_pool:
+            config, pool_files = _prepare_pool(config, Path(source_dir or "."))
+            copies.update(pool_files)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / SUGGESTIONS_DIR).mkdir(exist_ok=True)
         for name, content in copies.items():
             (directory / name).write_bytes(content)
-        header = config.input_names + ([] if config.objective.is_spectrum else [config.objective.name]) + [BATCH_COLUMN]
+        header = config.key_columns + ([] if config.objective.is_spectrum else config.objective.measured_names) + [BATCH_COLUMN]
         atomic_write_text(directory / OBSERVATIONS_FILE, ",".join(header) + "\n")
         atomic_write_text(directory / CONFIG_FILE, config_to_toml(config))
         return cls(directory)
 
     @property
     def space(self) -> SearchSpace:
+        """The search space; for a pool, the box spanned by the candidates' features."""
+        if self.config.is_pool:
+            pool = self.pool
+            return SearchSpace(pool.low, pool.high, names=pool.names)
         return self.config.space()
+
+    @property
+    def pool(self):
+        """The candidate table of a pool campaign (:class:`jaxopt_mat.pool.Pool`)."""
+        if not self.config.is_pool:
+            raise CampaignError(f"{self.dir} is not a pool campaign (no candidates in {CONFIG_FILE})")
+        if self._pool is None:
+            from jaxopt_mat.pool import read_pool
+
+            self._pool = read_pool(self.dir / self.config.candidates, list(self.config.features))
+        return self._pool
 
     @contextlib.contextmanager
     def lock(self):
@@ -431,15 +611,15 @@ class Campaign:
         if not rows:
             raise CampaignError(f"{path} has no header")
         header = rows[0]
-        names = self.config.input_names
+        names = self.config.key_columns
         if header[: len(names)] != names or header[-1] != BATCH_COLUMN:
-            raise CampaignError(f"{path}: header does not start with the inputs {names} and end with '{BATCH_COLUMN}'")
+            raise CampaignError(f"{path}: header does not start with {names} and end with '{BATCH_COLUMN}'")
         return header, rows[1:]
 
     def measured_columns(self) -> list[str]:
         """The objective column, or the wavelength columns of a spectrum campaign (empty before any data)."""
         header, _ = self._read_rows()
-        return header[len(self.config.inputs):-1]
+        return header[len(self.config.key_columns):-1]
 
     def wavelengths(self) -> np.ndarray:
         return np.array([float(c) for c in self.measured_columns()]) if self.config.objective.is_spectrum else np.zeros(0)
@@ -453,16 +633,62 @@ class Campaign:
     def read_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All rows as ``(x (n, d), measured (n, k), batch (n,))`` (k = 1, or the number of wavelengths)."""
         header, body = self._read_rows()
-        d = len(self.config.inputs)
+        d = len(self.config.input_names)
+        if self.config.is_pool:
+            k = len(header) - 2
+            if not body:
+                return np.zeros((0, d)), np.zeros((0, k)), np.zeros(0, dtype=int)
+            index = self.pool.index_of()
+            try:
+                rows = [index[r[0]] for r in body]
+            except KeyError as e:
+                raise CampaignError(f"{OBSERVATIONS_FILE}: id {e.args[0]!r} is not in {self.config.candidates}") from None
+            arr = np.array([[float(v) for v in r[1:]] for r in body])
+            return self.pool.features[rows], arr[:, :-1], arr[:, -1].astype(int)
         k = len(header) - d - 1
         if not body:
             return np.zeros((0, d)), np.zeros((0, k)), np.zeros(0, dtype=int)
         arr = np.array([[float(v) for v in r] for r in body])
         return arr[:, :d], arr[:, d:-1], arr[:, -1].astype(int)
 
-    def read_observations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All rows as ``(x (n, d), y (n,), batch (n,))``; ``y`` is the exact spectrum loss for spectra."""
+    def read_ids(self) -> list[str]:
+        """Pool campaigns: the candidate id of every recorded row, in file order."""
+        _, body = self._read_rows()
+        return [r[0] for r in body]
+
+    def measured_mask(self) -> np.ndarray:
+        """Pool campaigns: ``(N,)`` True for candidates with at least one measurement."""
+        index = self.pool.index_of()
+        mask = np.zeros(len(self.pool.ids), bool)
+        mask[[index[i] for i in self.read_ids() if i in index]] = True
+        return mask
+
+    def read_objectives(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pareto campaigns: ``(x (n, d), values (n, m) in maximisation form, batch (n,))``.
+
+        Minimised objectives are negated, so larger is better in every column.
+        """
         x, measured, batch = self.read_table()
+        return x, measured * self.config.objective.signs, batch
+
+    def reference_point(self, values_max: np.ndarray) -> np.ndarray:
+        """The hypervolume reference in maximisation form: the configured one, or one derived from ``values_max``."""
+        from jaxopt_mat.pareto import default_reference
+
+        obj = self.config.objective
+        if obj.reference is not None:
+            return np.asarray(obj.reference) * obj.signs
+        return default_reference(values_max)
+
+    def read_observations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All rows as ``(x (n, d), y (n,), batch (n,))``; ``y`` is the exact spectrum loss for spectra.
+
+        Pareto campaigns: ``y`` is ``(n, m)``, the objectives as measured (see :meth:`read_objectives`).
+        Pool campaigns: ``x`` holds the candidates' features.
+        """
+        x, measured, batch = self.read_table()
+        if self.config.objective.is_pareto:
+            return x, measured, batch
         if not self.config.objective.is_spectrum:
             return x, measured[:, 0], batch
         if x.shape[0] == 0:
@@ -489,6 +715,8 @@ class Campaign:
         except StopIteration:
             raise DataError(f"{source}: the file is empty") from None
         header = [h.strip() for h in header]
+        if self.config.is_pool:
+            return self._validate_pool_rows(header, reader, source)
         names = self.config.input_names
         if self.config.objective.is_spectrum:
             spectral = sorted(((w, i) for i, h in enumerate(header) if (w := _as_wavelength(h)) is not None))
@@ -503,7 +731,7 @@ class Campaign:
             self.target(np.array([w for w, _ in spectral]))  # the target must cover the grid
             need = names + [header[i] for _, i in spectral]
         else:
-            need = names + [self.config.objective.name]
+            need = names + self.config.objective.measured_names
         missing = [c for c in need if c not in header]
         if missing:
             raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need[:len(names) + 1])}"
@@ -545,6 +773,39 @@ class Campaign:
             raise DataError(f"{source}: no data rows")
         return Measurements(np.array(values), need[len(names):])
 
+    def _validate_pool_rows(self, header: list[str], reader, source: str) -> Measurements:
+        measured = self.config.objective.measured_names
+        need = ["id"] + measured
+        missing = [c for c in need if c not in header]
+        if missing:
+            raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need)})")
+        pos = [header.index(c) for c in need]
+        index = self.pool.index_of()
+        ids, values = [], []
+        for line, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{source} row {line}: {len(row)} fields, expected {len(header)}")
+            cid = row[pos[0]].strip()
+            if cid not in index:
+                raise DataError(f"{source} row {line}: id {cid!r} is not in the candidate table {self.config.candidates}")
+            vals = []
+            for c, p in zip(measured, pos[1:]):
+                cell = row[p].strip()
+                try:
+                    v = float(cell)
+                except ValueError:
+                    raise DataError(f"{source} row {line}: {c} = {cell!r} is not a number") from None
+                if not math.isfinite(v):
+                    raise DataError(f"{source} row {line}: {c} = {cell} is not finite")
+                vals.append(v)
+            ids.append(cid)
+            values.append(vals)
+        if not values:
+            raise DataError(f"{source}: no data rows")
+        return Measurements(np.array(values), measured, ids)
+
     def append_observations(self, measurements: Measurements | np.ndarray) -> int:
         """Append validated rows atomically under the lock; return the batch number given to them.
 
@@ -552,21 +813,30 @@ class Campaign:
         ``observations.csv``); a bare array is taken to be in the current column order.
         """
         path = self.dir / OBSERVATIONS_FILE
-        d = len(self.config.inputs)
         rows = measurements.values if isinstance(measurements, Measurements) else np.asarray(measurements)
+        ids = measurements.ids if isinstance(measurements, Measurements) else None
+        if self.config.is_pool:
+            if ids is None or len(ids) != rows.shape[0]:
+                raise CampaignError("rows of a pool campaign need their candidate ids (use validate_table)")
+            index = self.pool.index_of()
+            unknown = [i for i in ids if i not in index]
+            if unknown:
+                raise CampaignError(f"id {unknown[0]!r} is not in the candidate table {self.config.candidates}")
         with self.lock():
             header, _ = self._read_rows()
             old = path.read_text()
-            if len(header) == d + 1:  # spectrum campaign without data yet: the grid comes with these rows
+            if self.config.objective.is_spectrum and len(header) == len(self.config.key_columns) + 1:  # no data yet: the grid comes with these rows
                 if not isinstance(measurements, Measurements):
                     raise CampaignError("the first spectra of a campaign need their wavelength columns (use validate_table)")
                 header = self.config.input_names + list(measurements.columns) + [BATCH_COLUMN]
                 old = ",".join(header) + "\n" + old.split("\n", 1)[1]
-            elif rows.shape[1] != len(header) - 1:
+            elif rows.shape[1] != len(header) - 1 - (1 if ids is not None else 0):
                 raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {len(header) - 1}")
-            _, _, batches = self.read_table()
-            batch = int(batches.max()) + 1 if batches.size else 1
+            _, body = self._read_rows()
+            batch = max((int(r[-1]) for r in body), default=0) + 1
             lines = [",".join(repr(float(v)) for v in r) + f",{batch}" for r in rows]
+            if ids is not None:
+                lines = [f"{_csv_cell(i)},{line}" for i, line in zip(ids, lines)]
             if old and not old.endswith("\n"):
                 old += "\n"
             atomic_write_text(path, old + "\n".join(lines) + "\n")

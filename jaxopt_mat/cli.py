@@ -101,8 +101,15 @@ def init(
     from jaxopt_mat.campaign import Campaign, load_config
 
     cfg = load_config(config)
-    Campaign.create(directory, cfg, source_dir=config.parent)
-    typer.echo(f"created campaign '{cfg.name}' in {directory} ({len(cfg.inputs)} inputs, {len(cfg.constraints)} constraints)")
+    camp = Campaign.create(directory, cfg, source_dir=config.parent)
+    if camp.config.is_pool:
+        pool = camp.pool
+        what = f"{len(pool.ids)} candidates with {len(pool.names)} features"
+        if camp.config.embedding:
+            what += f" (kernel mean embedding of {camp.config.embedding['source']})"
+    else:
+        what = f"{len(cfg.inputs)} inputs, {len(cfg.constraints)} constraints"
+    typer.echo(f"created campaign '{cfg.name}' in {directory} ({what})")
 
 
 @app.command()
@@ -177,21 +184,48 @@ def status(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
+    _print_status(info)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _print_status(info: dict) -> None:
     obj = info["objective"]
-    typer.echo(f"campaign {info['name']}: {obj['direction']} {obj['name']}")
+    if "objectives" in obj:
+        what = ", ".join(f"{o['direction']} {o['name']}" for o in obj["objectives"])
+        typer.echo(f"campaign {info['name']}: Pareto front of {what}")
+    else:
+        typer.echo(f"campaign {info['name']}: {obj['direction']} {obj['name']}")
     typer.echo(f"  measurements: {info['n_observations']} ({info['n_conditions']} conditions, {info['n_batches']} batches)")
-    if info["best"] is None:
+    if info.get("pool"):
+        typer.echo(f"  pool: {info['pool']['candidates']} candidates, {info['pool']['unmeasured']} not measured yet")
+    if "objectives" in obj:
+        par = info.get("pareto")
+        if par is None:
+            typer.echo("  Pareto set: none yet")
+        else:
+            ref = ", ".join(f"{o['name']} {v:.4g}" for o, v in zip(obj["objectives"], par["reference"]))
+            typer.echo(f"  hypervolume {par['hypervolume']:.6g} (reference {ref}; {par['reference_source']})")
+            typer.echo(f"  Pareto set ({len(par['front'])} conditions):")
+            for row in par["front"]:
+                typer.echo("    " + ", ".join(f"{k} = {_fmt(v)}" for k, v in row.items()))
+    elif info["best"] is None:
         typer.echo("  best: none yet")
     else:
         best = dict(info["best"])
         value, reps = best.pop("value"), best.pop("replicates")
-        recipe = ", ".join(f"{k} = {v:.4g}" for k, v in best.items())
+        recipe = ", ".join(f"{k} = {_fmt(v)}" for k, v in best.items())
         typer.echo(f"  best: {obj['name']} = {value:.6g} (median of {reps}) at {recipe}")
     if info["model"] is not None:
-        m = info["model"]
-        typer.echo(f"  GP fit: leave-one-out R^2 = {m['loo_r2']:.3f}, RMSE = {m['loo_rmse']:.4g}, noise std = {m['noise_std']:.3g}")
-        ls = ", ".join(f"{k} {v:.3g}" for k, v in m["lengthscales"].items())
-        typer.echo(f"  length-scales (unit cube): {ls}")
+        models = info["model"] if "objectives" in obj else {None: info["model"]}
+        for name, m in models.items():
+            label = "GP fit" if name is None else f"GP fit of {name}"
+            typer.echo(f"  {label}: leave-one-out R^2 = {m['loo_r2']:.3f}, RMSE = {m['loo_rmse']:.4g}, "
+                       f"noise std = {m['noise_std']:.3g}")
+            ls = ", ".join(f"{k} {v:.3g}" for k, v in m["lengthscales"].items())
+            typer.echo(f"    length-scales (unit cube): {ls}")
     if info.get("step"):
         typer.echo(f"  step: {info['step']['step']} ({info['step']['reason']})")
     if info.get("stop_rules"):
@@ -285,14 +319,11 @@ def plot(
     directory: Path = typer.Argument(..., help="Campaign folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNG files (default DIR/plots)."),
 ):
-    """Convergence, parity on the newest batch and, for spectra, the best spectrum against the target."""
-    import jax
-
+    """Convergence, parity on the newest batch, the best spectrum against the target (spectrum campaigns) and
+    the Pareto front with hypervolume against evaluations (Pareto campaigns)."""
     from jaxopt_mat import plots
     from jaxopt_mat.campaign import Campaign
-    from jaxopt_mat.data import combine_replicates
     from jaxopt_mat.errors import CampaignError
-    from jaxopt_mat.surrogates.gp import fit_gp
 
     camp = Campaign(directory)
     cfg = camp.config
@@ -301,26 +332,88 @@ def plot(
         raise CampaignError(f"{directory} has no measurements yet; nothing to plot")
     folder = out or (camp.dir / "plots")
     folder.mkdir(parents=True, exist_ok=True)
-    made = [plots.convergence(y, batches, folder / "convergence.png", ylabel=cfg.objective.name,
-                              minimize=not cfg.objective.maximize)]
-    order = sorted(set(batches.tolist()))
-    if len(order) >= 2:
-        keep = batches < order[-1]
-        past = combine_replicates(x[keep], y[keep])
-        if past.x.shape[0] >= 3:
-            space = camp.space
-            model = fit_gp(past.x, past.y, key=jax.random.key(cfg.seed), low=space.low, high=space.high,
-                           program_cache=_program_cache())
-            newest = combine_replicates(x[~keep], y[~keep])
-            made.append(plots.parity(newest.y, model.predict(newest.x).mean, folder / "parity.png",
-                                     label=cfg.objective.name))
+    if cfg.objective.is_pareto:
+        made = _plot_pareto(camp, x, y, batches, folder)
+    else:
+        made = [plots.convergence(y, batches, folder / "convergence.png", ylabel=cfg.objective.name,
+                                  minimize=not cfg.objective.maximize)]
+        made += _plot_parity(camp, x, y.reshape(len(y), 1), batches, folder, [cfg.objective.name])
     if cfg.objective.is_spectrum:
-        _, spectra, _ = camp.read_table()
-        i = int(np.argmin(y))
-        wl = camp.wavelengths()
-        made.append(plots.best_spectrum(wl, spectra[i], camp.target(wl), folder / "best_spectrum.png", loss=float(y[i])))
+        made.append(_plot_best_spectrum(camp, x, y, folder))
     for p in made:
         typer.echo(str(p))
+
+
+def _plot_parity(camp, x, Y, batches, folder, names) -> list:
+    """Parity of the newest batch against GPs fitted before it, one plot per column of ``Y``."""
+    import jax
+
+    from jaxopt_mat import plots
+    from jaxopt_mat.data import combine_replicates
+    from jaxopt_mat.loop import fit_objectives
+
+    order = sorted(set(batches.tolist()))
+    if len(order) < 2:
+        return []
+    keep = batches < order[-1]
+    past = combine_replicates(x[keep], Y[keep])
+    if past.x.shape[0] < 3:
+        return []
+    space = camp.space
+    models = fit_objectives(past.x, past.y, key=jax.random.key(camp.config.seed), low=space.low, high=space.high,
+                            program_cache=_program_cache())
+    newest = combine_replicates(x[~keep], Y[~keep])
+    made = []
+    for j, (name, model) in enumerate(zip(names, models)):
+        path = folder / ("parity.png" if len(names) == 1 else f"parity_{name}.png")
+        made.append(plots.parity(newest.y[:, j], model.predict(newest.x).mean, path, label=name))
+    return made
+
+
+def _plot_pareto(camp, x, y, batches, folder) -> list:
+    from jaxopt_mat import plots
+    from jaxopt_mat.data import combine_replicates
+    from jaxopt_mat.loop import hypervolume_history
+    from jaxopt_mat.pareto import non_dominated_mask
+
+    obj = camp.config.objective
+    names = obj.measured_names
+    signs = obj.signs
+    cond = combine_replicates(x, y)
+    medians = cond.y[cond.index]
+    ref = camp.reference_point(cond.y * signs)
+    mask = np.asarray(non_dominated_mask(medians * signs))
+    if len(names) > 2:
+        _note(f"the front is drawn over the first two objectives ({names[0]}, {names[1]}) of {len(names)}")
+    made = [plots.pareto_front(medians[:, :2], mask, folder / "pareto_front.png", names=names[:2], batches=batches,
+                               reference=(ref * signs)[:2])]
+    hv = hypervolume_history(medians * signs, batches, ref)
+    counts = [int(np.sum(batches <= b)) for b in sorted(set(batches.tolist()))]
+    made.append(plots.hypervolume_curve(counts, hv, folder / "hypervolume.png"))
+    made += _plot_parity(camp, x, y, batches, folder, names)
+    return made
+
+
+def _plot_best_spectrum(camp, x, y, folder):
+    """Best measured spectrum against the target, with the spectrum network's band (mean +- 2 sd of
+    its members) at that recipe once there are enough conditions to train it."""
+    from jaxopt_mat import plots
+    from jaxopt_mat.data import combine_replicates
+    from jaxopt_mat.two_step import MIN_CONDITIONS, train_on
+
+    _, spectra, _ = camp.read_table()
+    i = int(np.argmin(y))
+    wl = camp.wavelengths()
+    band = None
+    if combine_replicates(x, y).x.shape[0] >= MIN_CONDITIONS:
+        _progress("training the spectrum network for the prediction band")
+        ens = train_on(camp, None, seed=camp.config.seed)
+        mean, sd = (np.asarray(a)[0] for a in ens.predict(x[i : i + 1]))
+        band = (mean - 2 * sd, mean + 2 * sd)
+    else:
+        _note(f"no prediction band: the spectrum network needs {MIN_CONDITIONS} measured conditions")
+    return plots.best_spectrum(wl, spectra[i], camp.target(wl), folder / "best_spectrum.png", loss=float(y[i]),
+                               band=band)
 
 
 def _lab(spec: str):

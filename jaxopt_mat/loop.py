@@ -21,6 +21,7 @@ from jaxopt_mat.errors import DataError
 from jaxopt_mat.surrogates.gp import fit_gp, fit_quality
 
 METHODS = ("gp", "random", "lhs")
+POOL_METHODS = ("gp", "random", "spread")
 SPECTRUM_METHODS = ("auto", "gp", "dnn", "mixed", "random", "lhs")
 # A suggestion within this fraction of an input's range from a bound "touches" it.
 _BOUND_TOL = 0.01
@@ -38,21 +39,28 @@ class Suggestion:
         method: what produced them (``lhs``, ``random`` or ``gp``).
         extra: extra columns by name (e.g. ``predicted_mean``), each shape ``(q,)``.
         notes: messages for the user (initial design, bound pressure, widened bounds).
+        ids: pool campaigns: the candidate id of each row.
     """
 
     x: np.ndarray
     method: str
     extra: dict[str, np.ndarray]
     notes: list[str]
+    ids: list[str] | None = None
 
 
 def suggestion_csv(config: Config, sug: Suggestion) -> str:
-    """The batch as CSV: input columns by name, then the extra columns."""
-    lines = [",".join(config.input_names + list(sug.extra))]
+    """The batch as CSV: (pool campaigns: ``id``,) input columns by name, then the extra columns."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow((["id"] if sug.ids is not None else []) + config.input_names + list(sug.extra))
     for i, row in enumerate(sug.x):
         cells = [repr(float(v)) for v in row] + [repr(float(col[i])) for col in sug.extra.values()]
-        lines.append(",".join(cells))
-    return "\n".join(lines) + "\n"
+        w.writerow(([sug.ids[i]] if sug.ids is not None else []) + cells)
+    return buf.getvalue()
 
 
 def _derive_seed(seed: int, counter: int) -> int:
@@ -82,16 +90,25 @@ def suggest(
         raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
     config = campaign.config
     spectrum = config.objective.is_spectrum
-    allowed = SPECTRUM_METHODS if spectrum else METHODS
+    allowed = POOL_METHODS if config.is_pool else SPECTRUM_METHODS if spectrum else METHODS
     method = method or ("auto" if spectrum else "gp")
     if method not in allowed:
-        raise DataError(f"unknown method {method!r} for a {config.objective.kind} campaign (choose from {', '.join(allowed)})")
-    space = campaign.space
+        kind = f"{'pool ' if config.is_pool else ''}{config.objective.kind}"
+        raise DataError(f"unknown method {method!r} for a {kind} campaign (choose from {', '.join(allowed)})")
     base = config.seed if seed is None else seed
     rng_seed = _derive_seed(base, len(campaign.suggestion_files()))
     notes: list[str] = []
+    if config.is_pool:
+        result = _suggest_pool(campaign, batch, method, rng_seed, progress, notes)
+        _stop_note(campaign, result, method, program_cache)
+        return result
+    space = campaign.space
     x_obs, y_obs, _ = campaign.read_observations()
     cond = combine_replicates(x_obs, y_obs)
+    if config.objective.is_pareto and method == "gp" and cond.x.shape[0] >= config.initial_design:
+        result = _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
+        _stop_note(campaign, result, method, program_cache)
+        return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache)
 
     model_based = method in ("gp", "dnn", "mixed", "auto")
     if method == "lhs" or (model_based and cond.x.shape[0] < config.initial_design):
@@ -108,13 +125,28 @@ def suggest(
     else:
         result = _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache)
 
-    if cond.x.shape[0] >= 3 and method not in ("lhs", "random"):
-        from jaxopt_mat.stopping import evaluate
+    _stop_note(campaign, result, method, program_cache)
+    return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache)
 
-        verdict = evaluate(campaign, config.stopping, lazy=True, program_cache=program_cache)
-        if verdict["should_stop"]:
-            met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
-            result.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")
+
+def _stop_note(campaign, result, method, program_cache) -> None:
+    """Warn in the suggestion's notes when the stop rules say the campaign should stop."""
+    if method in ("lhs", "random", "spread") or result.method in ("lhs", "spread"):
+        return
+    x, y, _ = campaign.read_observations()
+    if combine_replicates(x, y).x.shape[0] < 3:
+        return
+    from jaxopt_mat.stopping import evaluate
+
+    verdict = evaluate(campaign, campaign.config.stopping, lazy=True, program_cache=program_cache)
+    if verdict["should_stop"]:
+        met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
+        result.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")
+
+
+def _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache):
+    """Report (and with ``extend_bounds`` widen) extendable bounds the batch keeps pressing against."""
+    config = campaign.config
     pressing = bound_pressure(campaign, result.x)
     for name, side, share_now, share_before in pressing:
         inp = next(i for i in config.inputs if i.name == name)
@@ -137,6 +169,111 @@ def suggest(
         again.notes = result.notes + [n for n in again.notes if n not in result.notes]
         return again
     return result
+
+
+def fit_objectives(x, y, *, key, low, high, program_cache=None) -> tuple:
+    """One GP per column of ``y`` ``(n, m)`` (independent objectives), as a tuple of models."""
+    keys = jax.random.split(key, y.shape[1])
+    return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, program_cache=program_cache)
+                 for j in range(y.shape[1]))
+
+
+def predict_objectives(x, models, signs):
+    """Means and standard deviations ``(n, m)`` of independent GPs, in maximisation form (times ``signs``)."""
+    posts = [m.predict(x) for m in models]
+    mean = jax.numpy.stack([p.mean for p in posts], axis=-1) * signs
+    std = jax.numpy.stack([p.std for p in posts], axis=-1)
+    return mean, std
+
+
+def _pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, np.ndarray]:
+    """Suggestion columns: each objective's predicted mean (own sign) and std, then the acquisition."""
+    extra = {}
+    signs = config.objective.signs
+    for j, name in enumerate(config.objective.measured_names):
+        extra[f"predicted_{name}"] = np.asarray(mean_max)[:, j] * signs[j]
+        extra[f"predicted_{name}_std"] = np.asarray(std)[:, j]
+    extra[ehvi_name] = np.asarray(ehvi)
+    return extra
+
+
+def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggestion:
+    """A batch of unmeasured rows of the candidate table."""
+    from jaxopt_mat.acquisition.ehvi import greedy_pool_batch
+    from jaxopt_mat.pool import farthest_point_design, penalized_pool_batch
+
+    config = campaign.config
+    pool = campaign.pool
+    measured = campaign.measured_mask()
+    free = int(np.sum(~measured))
+    if free < batch:
+        raise DataError(f"only {free} candidates of {len(pool.ids)} are left unmeasured; ask for at most {free}")
+    x_obs, y_obs, _ = campaign.read_observations()
+    cond = combine_replicates(x_obs, y_obs)
+    extra: dict[str, np.ndarray] = {}
+    if method == "random":
+        idx = np.random.default_rng(rng_seed).choice(np.flatnonzero(~measured), batch, replace=False)
+        used = "random"
+    elif method == "spread" or cond.x.shape[0] < config.initial_design:
+        if method == "gp":
+            notes.append(f"{cond.x.shape[0]} of {config.initial_design} initial candidates measured: "
+                         "returning a space-filling selection from the pool")
+        idx = farthest_point_design(pool.features, batch, seed=rng_seed, exclude=measured)
+        used = "spread"
+    else:
+        key = jax.random.key(rng_seed)
+        feats = jax.numpy.asarray(pool.features)
+        if config.objective.is_pareto:
+            signs = config.objective.signs
+            progress(f"fitting {len(signs)} GPs to {cond.x.shape[0]} candidates")
+            models = fit_objectives(cond.x, cond.y, key=key, low=pool.low, high=pool.high)
+            front = cond.y * signs
+            ref = campaign.reference_point(front)
+            progress(f"scoring EHVI over {len(pool.ids)} candidates")
+            mean, std = predict_objectives(feats, models, signs)
+            idx, ehvi = greedy_pool_batch(mean, std, front, ref, batch, exclude=measured)
+            idx = np.asarray(idx)
+            extra = _pareto_extra(config, np.asarray(mean)[idx], np.asarray(std)[idx], ehvi, "ehvi")
+        else:
+            maximize = config.objective.maximize
+            progress(f"fitting GP to {cond.x.shape[0]} candidates")
+            model = fit_gp(cond.x, cond.y, key=key, low=pool.low, high=pool.high)
+            best = float(np.max(cond.y) if maximize else np.min(cond.y))
+            progress(f"scoring log-EI over {len(pool.ids)} candidates")
+            pb = penalized_pool_batch(model, feats, batch, best=best, maximize=maximize, exclude=measured)
+            idx = np.asarray(pb.index)
+            extra = {"predicted_mean": np.asarray(pb.mean), "predicted_std": np.asarray(pb.std),
+                     "log_ei": np.asarray(pb.log_acquisition)}
+        used = "gp"
+    idx = np.asarray(idx)
+    if measured[idx].any() or len(set(idx.tolist())) != len(idx):  # the selection rules guarantee this
+        raise AssertionError("internal error: a measured or repeated candidate was selected")
+    return Suggestion(pool.features[idx], used, extra, notes, ids=[pool.ids[i] for i in idx])
+
+
+def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes) -> Suggestion:
+    """Sequential greedy EHVI with Kriging-believer fantasies, each point by the gradient maximizer."""
+    from jaxopt_mat.acquisition.ehvi import ehvi_batch
+
+    config = campaign.config
+    space = campaign.space
+    signs = config.objective.signs
+    key = jax.random.key(rng_seed)
+    k_fit, k_acq = jax.random.split(key)
+    progress(f"fitting {len(signs)} GPs to {cond.x.shape[0]} conditions")
+    models = fit_objectives(cond.x, cond.y, key=k_fit, low=space.low, high=space.high)
+    front = cond.y * signs
+    ref = campaign.reference_point(front)
+    progress(f"optimizing EHVI for a batch of {batch}")
+    from jaxopt_mat.pareto import non_dominated_mask
+
+    init = cond.x[np.asarray(non_dominated_mask(front))]
+    x, log_e, mean, std = ehvi_batch(predict_objectives, (models, jax.numpy.asarray(signs)), space, front, ref, batch,
+                                     key=k_acq, init=init)
+    x = np.asarray(x)
+    if not np.all(np.asarray(space.is_feasible(x, atol=0.0))):  # the repair guarantees this
+        raise AssertionError("internal error: an infeasible suggestion escaped the projection")
+    return Suggestion(x, "gp", _pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"), notes)
 
 
 def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache) -> Suggestion:
@@ -247,14 +384,20 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
     """Campaign summary: counts, best condition (median of replicates), model fit quality.
 
     For spectrum campaigns with ``with_model``, also the two-step state (``step``):
-    which surrogate ``suggest --method auto`` would use, and why.
+    which surrogate ``suggest --method auto`` would use, and why. For Pareto
+    campaigns, ``pareto`` holds the reference point, the hypervolume (now and
+    after each batch) and the Pareto set; ``model`` then maps each objective to
+    its GP's fit quality. Pool campaigns add ``pool`` (candidates, unmeasured).
     """
     config = campaign.config
+    obj = config.objective
     x_obs, y_obs, batches = campaign.read_observations()
     cond = combine_replicates(x_obs, y_obs)
     out: dict = {
         "name": config.name,
-        "objective": {"name": config.objective.name, "direction": config.objective.direction},
+        "objective": ({"name": obj.name, "direction": obj.direction} if not obj.is_pareto else
+                      {"name": obj.name, "direction": obj.direction,
+                       "objectives": [{"name": n, "direction": d} for n, d in obj.objectives]}),
         "n_observations": int(x_obs.shape[0]),
         "n_conditions": int(cond.x.shape[0]),
         "n_batches": int(batches.max()) if batches.size else 0,
@@ -262,25 +405,90 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
         "best": None,
         "model": None,
     }
-    if cond.x.shape[0]:
-        i = int(np.argmax(cond.y) if config.objective.maximize else np.argmin(cond.y))
-        best = {n: float(v) for n, v in zip(config.input_names, cond.x[i])}
+    ids = None
+    if config.is_pool:
+        measured = campaign.measured_mask()
+        out["pool"] = {"candidates": len(campaign.pool.ids), "unmeasured": int(np.sum(~measured))}
+        # The id of each condition: that of its first row (candidates with equal features share a condition).
+        row_ids = campaign.read_ids()
+        first = {}
+        for r, c in enumerate(cond.index.tolist()):
+            first.setdefault(c, row_ids[r])
+        ids = [first[c] for c in range(cond.x.shape[0])]
+
+    def describe(i):
+        row = {"id": ids[i]} if ids is not None else {n: float(v) for n, v in zip(config.input_names, cond.x[i])}
+        return row
+
+    if obj.is_pareto:
+        out["pareto"] = pareto_summary(campaign, cond, batches, x_obs, y_obs, describe) if cond.x.shape[0] else None
+    elif cond.x.shape[0]:
+        i = int(np.argmax(cond.y) if obj.maximize else np.argmin(cond.y))
+        best = describe(i)
         best["value"] = float(cond.y[i])
         best["replicates"] = int(cond.counts[i])
         out["best"] = best
     if with_model and cond.x.shape[0] >= 3:
         space = campaign.space
-        model = fit_gp(cond.x, cond.y, key=jax.random.key(key_seed), low=space.low, high=space.high,
-                       program_cache=program_cache)
-        quality = fit_quality(model, cond.y)
-        quality["lengthscales"] = dict(zip(config.input_names, quality["lengthscales"]))
-        out["model"] = quality
-    if with_model and cond.x.shape[0] >= 3:
+        key = jax.random.key(key_seed)
+        if obj.is_pareto:
+            models = fit_objectives(cond.x, cond.y, key=key, low=space.low, high=space.high,
+                                    program_cache=program_cache)
+            out["model"] = {n: _quality(config, m, cond.y[:, j]) for j, (n, m) in
+                            enumerate(zip(obj.measured_names, models))}
+        else:
+            model = fit_gp(cond.x, cond.y, key=key, low=space.low, high=space.high, program_cache=program_cache)
+            out["model"] = _quality(config, model, cond.y)
         from jaxopt_mat.stopping import evaluate
 
         out.update(evaluate(campaign, config.stopping, program_cache=program_cache))
-    if with_model and config.objective.is_spectrum:
+    if with_model and obj.is_spectrum:
         from jaxopt_mat.two_step import network_readiness
 
         out["step"] = network_readiness(campaign, seed=key_seed).as_dict() if cond.x.shape[0] else None
     return out
+
+
+def _quality(config: Config, model, y) -> dict:
+    quality = fit_quality(model, y)
+    quality["lengthscales"] = dict(zip(config.input_names, quality["lengthscales"]))
+    return quality
+
+
+def hypervolume_history(values_max: np.ndarray, batches: np.ndarray, ref: np.ndarray) -> list[float]:
+    """Hypervolume of the medians of all conditions measured up to each batch (maximisation form)."""
+    from jaxopt_mat.pareto import hypervolume
+
+    out = []
+    for b in sorted(set(batches.tolist())):
+        keep = batches <= b
+        out.append(float(hypervolume(jax.numpy.asarray(values_max[keep]), jax.numpy.asarray(ref))))
+    return out
+
+
+def pareto_summary(campaign: Campaign, cond, batches, x_obs, y_obs, describe) -> dict:
+    """Reference point, hypervolume (now and per batch) and the Pareto set, in the objectives' own units."""
+    from jaxopt_mat.pareto import non_dominated_mask
+
+    obj = campaign.config.objective
+    signs = obj.signs
+    front = cond.y * signs
+    ref = campaign.reference_point(front)
+    # Per-batch history over replicate medians of the data known at that point.
+    per_row = combine_replicates(x_obs, y_obs)
+    medians = per_row.y[per_row.index] * signs
+    history = hypervolume_history(medians, batches, ref)
+    mask = np.asarray(non_dominated_mask(front))
+    rows = []
+    for i in sorted(np.flatnonzero(mask), key=lambda i: -front[i, 0]):
+        row = describe(int(i))
+        row.update({n: float(v) for n, v in zip(obj.measured_names, cond.y[i])})
+        row["replicates"] = int(cond.counts[i])
+        rows.append(row)
+    return {
+        "reference": [float(v) for v in ref * signs],
+        "reference_source": "campaign.toml" if obj.reference is not None else "derived from the data",
+        "hypervolume": history[-1],
+        "hypervolume_by_batch": history,
+        "front": rows,
+    }

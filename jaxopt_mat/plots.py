@@ -143,3 +143,47 @@ def parity(measured, predicted, path: Path, *, label: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def pareto_front(values, front_mask, path: Path, *, names, batches=None, reference=None) -> Path:
+    """All evaluated points of two objectives (own units), the Pareto set joined as a staircase.
+
+    ``values``: ``(n, 2)``; ``front_mask``: ``(n,)``; ``batches`` colours points by round.
+    """
+    plt = _pyplot()
+    values = np.asarray(values)
+    front_mask = np.asarray(front_mask, bool)
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    colour = np.asarray(batches) if batches is not None else "tab:gray"
+    sc = ax.scatter(values[:, 0], values[:, 1], c=colour, cmap="viridis", s=18, label="evaluated")
+    if batches is not None:
+        fig.colorbar(sc, ax=ax, label="round (batch)")
+    f = values[front_mask]
+    f = f[np.argsort(f[:, 0])]
+    ax.plot(f[:, 0], f[:, 1], "-", color="tab:red", lw=1.0)
+    ax.scatter(f[:, 0], f[:, 1], s=45, facecolors="none", edgecolors="tab:red", linewidths=1.5, label="Pareto set")
+    if reference is not None:
+        ax.scatter([reference[0]], [reference[1]], marker="x", c="black", s=50, label="reference point")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title("Evaluated candidates and the Pareto front")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def hypervolume_curve(evaluations, hypervolumes, path: Path) -> Path:
+    """Hypervolume of the measured set against the number of evaluations, one point per round."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(evaluations, hypervolumes, "o-", color="tab:red")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume")
+    ax.set_title("Hypervolume against evaluations")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

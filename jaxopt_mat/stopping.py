@@ -3,18 +3,19 @@
 Rules (thresholds in ``[stopping]`` of ``campaign.toml``; defaults below):
 
 - ``threshold``: the best median-of-replicates value reached ``threshold``
-  (<= for minimised objectives and spectrum losses, >= for maximised ones).
-  Off unless ``threshold`` is set.
+  (<= for minimised objectives and spectrum losses, >= for maximised ones;
+  Pareto campaigns: the hypervolume reached it). Off unless ``threshold`` is set.
 - ``stability``: GPs fitted on the data up to each of the last
   ``stability_rounds`` batches and up to the batch before agree on a fixed probe
-  set of 64 recipes: the cosine similarity of their mean-centred prediction
+  set of 64 recipes (64 candidates of a pool): the cosine similarity of their mean-centred prediction
   vectors (their correlation) is at least ``stability`` (0.95) every time.
 - ``accuracy``: the GP fitted before the newest batch predicts that batch's
   medians with relative MSE (MSE over the variance of the measurements) at most
   ``accuracy`` (0.1).
 - ``plateau``: over the last ``plateau_rounds`` batches (3) the best value
   improved by less than ``plateau_fraction`` (0.01) of the range of all
-  measured values.
+  measured values (Pareto campaigns: the hypervolume grew by less than that
+  fraction of itself).
 - ``acquisition``: the largest expected improvement in the newest GP batch
   (from its ``log_ei`` column) is below ``min_improvement`` (0.001) of that range.
 - ``budget``: at least ``budget`` measurements recorded. Off unless set.
@@ -62,9 +63,42 @@ def centred_cosine(a, b) -> float:
 
 
 def _fit(x, y, space, seed, program_cache):
+    """GPs for the data ``y`` ``(n, k)``, one per column, on the replicate medians."""
+    from jaxopt_mat.loop import fit_objectives
+
     cond = combine_replicates(x, y)
-    model = fit_gp(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high, program_cache=program_cache)
-    return model, cond
+    models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high,
+                            program_cache=program_cache)
+    return models, cond
+
+
+def _probe(campaign: Campaign, space, seed: int) -> np.ndarray:
+    """The fixed probe set of the stability rule: 64 candidates of a pool, or a Latin hypercube."""
+    if campaign.config.is_pool:
+        feats = campaign.pool.features
+        rng = np.random.default_rng(seed)
+        return feats[rng.choice(feats.shape[0], min(64, feats.shape[0]), replace=False)]
+    return latin_hypercube(space, 64, seed=seed)
+
+
+def _progress(campaign: Campaign, x, y, batches) -> tuple[np.ndarray, float, bool]:
+    """What the threshold and plateau rules watch, after each batch: the best value, or the hypervolume.
+
+    Returns ``(values per batch, scale for relative gains, minimise?)``.
+    """
+    cfg = campaign.config
+    order = sorted(set(batches.tolist()))
+    if cfg.objective.is_pareto:
+        from jaxopt_mat.loop import hypervolume_history
+
+        cond = combine_replicates(x, y)
+        signs = cfg.objective.signs
+        ref = campaign.reference_point(cond.y * signs)
+        hv = np.array(hypervolume_history(cond.y[cond.index] * signs, batches, ref))
+        return hv, float(hv[-1]) if hv.size else 0.0, False
+    minimize = not cfg.objective.maximize
+    best = np.array([(np.min if minimize else np.max)(y[batches <= b]) for b in order])
+    return best, float(np.ptp(y)) if y.size else 0.0, minimize
 
 
 def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = False, program_cache=None) -> dict:
@@ -73,37 +107,35 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     With ``lazy`` (what ``suggest`` uses), the stability and accuracy rules,
     which need GP fits, are evaluated only when the plateau or acquisition rule
     holds, i.e. only when they can change ``should_stop``; otherwise they are
-    reported as not met with value ``None``.
+    reported as not met with value ``None``. Pareto campaigns watch the
+    hypervolume (threshold, plateau), the largest EHVI (acquisition, relative to
+    the hypervolume) and every objective's GP (stability: the smallest cosine;
+    accuracy: the largest relative MSE).
     """
     s = {**DEFAULTS, **(settings or {})}
     cfg = campaign.config
-    minimize = not cfg.objective.maximize
     x, y, batches = campaign.read_observations()
     space = campaign.space
     rules: dict = {}
     order = sorted(set(batches.tolist()))
-    cond = combine_replicates(x, y)
-    best = (np.min(cond.y) if minimize else np.max(cond.y)) if cond.y.size else None
+    progress, scale, minimize = _progress(campaign, x, y, batches)
+    now = float(progress[-1]) if progress.size else None
     thr = s["threshold"]
-    rules["threshold"] = _rule(best, thr, thr is not None and best is not None and (best <= thr if minimize else best >= thr))
+    rules["threshold"] = _rule(now, thr, thr is not None and now is not None and (now <= thr if minimize else now >= thr))
     budget = s["budget"]
     rules["budget"] = _rule(int(x.shape[0]), budget, budget is not None and x.shape[0] >= budget)
-    spread = float(np.ptp(y)) if y.size else 0.0
 
-    # Plateau: improvement of the best value over the last k batches.
+    # Plateau: improvement of the progress value over the last k batches.
     k = s["plateau_rounds"]
     if len(order) > k:
-        cut = order[-k - 1]
-        before = y[batches <= cut]
-        past = np.min(before) if minimize else np.max(before)
-        now = np.min(y) if minimize else np.max(y)
-        gain = (past - now if minimize else now - past) / spread if spread > 0 else 0.0
+        past = float(progress[-k - 1])
+        gain = (past - now if minimize else now - past) / scale if scale > 0 else 0.0
         rules["plateau"] = _rule(gain, s["plateau_fraction"], gain < s["plateau_fraction"])
     else:
         rules["plateau"] = _rule(None, s["plateau_fraction"], False)
 
-    ei = _last_max_ei(campaign)
-    rel = ei / spread if (ei is not None and spread > 0) else None
+    acq = _last_max_acquisition(campaign)
+    rel = acq / scale if (acq is not None and scale > 0) else None
     rules["acquisition"] = _rule(rel, s["min_improvement"], rel is not None and rel < s["min_improvement"])
     if lazy and not (rules["plateau"]["met"] or rules["acquisition"]["met"]):
         rules["stability"] = _rule(None, s["stability"], False)
@@ -111,14 +143,15 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
         return {"stop_rules": rules, "should_stop": bool(rules["threshold"]["met"] or rules["budget"]["met"])}
 
     # Stability and accuracy need fits on nested data sets.
-    probe = latin_hypercube(space, 64, seed=cfg.seed + 104729)
+    Y = y.reshape(y.shape[0], -1)
+    probe = _probe(campaign, space, cfg.seed + 104729)
     fits = {}
 
     def fit_upto(b):
         if b not in fits:
             keep = batches <= b
-            enough = combine_replicates(x[keep], y[keep]).x.shape[0] >= 3
-            fits[b] = _fit(x[keep], y[keep], space, cfg.seed, program_cache) if enough else None
+            enough = combine_replicates(x[keep], Y[keep]).x.shape[0] >= 3
+            fits[b] = _fit(x[keep], Y[keep], space, cfg.seed, program_cache) if enough else None
         return fits[b]
 
     m = s["stability_rounds"]
@@ -129,16 +162,20 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
             if a is None or b is None:
                 sims = []
                 break
-            sims.append(centred_cosine(a[0].predict(probe).mean, b[0].predict(probe).mean))
+            sims.append(min(centred_cosine(ma.predict(probe).mean, mb.predict(probe).mean)
+                            for ma, mb in zip(a[0], b[0])))
     rules["stability"] = _rule(min(sims) if sims else None, s["stability"], bool(sims) and min(sims) >= s["stability"])
 
     acc = None
     if len(order) >= 2 and fit_upto(order[-2]) is not None:
-        model = fit_upto(order[-2])[0]
-        newest = combine_replicates(x[batches == order[-1]], y[batches == order[-1]])
-        pred = np.asarray(model.predict(newest.x).mean)
-        var = float(np.var(y)) if y.size > 1 else 0.0
-        acc = float(np.mean((pred - newest.y) ** 2) / var) if var > 0 else 0.0
+        models = fit_upto(order[-2])[0]
+        newest = combine_replicates(x[batches == order[-1]], Y[batches == order[-1]])
+        errs = []
+        for j, model in enumerate(models):
+            pred = np.asarray(model.predict(newest.x).mean)
+            var = float(np.var(Y[:, j])) if Y.shape[0] > 1 else 0.0
+            errs.append(float(np.mean((pred - newest.y[:, j]) ** 2) / var) if var > 0 else 0.0)
+        acc = max(errs)
     rules["accuracy"] = _rule(acc, s["accuracy"], acc is not None and acc <= s["accuracy"])
 
     learned = rules["stability"]["met"] and rules["accuracy"]["met"]
@@ -147,13 +184,19 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     return {"stop_rules": rules, "should_stop": bool(should)}
 
 
-def _last_max_ei(campaign: Campaign):
-    """Largest expected improvement in the newest suggestion batch that recorded ``log_ei``."""
+def _last_max_acquisition(campaign: Campaign):
+    """Largest expected improvement (``log_ei``) or EHVI (``ehvi``, ``log_ehvi``) in the newest suggestion
+    batch that recorded one."""
     for path in reversed(campaign.suggestion_files()):
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
-        if rows and "log_ei" in rows[0]:
-            j = rows[0].index("log_ei")
-            vals = [float(r[j]) for r in rows[1:] if r]
-            return float(np.exp(max(vals))) if vals else None
+        if not rows:
+            continue
+        for column, log in (("log_ei", True), ("log_ehvi", True), ("ehvi", False)):
+            if column in rows[0]:
+                j = rows[0].index(column)
+                vals = [float(r[j]) for r in rows[1:] if r]
+                if not vals:
+                    return None
+                return float(np.exp(max(vals))) if log else float(max(vals))
     return None

@@ -104,6 +104,20 @@ class GPModel:
         var = jnp.maximum(self.variance - jnp.sum(v * v, axis=1), 1e-10 * self.variance)
         return Posterior(self.y_loc + self.y_scale * mean, self.y_scale**2 * var)
 
+    def predict_joint(self, x):
+        """Joint posterior of the latent function at ``x`` ``(q, d)``: ``(mean (q,), cov (q, q))``.
+
+        What a batch acquisition that samples correlated outcomes needs (e.g.
+        :func:`jaxopt_mat.acquisition.ehvi.q_expected_hypervolume_improvement`).
+        """
+        u = (x - self.low) / (self.high - self.low)
+        kern = matern52(self.lengthscale, self.variance)
+        k_star = kern.cross_covariance(u, self.x_unit) * self.mask[None, :]
+        mean = self.mean_const + k_star @ self.alpha
+        v = k_star @ self.chol_inv.T
+        cov = kern.cross_covariance(u, u) - v @ v.T
+        return self.y_loc + self.y_scale * mean, self.y_scale**2 * cov
+
     @property
     def n_train(self):
         return jnp.sum(self.mask)

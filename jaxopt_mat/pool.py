@@ -1,0 +1,230 @@
+"""Pool-based campaigns: a table of candidates, each an ``id`` and a feature vector.
+
+The polymer-screening workflow does not search a continuous space: it picks
+the next batch from a fixed pool (e.g. 10,000 virtual polymers) and hands it
+to an expensive simulator. This module reads and validates such a table and
+holds the selection rules that work on rows instead of points:
+
+- :func:`read_pool`: the candidate table (``id`` plus numeric features).
+- :func:`farthest_point_design`: a space-filling initial design from the pool
+  (greedy max-min distance in standardized features, from a random start).
+- :func:`penalized_pool_batch`: a batch of scalar-objective candidates by
+  log-EI with local penalization over rows (the discrete counterpart of
+  :func:`jaxopt_mat.local_penalization_batch`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_mat.errors import DataError
+
+ID_COLUMN = "id"
+
+
+class Pool(NamedTuple):
+    """A candidate table.
+
+    Attributes:
+        ids: candidate ids as written in the file, length ``N``, unique.
+        names: feature column names, length ``d``.
+        features: ``(N, d)`` float64, raw units.
+    """
+
+    ids: list[str]
+    names: list[str]
+    features: np.ndarray
+
+    def index_of(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.ids)}
+
+    @property
+    def low(self) -> np.ndarray:
+        return self.features.min(axis=0)
+
+    @property
+    def high(self) -> np.ndarray:
+        return self.features.max(axis=0)
+
+
+def _parse_float(cell: str):
+    try:
+        v = float(cell)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def parse_pool(text: str, source: str, features: list[str] | None = None, *, exclude=()) -> Pool:
+    """Parse a candidate table.
+
+    Features are the columns named in ``features``, or else every column but
+    ``id`` (and those in ``exclude``, e.g. the objectives) whose non-empty
+    cells are all numbers.
+
+    Raises:
+        DataError: no ``id`` column, duplicate or empty ids, a listed feature
+            column that is missing or not numeric, a missing value, a constant
+            column, or no feature at all.
+    """
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{source}: the candidate table is empty")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    if ID_COLUMN not in header:
+        raise DataError(f"{source}: the candidate table needs an '{ID_COLUMN}' column")
+    if not body:
+        raise DataError(f"{source}: the candidate table has no rows")
+    for line, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise DataError(f"{source} row {line}: {len(r)} fields, expected {len(header)}")
+    cols = {h: [r[i].strip() for r in body] for i, h in enumerate(header)}
+    ids = cols[ID_COLUMN]
+    seen: dict[str, int] = {}
+    for line, c in enumerate(ids, start=2):
+        if not c:
+            raise DataError(f"{source} row {line}: empty id")
+        if c in seen:
+            raise DataError(f"{source} row {line}: id {c!r} repeats row {seen[c]} (ids must be unique)")
+        seen[c] = line
+    if features is None:
+        names = [h for h in header if h != ID_COLUMN and h not in exclude
+                 and any(v for v in cols[h]) and all(_parse_float(v) is not None for v in cols[h] if v)]
+        if not names:
+            raise DataError(f"{source}: no numeric feature columns besides '{ID_COLUMN}'")
+    else:
+        names = list(features)
+        missing = [f for f in names if f not in header]
+        if missing:
+            raise DataError(f"{source}: feature column(s) {', '.join(missing)} not in the table")
+        if ID_COLUMN in names:
+            raise DataError(f"{source}: '{ID_COLUMN}' cannot be a feature")
+    arr = np.empty((len(body), len(names)))
+    for j, name in enumerate(names):
+        for line, cell in enumerate(cols[name], start=2):
+            if cell == "":
+                raise DataError(f"{source} row {line}: feature {name} is missing (fill it or leave the column out)")
+            v = _parse_float(cell)
+            if v is None:
+                raise DataError(f"{source} row {line}: feature {name} = {cell!r} is not a finite number")
+            arr[line - 2, j] = v
+    constant = [n for n, lo, hi in zip(names, arr.min(0), arr.max(0)) if not hi > lo]
+    if constant:
+        raise DataError(f"{source}: feature column(s) {', '.join(constant)} are constant; leave them out of features")
+    return Pool(ids, names, arr)
+
+
+def read_pool(path: Path, features: list[str] | None = None) -> Pool:
+    """Read and validate a candidate table from ``path`` (see :func:`parse_pool`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"candidate table not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read it ({e})") from None
+    return parse_pool(text, path.name, features)
+
+
+def standardize(features: np.ndarray) -> np.ndarray:
+    """Zero mean, unit standard deviation per column (the columns are never constant)."""
+    f = np.asarray(features, dtype=np.float64)
+    return (f - f.mean(0)) / f.std(0)
+
+
+def farthest_point_design(features, k: int, *, seed: int, exclude=None) -> np.ndarray:
+    """``k`` row indices spread over the pool: a random first row, then each next
+    row the one farthest (Euclidean, standardized features) from all chosen and
+    excluded rows. Excluded rows (already measured) are never chosen.
+    """
+    z = standardize(features)
+    n = z.shape[0]
+    blocked = np.zeros(n, bool) if exclude is None else np.asarray(exclude, bool).copy()
+    free = np.flatnonzero(~blocked)
+    if k > free.size:
+        raise DataError(f"the pool has {free.size} unmeasured candidates, fewer than the {k} asked for")
+    rng = np.random.default_rng(seed)
+    dist = np.full(n, np.inf)
+    for i in np.flatnonzero(blocked):
+        dist = np.minimum(dist, np.sum((z - z[i]) ** 2, axis=1))
+    chosen = []
+    if not blocked.any():
+        first = int(rng.choice(free))
+    else:
+        first = int(np.argmax(np.where(blocked, -1.0, dist)))
+    for _ in range(k):
+        i = first if not chosen else int(np.argmax(np.where(blocked, -1.0, dist)))
+        chosen.append(i)
+        blocked[i] = True
+        dist = np.minimum(dist, np.sum((z - z[i]) ** 2, axis=1))
+    return np.array(chosen)
+
+
+class PoolBatch(NamedTuple):
+    """Indices of the chosen rows with the model's view of each.
+
+    Attributes:
+        index: ``(q,)`` row indices into the pool.
+        mean, std: posterior at each chosen row, ``(q,)``.
+        log_acquisition: log EI at each chosen row (unpenalized), ``(q,)``.
+    """
+
+    index: jnp.ndarray
+    mean: jnp.ndarray
+    std: jnp.ndarray
+    log_acquisition: jnp.ndarray
+
+
+def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True, exclude=None) -> PoolBatch:
+    """``q`` pool rows by log-EI with local penalization (González et al. 2016).
+
+    The Lipschitz constant is the largest posterior-mean gradient norm over the
+    pool (unit-cube coordinates of the model); after each pick every row's
+    log-EI gets the penalizer of the picked row. Rows in ``exclude`` and rows
+    already picked are never chosen. One compiled scan over the batch.
+    """
+    feats = jnp.asarray(features)
+    blocked = jnp.zeros(feats.shape[0], bool) if exclude is None else jnp.asarray(exclude, bool)
+    if int(jnp.sum(~blocked)) < q:
+        raise DataError(f"the pool has {int(jnp.sum(~blocked))} unmeasured candidates, fewer than the {q} asked for")
+    return _penalized_pool(model, feats, blocked, jnp.asarray(best, feats.dtype), q=q, maximize=maximize)
+
+
+@partial(jax.jit, static_argnames=("q", "maximize"))
+def _penalized_pool(model, feats, blocked, best, *, q, maximize):
+    from jaxopt_mat.acquisition.analytic import log_expected_improvement
+    from jaxopt_mat.acquisition.batch import log_penalizer
+
+    post = model.predict(feats)
+    log_ei = log_expected_improvement(post.mean, post.std, best, maximize=maximize)
+    u = (feats - model.low) / (model.high - model.low)
+    grad = jax.vmap(jax.grad(lambda p: model.predict((model.low + p * (model.high - model.low))[None]).mean[0]))(u)
+    norms = jnp.sqrt(jnp.sum(grad * grad, axis=-1) + 1e-300)
+    L = jnp.max(norms)
+    L = jnp.where(L > 1e-7, L, 10.0)
+    d = feats.shape[1]
+
+    # The penalizer needs each picked row's posterior; keep them in fixed-size buffers.
+    def step(carry, k):
+        blocked, centers, c_mean, c_std, mask = carry
+        pen = log_penalizer(u, centers, c_mean, c_std, best, L, mask, maximize=maximize)
+        score = jnp.where(blocked, -jnp.inf, log_ei + pen)
+        i = jnp.argmax(score)
+        carry = (blocked.at[i].set(True), centers.at[k].set(u[i]), c_mean.at[k].set(post.mean[i]),
+                 c_std.at[k].set(post.std[i]), mask.at[k].set(1.0))
+        return carry, i
+
+    init = (blocked, jnp.zeros((q, d), feats.dtype), jnp.zeros(q, feats.dtype), jnp.ones(q, feats.dtype),
+            jnp.zeros(q, feats.dtype))
+    _, idx = jax.lax.scan(step, init, jnp.arange(q))
+    return PoolBatch(idx, post.mean[idx], post.std[idx], log_ei[idx])
