@@ -21,6 +21,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import ndtr
 
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
@@ -75,29 +76,66 @@ def monte_carlo_ehvi(mean, std, front, ref, *, key, n_samples: int = 4096):
     return jnp.mean(imp), jnp.std(imp) / math.sqrt(n_samples)
 
 
-@partial(jax.jit, static_argnames=("predict", "chunk"))
-def _score_chunks(predict, model_args, features, boxes, *, chunk):
-    n = features.shape[0]
-    n_chunks = -(-n // chunk)
-    pad = n_chunks * chunk - n
-    feats = jnp.concatenate([features, jnp.repeat(features[-1:], pad, axis=0)]).reshape(n_chunks, chunk, -1)
+def _score_local(predict, model_args, features, boxes, chunk):
+    """EHVI of ``features`` ``(n, d)``, ``n`` a multiple of ``chunk``, one chunk at a time."""
+    feats = features.reshape(-1, chunk, features.shape[-1])
 
     def body(_, f):
         mean, std = predict(f, *model_args)
         return None, jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
 
     _, out = jax.lax.scan(body, None, feats)
-    return out.reshape(-1)[:n]
+    return out.reshape(-1)
 
 
-def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, front_valid=None):
+def _pad_rows(features, multiple):
+    n = features.shape[0]
+    pad = -n % multiple
+    return jnp.concatenate([features, jnp.repeat(features[-1:], pad, axis=0)]) if pad else features
+
+
+@partial(jax.jit, static_argnames=("predict", "chunk"))
+def _score_chunks(predict, model_args, features, boxes, *, chunk):
+    n = features.shape[0]
+    return _score_local(predict, model_args, _pad_rows(features, chunk), boxes, chunk)[:n]
+
+
+@partial(jax.jit, static_argnames=("predict", "chunk", "mesh"))
+def _score_sharded(predict, model_args, features, boxes, *, chunk, mesh):
+    from jax.sharding import PartitionSpec as P
+
+    fn = jax.shard_map(lambda f, a, b: _score_local(predict, a, f, b, chunk), mesh=mesh,
+                       in_specs=(P("pool"), P(), P()), out_specs=P("pool"))
+    return fn(features, model_args, boxes)
+
+
+def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, front_valid=None, devices=None):
     """EHVI of every row of ``features`` ``(N, d)``, in chunks of ``chunk`` rows.
 
     ``predict(features, *model_args) -> (mean, std)`` with shapes ``(c, m)``;
     pass a module-level function so the compiled scan is reused.
+
+    With several devices (``devices``, default all of ``jax.devices()``), the
+    pool is split into equal shards along its rows with ``jax.sharding`` and
+    each device scores its shard (model and front replicated); the result
+    equals the single-device one. Peak memory per device stays at one chunk's
+    working set.
     """
     boxes = non_dominated_boxes(front, ref, front_valid)
-    return _score_chunks(predict, tuple(model_args), jnp.asarray(features), boxes, chunk=min(chunk, features.shape[0]))
+    features = jnp.asarray(features)
+    n = features.shape[0]
+    devs = list(jax.devices() if devices is None else devices)
+    if len(devs) == 1:
+        return _score_chunks(predict, tuple(model_args), features, boxes, chunk=min(chunk, n))
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    per_device = -(-n // len(devs))
+    chunk = min(chunk, per_device)
+    padded = _pad_rows(features, chunk * len(devs))
+    mesh = Mesh(np.array(devs), ("pool",))
+    padded = jax.device_put(padded, NamedSharding(mesh, P("pool")))
+    return _score_sharded(predict, tuple(model_args), padded, boxes, chunk=chunk, mesh=mesh)[:n]
 
 
 def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None):
