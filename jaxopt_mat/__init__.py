@@ -18,7 +18,14 @@ from jaxopt_mat.acquisition.analytic import (
     upper_confidence_bound,
 )
 from jaxopt_mat.acquisition.batch import Batch, local_penalization_batch
-from jaxopt_mat.acquisition.ehvi import expected_hypervolume_improvement
+from jaxopt_mat.acquisition.ehvi import (
+    ehvi_batch,
+    expected_hypervolume_improvement,
+    greedy_pool_batch,
+    q_expected_hypervolume_improvement,
+    score_pool,
+)
+from jaxopt_mat.embedding import kernel_mean_embedding
 from jaxopt_mat.objectives import spectrum_loss
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.design import latin_hypercube, random_design
@@ -52,10 +59,13 @@ __all__ = [
     "SearchSpace",
     "__version__",
     "combine_replicates",
+    "ehvi_batch",
     "expected_hypervolume_improvement",
     "expected_improvement",
     "fit_gp",
+    "greedy_pool_batch",
     "hypervolume",
+    "kernel_mean_embedding",
     "latin_hypercube",
     "local_penalization_batch",
     "log_expected_improvement",
@@ -65,7 +75,9 @@ __all__ = [
     "maximize_random",
     "non_dominated_mask",
     "probability_of_improvement",
+    "q_expected_hypervolume_improvement",
     "random_design",
+    "score_pool",
     "spectrum_loss",
     "upper_confidence_bound",
 ]

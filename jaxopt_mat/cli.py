@@ -241,6 +241,8 @@ def explain(
     directory: Path = typer.Argument(..., help="Campaign folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for CSV/JSON/PNG (default DIR/explain)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the importance of each input."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="Pareto campaigns: which objective to explain "
+                                            "(default: the first)."),
 ):
     """SHAP importance of each input, per-wavelength attributions and loss landscapes."""
     import csv as _csv
@@ -255,9 +257,21 @@ def explain(
     from jaxopt_mat.errors import CampaignError
     from jaxopt_mat.surrogates.gp import fit_gp
 
+    from jaxopt_mat.errors import DataError
+
     camp = Campaign(directory)
     cfg = camp.config
     x, y, _ = camp.read_observations()
+    obj_name, maximize = cfg.objective.name, cfg.objective.maximize
+    if cfg.objective.is_pareto:
+        names_obj = cfg.objective.measured_names
+        obj_name = objective or names_obj[0]
+        if obj_name not in names_obj:
+            raise DataError(f"--objective {obj_name!r} is not one of {', '.join(names_obj)}")
+        j = names_obj.index(obj_name)
+        y, maximize = y[:, j], cfg.objective.objectives[j][1] == "maximize"
+    elif objective is not None and objective != obj_name:
+        raise DataError(f"--objective {objective!r}: this campaign has one objective, {obj_name}")
     cond = combine_replicates(x, y)
     if cond.x.shape[0] < 3:
         raise CampaignError(f"explain needs at least 3 measured conditions, {directory} has {cond.x.shape[0]}")
@@ -276,16 +290,16 @@ def explain(
         w.writerow(names + [f"shap_{n}" for n in names])
         for xi, vi in zip(cond.x, exp.values):
             w.writerow([repr(float(v)) for v in xi] + [repr(float(v)) for v in vi])
-    what = f"predicted {cfg.objective.name}"
+    what = f"predicted {obj_name}"
     importance = {n: float(v) for n, v in zip(names, exp.importance)}
     result = {"target": what, "importance": importance, "ranking": exp.ranking(), "base_value": exp.base_value}
     plots.shap_bar(names, exp.importance, folder / "shap_bar.png", title=f"Importance for the {what}")
     plots.shap_beeswarm(names, exp.values, cond.x, folder / "shap_beeswarm.png", title=f"SHAP values of the {what}")
     # Landscape over the two most important inputs, others at the best measured condition.
     i, j = [names.index(n) for n in exp.ranking()[:2]]
-    best = cond.x[np.argmax(cond.y) if cfg.objective.maximize else np.argmin(cond.y)]
+    best = cond.x[np.argmax(cond.y) if maximize else np.argmin(cond.y)]
     gi, gj, vals = ex.landscape(predict, best, i, j, space.low, space.high)
-    k = np.unravel_index(np.argmax(vals) if cfg.objective.maximize else np.argmin(vals), vals.shape)
+    k = np.unravel_index(np.argmax(vals) if maximize else np.argmin(vals), vals.shape)
     plots.landscape_map(gi, gj, vals, folder / "landscape.png", xlabel=names[i], ylabel=names[j], zlabel=what,
                         points=cond.x[:, [i, j]], optimum=(gi[k[0]], gj[k[1]]))
     if cfg.objective.is_spectrum:

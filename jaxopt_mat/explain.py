@@ -5,7 +5,8 @@ Everything here returns arrays; plotting lives in :mod:`jaxopt_mat.plots`.
 - :func:`shap_values` explains a batched prediction function with shap's
   ``Exact`` explainer (exact Shapley values over all ``2^d`` coalitions of the
   inputs, with the background set as the distribution of absent inputs;
-  efficient for the handful of inputs of a synthesis recipe).
+  efficient for the handful of inputs of a synthesis recipe; above 10 inputs,
+  e.g. a pool's descriptors, shap's ``Permutation`` explainer).
 - :func:`spectrum_attributions` gives, for each input, how it moves each
   wavelength of a predicted spectrum: integrated gradients (Sundararajan et
   al., "Axiomatic Attribution for Deep Networks", ICML 2017) of every wavelength
@@ -21,6 +22,10 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+# Up to this many inputs SHAP values are exact (all coalitions); beyond, shap's permutation explainer.
+EXACT_MAX_INPUTS = 10
 
 
 class Explanation(NamedTuple):
@@ -61,8 +66,12 @@ def shap_values(predict: Callable, x, background, *, names) -> Explanation:
     def f(z):
         return np.asarray(predict(jnp.asarray(z, dtype=jnp.float64)), dtype=np.float64)
 
-    explainer = shap.explainers.Exact(f, shap.maskers.Independent(background, max_samples=100), feature_names=list(names))
-    result = explainer(x, silent=True)
+    masker = shap.maskers.Independent(background, max_samples=100)
+    if x.shape[1] <= EXACT_MAX_INPUTS:
+        result = shap.explainers.Exact(f, masker, feature_names=list(names))(x, silent=True)
+    else:  # 2^d coalitions get too many: sampled permutations, antithetic, still additive
+        explainer = shap.explainers.Permutation(f, masker, feature_names=list(names), seed=0)
+        result = explainer(x, max_evals=max(500, 20 * x.shape[1] + 1), silent=True)
     values = np.asarray(result.values)
     base = float(np.mean(np.asarray(result.base_values)))
     return Explanation(values, base, np.mean(np.abs(values), axis=0), tuple(names))
