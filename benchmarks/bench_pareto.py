@@ -198,11 +198,9 @@ def bench_continuous(out, seeds):
     budget = n0 + rounds * q
     space = SearchSpace(np.zeros(d), np.ones(d))
     out.append(f"## Continuous two-objective problems (d = {d}): {n0} LHS points, then {rounds} batches of {q} "
-               f"({budget} evaluations), {seeds} seeds
-")
+               f"({budget} evaluations), {seeds} seeds\n")
     out.append("Fraction of the true front's hypervolume reached, median [min, max]; reference point (11, 11) for "
-               "ZDT2 and (1.1, 1.1) in the minimised objectives for DTLZ2.
-")
+               "ZDT2 and (1.1, 1.1) in the minimised objectives for DTLZ2.\n")
     out.append("| problem | EHVI (gradient, Kriging believer) | LHS of the whole budget | random | EHVI wall time per run |")
     out.append("| --- | --- | --- | --- | --- |")
     for fn, ref in ((zdt2, np.array([-11.0, -11.0])), (dtlz2, np.array([-1.1, -1.1]))):
