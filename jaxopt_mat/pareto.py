@@ -113,7 +113,10 @@ class BoxDecomposition(NamedTuple):
 def non_dominated_boxes(front, ref, valid=None) -> BoxDecomposition:
     """Box decomposition of the region a new point can improve (maximisation).
 
-    Two objectives: the ``p + 1`` boxes of the staircase. More: the
+    Two objectives: the ``p + 1`` boxes of the staircase, in order (box ``k``
+    spans the first objective up to where box ``k - 1`` begins, and the second
+    up to infinity; :func:`~jaxopt_mat.acquisition.ehvi.ehvi_from_boxes` relies
+    on it). More: the
     non-dominated cells of the coordinate grid (``(p + 1)^m`` slots, masked).
     Shapes depend only on ``front.shape``, so new data of the same size reuse
     compiled code.

@@ -153,3 +153,14 @@ def test_float32_inputs_raise_a_warning():
             fit_gp(x.astype(np.float32), y.astype(np.float32), key=jax.random.key(0))
         except Exception:
             pass
+
+
+def test_prediction_kernel_equals_gpjax_matern52():
+    rng = np.random.default_rng(11)
+    a, b = rng.uniform(size=(40, 3)), rng.uniform(size=(25, 3))
+    b[:5] = a[:5]  # coincident points: distance zero
+    ls, var = jnp.array([0.3, 1.2, 0.7]), jnp.asarray(1.7)
+    ref = gpmod.matern52(ls, var).cross_covariance(jnp.asarray(a), jnp.asarray(b))
+    np.testing.assert_allclose(gpmod.matern52_cross(jnp.asarray(a), jnp.asarray(b), ls, var), ref, rtol=1e-12, atol=1e-12)
+    g = jax.grad(lambda u: jnp.sum(gpmod.matern52_cross(u, jnp.asarray(b), ls, var)))(jnp.asarray(a))
+    assert np.all(np.isfinite(np.asarray(g)))

@@ -173,13 +173,24 @@ def test_joint_batch_ehvi_matches_sampling_by_hand_and_analytic_ehvi_for_one_poi
     z = jax.random.normal(jax.random.key(0), (S, 2, q), dtype=jnp.float64)
     est = float(q_expected_hypervolume_improvement(mean, cov, front, ref, z))
     # By hand: correlated samples per objective with numpy's Cholesky, hypervolume of each augmented front.
-    base = float(hypervolume(front, ref))
+    def hv2(points):  # sweep in numpy, independent of the library
+        pts = np.asarray(points)
+        pts = pts[np.all(pts > np.asarray(ref), axis=1)]
+        pts = pts[np.argsort(-pts[:, 0])]
+        area, top = 0.0, float(ref[1])
+        for px, py in pts:
+            if py > top:
+                area += (px - float(ref[0])) * (py - top)
+                top = py
+        return area
+
+    base = hv2(front)
     L = np.linalg.cholesky(np.asarray(cov) + 1e-9 * np.max(np.diagonal(np.asarray(cov), axis1=1, axis2=2)) * np.eye(q))
     zs = np.asarray(z)
     gains = []
     for s in range(0, S, 50):  # every 50th sample: an independent check of the same estimator
         y = np.stack([np.asarray(mean)[:, j] + L[j] @ zs[s, j] for j in range(2)], -1)
-        gains.append(float(hypervolume(jnp.concatenate([front, jnp.asarray(y)]), ref)) - base)
+        gains.append(hv2(np.concatenate([np.asarray(front), y])) - base)
     gains = np.array(gains)
     assert est == pytest.approx(gains.mean(), abs=4 * gains.std() / np.sqrt(len(gains)))
     # q = 1 with a diagonal covariance is the analytic EHVI.
@@ -212,3 +223,26 @@ def test_continuous_ehvi_batch_is_feasible_and_beats_random_points():
     m, s = predict(jnp.asarray(rnd), w)
     best_random = float(jnp.max(expected_hypervolume_improvement(m, s, front, ref)))
     assert float(np.exp(log_e[0])) >= best_random * (1 - 1e-6)
+
+
+@jax.jit
+def _fast_and_general(front, valid, mean, std):
+    from jaxopt_mat.acquisition.ehvi import ehvi_from_boxes, ehvi_from_boxes_general
+    from jaxopt_mat.pareto import non_dominated_boxes
+
+    boxes = non_dominated_boxes(front, jnp.array([-2.5, -2.5]), valid)
+    fast = jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
+    slow = jax.vmap(lambda m, s: ehvi_from_boxes_general(m, s, boxes))(mean, std)
+    return fast, slow
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.0, 1.0))
+def test_two_objective_shortcut_equals_the_general_box_sum(seed, keep):
+    rng = np.random.default_rng(seed)
+    front = jnp.asarray(rng.normal(size=(12, 2)))
+    valid = jnp.asarray(rng.uniform(size=12) < keep)  # from no valid point to all of them
+    mean = jnp.asarray(rng.normal(size=(20, 2)))
+    std = jnp.asarray(rng.uniform(0.01, 1.0, size=(20, 2)))
+    fast, slow = _fast_and_general(front, valid, mean, std)
+    np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-14)

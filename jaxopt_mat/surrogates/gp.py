@@ -45,6 +45,23 @@ def matern52(lengthscale, variance):
     return gpjax.kernels.Matern52(lengthscale=lengthscale, variance=variance)
 
 
+def matern52_cross(a, b, lengthscale, variance):
+    """Matérn-5/2 cross-covariance ``(n, k)`` of unit-cube points ``a`` ``(n, d)`` and ``b`` ``(k, d)``.
+
+    The same function as gpjax's ``Matern52.cross_covariance`` (checked to
+    1e-12 in the tests), with squared distances from one matrix product
+    instead of pairwise differences: about twice as fast when scoring large
+    candidate pools. Fitting keeps gpjax's kernel.
+    """
+    a = a / lengthscale
+    b = b / lengthscale
+    sq = jnp.sum(a * a, axis=-1)[:, None] + jnp.sum(b * b, axis=-1)[None, :] - 2.0 * a @ b.T
+    sq = jnp.maximum(sq, 0.0)
+    r = jnp.sqrt(jnp.where(sq > 1e-30, sq, 1e-30))
+    s5r = jnp.sqrt(5.0) * r
+    return variance * (1.0 + s5r + (5.0 / 3.0) * sq) * jnp.exp(-s5r)
+
+
 @partial(
     jax.tree_util.register_dataclass,
     data_fields=[
@@ -97,8 +114,7 @@ class GPModel:
 
     def predict_unit(self, u) -> Posterior:
         """Like :meth:`predict` for inputs already in the unit cube."""
-        kern = matern52(self.lengthscale, self.variance)
-        k_star = kern.cross_covariance(u, self.x_unit) * self.mask[None, :]
+        k_star = matern52_cross(u, self.x_unit, self.lengthscale, self.variance) * self.mask[None, :]
         mean = self.mean_const + k_star @ self.alpha
         v = k_star @ self.chol_inv.T
         var = jnp.maximum(self.variance - jnp.sum(v * v, axis=1), 1e-10 * self.variance)
@@ -111,11 +127,10 @@ class GPModel:
         :func:`jaxopt_mat.acquisition.ehvi.q_expected_hypervolume_improvement`).
         """
         u = (x - self.low) / (self.high - self.low)
-        kern = matern52(self.lengthscale, self.variance)
-        k_star = kern.cross_covariance(u, self.x_unit) * self.mask[None, :]
+        k_star = matern52_cross(u, self.x_unit, self.lengthscale, self.variance) * self.mask[None, :]
         mean = self.mean_const + k_star @ self.alpha
         v = k_star @ self.chol_inv.T
-        cov = kern.cross_covariance(u, u) - v @ v.T
+        cov = matern52_cross(u, u, self.lengthscale, self.variance) - v @ v.T
         return self.y_loc + self.y_scale * mean, self.y_scale**2 * cov
 
     @property
