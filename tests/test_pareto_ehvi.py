@@ -246,3 +246,17 @@ def test_two_objective_shortcut_equals_the_general_box_sum(seed, keep):
     std = jnp.asarray(rng.uniform(0.01, 1.0, size=(20, 2)))
     fast, slow = _fast_and_general(front, valid, mean, std)
     np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-14)
+
+
+def test_lazy_greedy_equals_the_full_greedy():
+    rng = np.random.default_rng(8)
+    mean = jnp.asarray(rng.normal(size=(3000, 2)))
+    std = jnp.asarray(rng.uniform(0.05, 0.5, size=(3000, 2)))
+    front = jnp.asarray(rng.normal(size=(15, 2)))
+    ref = jnp.array([-4.0, -4.0])
+    exclude = rng.uniform(size=3000) < 0.1
+    full = greedy_pool_batch(mean, std, front, ref, 10, exclude=exclude, shortlist=3000)
+    for k in (11, 64, 512):
+        lazy = greedy_pool_batch(mean, std, front, ref, 10, exclude=exclude, shortlist=k)
+        np.testing.assert_array_equal(lazy[0], full[0])
+        np.testing.assert_allclose(lazy[1], full[1], rtol=1e-12)

@@ -156,12 +156,18 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
     return _score_sharded(predict, tuple(model_args), padded, boxes, chunk=chunk, mesh=mesh)[:n]
 
 
-def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None):
+def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist: int = 1024):
     """``q`` pool rows by sequential greedy EHVI with Kriging-believer fantasies.
 
     After each pick its predicted mean joins the front (the "believed"
     outcome), the boxes are recomputed, and the next pick maximises EHVI over
     the rest; rows in ``exclude`` (already measured) and picked rows are never chosen.
+
+    Lazy evaluation: a point's EHVI can only shrink as the front grows, so the
+    greedy steps run over the ``shortlist`` rows of largest initial EHVI, and
+    the result is kept only if every pick beats the largest initial EHVI left
+    outside the shortlist (then it is the full greedy's result exactly);
+    otherwise the greedy reruns over the whole pool.
 
     Returns:
         ``(indices (q,), ehvi at pick time (q,))``.
@@ -169,9 +175,16 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None):
     mean, std = jnp.asarray(mean), jnp.asarray(std)
     n, m = mean.shape
     front = jnp.asarray(front, mean.dtype)
+    ref = jnp.asarray(ref, mean.dtype)
     p = front.shape[0]
     blocked = jnp.zeros(n, bool) if exclude is None else jnp.asarray(exclude, bool)
-    return _greedy(mean, std, front, jnp.asarray(ref, mean.dtype), blocked, q=q, p=p)
+    if shortlist < n and shortlist > q:
+        first = jnp.where(blocked, -jnp.inf, expected_hypervolume_improvement(mean, std, front, ref))
+        top_vals, top = jax.lax.top_k(first, shortlist + 1)
+        idx, vals = _greedy(mean[top[:-1]], std[top[:-1]], front, ref, blocked[top[:-1]], q=q, p=p)
+        if bool(jnp.all(vals >= top_vals[-1])):
+            return top[idx], vals
+    return _greedy(mean, std, front, ref, blocked, q=q, p=p)
 
 
 @partial(jax.jit, static_argnames=("q", "p"))
