@@ -192,7 +192,7 @@ def _true_front(fn, d):
 
 def bench_continuous(out, seeds):
     from jaxopt_mat import SearchSpace, ehvi_batch, latin_hypercube
-    from jaxopt_mat.loop import predict_objectives
+    from jaxopt_mat.loop import predict_objectives_believer
 
     d, n0, rounds, q = 6, 14, 8, 5
     budget = n0 + rounds * q
@@ -213,7 +213,7 @@ def bench_continuous(out, seeds):
             t0 = time.perf_counter()
             for c in range(rounds):
                 models = fit_two(x, y, space.low, space.high, 100 * s + c)
-                xb, _, _, _ = ehvi_batch(predict_objectives, (models, jnp.ones(2)), space, y, ref, q,
+                xb, _, _, _ = ehvi_batch(predict_objectives_believer, (models, jnp.ones(2)), space, y, ref, q,
                                          key=jax.random.key(100 * s + c))
                 xb = np.asarray(xb)
                 x, y = np.concatenate([x, xb]), np.concatenate([y, fn(xb)])

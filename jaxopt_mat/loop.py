@@ -186,6 +186,14 @@ def predict_objectives(x, models, signs):
     return mean, std
 
 
+def predict_objectives_believer(x, models, signs, picked, picked_mask):
+    """:func:`predict_objectives` after believing the ``picked`` points observed (see ``GPModel.predict_believer``)."""
+    posts = [m.predict_believer(x, picked, picked_mask) for m in models]
+    mean = jax.numpy.stack([p.mean for p in posts], axis=-1) * signs
+    std = jax.numpy.stack([p.std for p in posts], axis=-1)
+    return mean, std
+
+
 def _pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, np.ndarray]:
     """Suggestion columns: each objective's predicted mean (own sign) and std, then the acquisition."""
     extra = {}
@@ -268,7 +276,8 @@ def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
     from jaxopt_mat.pareto import non_dominated_mask
 
     init = cond.x[np.asarray(non_dominated_mask(front))]
-    x, log_e, mean, std = ehvi_batch(predict_objectives, (models, jax.numpy.asarray(signs)), space, front, ref, batch,
+    x, log_e, mean, std = ehvi_batch(predict_objectives_believer, (models, jax.numpy.asarray(signs)), space, front, ref,
+                                     batch,
                                      key=k_acq, init=init)
     x = np.asarray(x)
     if not np.all(np.asarray(space.is_feasible(x, atol=0.0))):  # the repair guarantees this
@@ -276,15 +285,38 @@ def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
     return Suggestion(x, "gp", _pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"), notes)
 
 
+# Spectrum losses: the GP models log(min(loss, cap) + LOSS_FLOOR), cap = the median loss (see gp_target).
+LOSS_FLOOR = 1e-4
+
+
+def gp_target(config: Config, y: np.ndarray) -> np.ndarray:
+    """What the GP step models for the objective values ``y`` (a monotone transform: same optimum).
+
+    Scalar objectives: ``y`` itself. Spectrum losses span orders of magnitude
+    near the optimum and jump to 1 where the peak leaves the intensity window;
+    a GP fitted to that jump undershoots beside it and sends log-EI into
+    predicted holes. So the GP models ``log(min(loss, median loss) + 1e-4)``:
+    losses worse than the median are flattened to it (the jump disappears), and
+    the log spreads out the differences between good recipes.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if not config.objective.is_spectrum or y.size == 0:
+        return y
+    cap = float(np.median(y))
+    return np.log(np.minimum(y, cap) + LOSS_FLOOR)
+
+
 def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache) -> Suggestion:
     config = campaign.config
     space = campaign.space
     maximize = config.objective.maximize
+    spectrum = config.objective.is_spectrum
     key = jax.random.key(rng_seed)
     k_fit, k_acq = jax.random.split(key)
     progress(f"fitting GP to {cond.x.shape[0]} conditions")
-    model = fit_gp(cond.x, cond.y, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
-    best = float(np.max(cond.y) if maximize else np.min(cond.y))
+    y_model = gp_target(config, cond.y)
+    model = fit_gp(cond.x, y_model, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
+    best = float(np.max(y_model) if maximize else np.min(y_model))
     order = np.argsort(-cond.y if maximize else cond.y)
     top = cond.x[order[:5]]
     rng = np.random.default_rng(rng_seed)
@@ -298,9 +330,12 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     x = np.asarray(result.x)
     if not np.all(np.asarray(space.is_feasible(x, atol=0.0))):  # the repair guarantees this
         raise AssertionError("internal error: an infeasible suggestion escaped the projection")
+    mean, std = np.asarray(result.mean), np.asarray(result.std)
+    if spectrum:  # back to loss units: median and delta-method spread of exp(model) - floor
+        mean, std = np.exp(mean) - LOSS_FLOOR, np.exp(mean) * std
     extra = {
-        "predicted_mean": np.asarray(result.mean),
-        "predicted_std": np.asarray(result.std),
+        "predicted_mean": mean,
+        "predicted_std": std,
         "log_ei": np.asarray(result.log_acquisition),
     }
     return Suggestion(x, "gp", extra, notes)
@@ -443,9 +478,16 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
 
         out.update(evaluate(campaign, config.stopping, program_cache=program_cache))
     if with_model and obj.is_spectrum:
-        from jaxopt_mat.two_step import network_readiness
+        from jaxopt_mat.two_step import COS_ACCURACY, COS_STABILITY, network_readiness
 
-        out["step"] = network_readiness(campaign, seed=key_seed).as_dict() if cond.x.shape[0] else None
+        ready = network_readiness(campaign, seed=key_seed) if cond.x.shape[0] else None
+        out["step"] = ready.as_dict() if ready is not None else None
+        if ready is not None and "stop_rules" in out:
+            # The spectrum network's own accuracy and stability, by the cosine of predicted spectra.
+            for rule, value, threshold in (("spectrum_accuracy", ready.accuracy_cos, COS_ACCURACY),
+                                           ("spectrum_stability", ready.stability_cos, COS_STABILITY)):
+                out["stop_rules"][rule] = {"value": value, "threshold": threshold,
+                                           "met": value is not None and value >= threshold}
     return out
 
 

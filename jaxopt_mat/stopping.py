@@ -17,7 +17,8 @@ Rules (thresholds in ``[stopping]`` of ``campaign.toml``; defaults below):
   measured values (Pareto campaigns: the hypervolume grew by less than that
   fraction of itself).
 - ``acquisition``: the largest expected improvement in the newest GP batch
-  (from its ``log_ei`` column) is below ``min_improvement`` (0.001) of that range.
+  (from its ``log_ei`` column) is below ``min_improvement`` (0.001) of that range
+  (spectrum campaigns: of the range of the log-loss the GP step models).
 - ``budget``: at least ``budget`` measurements recorded. Off unless set.
 
 ``should_stop`` is true when the threshold or the budget is met, or when the
@@ -135,6 +136,10 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
         rules["plateau"] = _rule(None, s["plateau_fraction"], False)
 
     acq = _last_max_acquisition(campaign)
+    if cfg.objective.is_spectrum:  # the GP step's EI is in the units of its modelled log-loss
+        from jaxopt_mat.loop import gp_target
+
+        scale = float(np.ptp(gp_target(cfg, combine_replicates(x, y).y))) if y.size else 0.0
     rel = acq / scale if (acq is not None and scale > 0) else None
     rules["acquisition"] = _rule(rel, s["min_improvement"], rel is not None and rel < s["min_improvement"])
     if lazy and not (rules["plateau"]["met"] or rules["acquisition"]["met"]):

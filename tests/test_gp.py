@@ -164,3 +164,26 @@ def test_prediction_kernel_equals_gpjax_matern52():
     np.testing.assert_allclose(gpmod.matern52_cross(jnp.asarray(a), jnp.asarray(b), ls, var), ref, rtol=1e-12, atol=1e-12)
     g = jax.grad(lambda u: jnp.sum(gpmod.matern52_cross(u, jnp.asarray(b), ls, var)))(jnp.asarray(a))
     assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_believer_variance_equals_refitting_with_the_believed_points():
+    """Conditioning on picked points at their predicted means = the GP with those rows added noise-free."""
+    rng = np.random.default_rng(13)
+    x = rng.uniform(size=(20, 2))
+    y = np.sin(5 * x[:, 0]) + x[:, 1]
+    model = fit_gp(x, y, key=jax.random.key(0), low=np.zeros(2), high=np.ones(2))
+    picked = jnp.asarray(rng.uniform(size=(4, 2)))
+    mask = jnp.array([1.0, 1.0, 0.0, 1.0])
+    xt = jnp.asarray(rng.uniform(size=(30, 2)))
+    got = model.predict_believer(xt, picked, mask)
+    # Reference: dense float64 algebra in standardized units with the fitted hyper-parameters.
+    u = np.asarray(model.x_unit)[: 20]
+    keep = np.asarray(picked)[np.asarray(mask) > 0]
+    U = np.concatenate([u, keep])
+    ls, v, noise = np.asarray(model.lengthscale), float(model.variance), float(model.noise)
+    K = _matern52(U, U, ls, v) + np.diag(np.r_[np.full(20, noise + 1e-8 * v), np.full(len(keep), 1e-8 * v)])
+    ks = _matern52(np.asarray(xt), U, ls, v)
+    var = v - np.sum(ks * np.linalg.solve(K, ks.T).T, axis=1)
+    np.testing.assert_allclose(got.var, float(model.y_scale) ** 2 * np.maximum(var, 1e-10 * v), rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(got.mean, model.predict(xt).mean, rtol=1e-12)
+    assert np.all(np.asarray(got.var) <= np.asarray(model.predict(xt).var) + 1e-12)

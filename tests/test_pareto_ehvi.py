@@ -207,7 +207,7 @@ def test_continuous_ehvi_batch_is_feasible_and_beats_random_points():
     from jaxopt_mat import SearchSpace
     from jaxopt_mat.acquisition.ehvi import ehvi_batch
 
-    def predict(x, w):
+    def predict(x, w, picked, picked_mask):  # no model to condition: the fantasies only move the front
         return jnp.stack([jnp.sin(3 * x[:, 0]), x[:, 1] - x[:, 0] ** 2], -1) @ w, jnp.full((x.shape[0], 2), 0.05)
 
     w = jnp.eye(2)
@@ -220,7 +220,7 @@ def test_continuous_ehvi_batch_is_feasible_and_beats_random_points():
     assert np.all(np.diff(np.asarray(log_e)) <= 1e-9)  # fantasies shrink what is left
     rnd = np.random.default_rng(0).uniform(size=(4096, 2))
     rnd = rnd[rnd.sum(1) <= 1.2]
-    m, s = predict(jnp.asarray(rnd), w)
+    m, s = predict(jnp.asarray(rnd), w, None, None)
     best_random = float(jnp.max(expected_hypervolume_improvement(m, s, front, ref)))
     assert float(np.exp(log_e[0])) >= best_random * (1 - 1e-6)
 

@@ -99,3 +99,45 @@ def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
     runner.invoke(app, ["init", str(tmp_path / "c"), "--config", str(cfg)])
     res = runner.invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "2", "--method", "dnn"])
     assert res.exit_code == 3 and "for a scalar campaign" in res.stderr
+
+
+def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_path):
+    from jaxopt_mat.design import latin_hypercube
+
+    lab = SilverLab()
+    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    wl = [f"{w:g}" for w in lab.wavelengths]
+    rng = np.random.default_rng(0)
+    for n, seed in ((24, 0), (12, 1)):
+        x = latin_hypercube(camp.space, n, seed=seed)
+        camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=rng)),
+                                                     "m.csv"))
+    info = json.loads(runner.invoke(app, ["status", str(tmp_path / "c"), "--json"]).stdout)
+    rules, step = info["stop_rules"], info["step"]
+    assert rules["spectrum_accuracy"]["value"] == step["accuracy_cosine"] is not None
+    assert rules["spectrum_stability"]["value"] == step["stability_cosine"] is not None
+    assert rules["spectrum_accuracy"]["met"] == (step["accuracy_cosine"] >= two_step.COS_ACCURACY)
+    res = runner.invoke(app, ["plot", str(tmp_path / "c"), "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert "no prediction band" not in res.stderr
+    assert (tmp_path / "p" / "best_spectrum.png").stat().st_size > 1000
+
+
+def test_gp_step_models_a_capped_log_loss_that_keeps_the_order_of_good_recipes():
+    from jaxopt_mat.loop import LOSS_FLOOR, gp_target
+
+    cfg = spectrum_config_for_order()
+    y = np.array([0.002, 1.0, 0.03, 0.5, 0.0, 1.0, 0.01])
+    z = gp_target(cfg, y)
+    cap = np.median(y)
+    np.testing.assert_allclose(z, np.log(np.minimum(y, cap) + LOSS_FLOOR))
+    good = y <= cap
+    assert np.all(np.argsort(z[good]) == np.argsort(y[good]))  # order kept below the cap
+    assert np.all(z[~good] == z[good].max())  # the jump to 1 is flattened
+    scalar = parse_config({"inputs": [{"name": "a", "low": 0, "high": 1}], "objective": {"name": "y"}})
+    np.testing.assert_array_equal(gp_target(scalar, y), y)
+
+
+def spectrum_config_for_order():
+    return parse_config({"inputs": [{"name": "a", "low": 0, "high": 1}],
+                         "objective": {"kind": "spectrum", "target": "t.csv"}})

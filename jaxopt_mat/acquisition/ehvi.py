@@ -207,8 +207,8 @@ def _greedy(mean, std, front, ref, blocked, *, q, p):
     return idx, vals
 
 
-def _log_ehvi_unit(predict, model_args, space, boxes, u):
-    mean, std = predict(space.from_unit(u), *model_args)
+def _log_ehvi_unit(predict, model_args, space, boxes, picked, picked_mask, u):
+    mean, std = predict(space.from_unit(u), *model_args, picked, picked_mask)
     e = jax.vmap(lambda a, b: ehvi_from_boxes(a, b, boxes))(mean, std)
     tiny = jnp.finfo(e.dtype).tiny
     return jnp.log(jnp.maximum(e, tiny))
@@ -222,19 +222,23 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
     p, m = front.shape
     fr = jnp.concatenate([front, jnp.zeros((q, m), front.dtype)])
     valid = jnp.concatenate([jnp.ones(p, bool), jnp.zeros(q, bool)])
+    picked = jnp.zeros((q, space.dim), front.dtype)
+    picked_mask = jnp.zeros(q, front.dtype)
 
     def body(carry, k):
-        fr, valid = carry
+        fr, valid, picked, picked_mask = carry
         boxes = non_dominated_boxes(fr, ref, valid)
-        fn_unit = partial(_log_ehvi_unit, predict, model_args, space, boxes)
+        fn_unit = partial(_log_ehvi_unit, predict, model_args, space, boxes, picked, picked_mask)
         bu, bv, _, _ = maximize_unit(fn_unit, space, jax.random.fold_in(key, k), n_starts=n_starts, n_raw=n_raw,
                                      n_steps=n_steps, learning_rate=learning_rate, init_unit=init_unit)
-        mean, std = predict(space.from_unit(bu[None]), *model_args)
+        bx = space.from_unit(bu[None])
+        mean, std = predict(bx, *model_args, picked, picked_mask)
         fr = fr.at[p + k].set(mean[0])
         valid = valid.at[p + k].set(True)
-        return (fr, valid), (bu, bv, mean[0], std[0])
+        carry = (fr, valid, picked.at[k].set(bx[0]), picked_mask.at[k].set(1.0))
+        return carry, (bu, bv, mean[0], std[0])
 
-    _, (us, log_e, means, stds) = jax.lax.scan(body, (fr, valid), jnp.arange(q))
+    _, (us, log_e, means, stds) = jax.lax.scan(body, (fr, valid, picked, picked_mask), jnp.arange(q))
     return space.from_unit(us), log_e, means, stds
 
 
@@ -244,11 +248,16 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
 
     Each point maximises log EHVI by the multi-start projected gradient method
     (bounds and linear constraints hold exactly); its predicted mean then joins
-    the front. One compiled scan over the batch.
+    the front, and the models are told it was observed there (their variance
+    shrinks around it), so the next pick goes elsewhere. One compiled scan over
+    the batch.
 
     Args:
-        predict: ``predict(x (n, d), *model_args) -> (mean (n, m), std (n, m))`` in
-            maximisation form; a module-level function, so compiled code is reused.
+        predict: ``predict(x (n, d), *model_args, picked (q, d), picked_mask (q,))
+            -> (mean (n, m), std (n, m))`` in maximisation form, conditioned on
+            the rows of ``picked`` whose mask is 1 having been observed at their
+            predicted means (for GPs: :func:`jaxopt_mat.loop.predict_objectives_believer`);
+            a module-level function, so compiled code is reused.
         front: ``(p, m)`` observed values (maximisation form); ``ref``: ``(m,)``.
         init: optional extra starting points ``(k, d)``, physical units.
 

@@ -133,6 +133,31 @@ class GPModel:
         cov = matern52_cross(u, u, self.lengthscale, self.variance) - v @ v.T
         return self.y_loc + self.y_scale * mean, self.y_scale**2 * cov
 
+    def predict_believer(self, x, picked, picked_mask) -> Posterior:
+        """Posterior at ``x`` after "observing" the points ``picked`` ``(q, d)`` at their predicted means.
+
+        The Kriging believer's fantasy: the mean is unchanged (the believed
+        outcome is the mean), the variance shrinks as if the latent function had
+        been observed without noise at the rows of ``picked`` whose
+        ``picked_mask`` is 1 (so it vanishes there). Exact rank-``q`` update of
+        the posterior; what sequential batch acquisitions use so the next pick
+        does not land on the last one.
+        """
+        u = (x - self.low) / (self.high - self.low)
+        up = (picked - self.low) / (self.high - self.low)
+        post = self.predict_unit(u)
+        vx = (matern52_cross(u, self.x_unit, self.lengthscale, self.variance) * self.mask[None, :]) @ self.chol_inv.T
+        vp = (matern52_cross(up, self.x_unit, self.lengthscale, self.variance) * self.mask[None, :]) @ self.chol_inv.T
+        on = picked_mask > 0
+        cxp = (matern52_cross(u, up, self.lengthscale, self.variance) - vx @ vp.T) * on[None, :]
+        q = picked.shape[0]
+        cpp = matern52_cross(up, up, self.lengthscale, self.variance) - vp @ vp.T
+        cpp = cpp + _JITTER * self.variance * jnp.eye(q, dtype=cpp.dtype)  # believed: the latent value itself
+        cpp = jnp.where(on[:, None] & on[None, :], cpp, jnp.eye(q, dtype=cpp.dtype))
+        a = solve_triangular(jnp.linalg.cholesky(cpp), cxp.T, lower=True)
+        var = jnp.maximum(post.var / self.y_scale**2 - jnp.sum(a * a, axis=0), 1e-10 * self.variance)
+        return Posterior(post.mean, self.y_scale**2 * var)
+
     @property
     def n_train(self):
         return jnp.sum(self.mask)
