@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxopt_mat.errors import CampaignError, ConfigError, DataError
+from jaxopt_mat.errors import CampaignError, ConfigError, DataError, read_data_file
 from jaxopt_mat.space import SearchSpace, constraints_from_strings
 
 CONFIG_FILE = "campaign.toml"
@@ -492,24 +492,21 @@ def _prepare_pool(config: Config, source_dir: Path) -> tuple[Config, dict[str, b
     from jaxopt_mat.pool import parse_pool
 
     src = source_dir / config.candidates
-    try:
-        raw = src.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"candidate table not found: {src}") from None
-    files = {src.name: raw}
+    text = read_data_file(src, "candidate table")
+    files = {src.name: text.encode()}
     if config.embedding and "source" not in config.embedding:
         from jaxopt_mat.embedding import embed_long_table
 
-        text = embed_long_table(raw.decode(), src.name, features=list(config.features) or None,
-                                n_landmarks=config.embedding.get("landmarks", 16),
-                                lengthscale=config.embedding.get("lengthscale"), seed=config.seed)
+        embedded = embed_long_table(text, src.name, features=list(config.features) or None,
+                                    n_landmarks=config.embedding.get("landmarks", 16),
+                                    lengthscale=config.embedding.get("lengthscale"), seed=config.seed)
         name = src.stem + "_embedded.csv"
-        files[name] = text.encode()
-        pool = parse_pool(text, name)
+        files[name] = embedded.encode()
+        pool = parse_pool(embedded, name)
         embedding = {**config.embedding, "source": src.name}
         config = dataclasses.replace(config, candidates=name, features=tuple(pool.names), embedding=embedding)
         return config, files
-    pool = parse_pool(raw.decode(), src.name, list(config.features) or None,
+    pool = parse_pool(text, src.name, list(config.features) or None,
                       exclude=config.objective.measured_names)
     clash = [n for n in config.objective.measured_names if n in pool.names]
     if clash:

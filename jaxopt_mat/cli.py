@@ -153,16 +153,10 @@ def observe(
 ):
     """Validate measurements and append them to observations.csv."""
     from jaxopt_mat.campaign import Campaign
-    from jaxopt_mat.errors import DataError
+    from jaxopt_mat.errors import read_data_file
 
     camp = Campaign(directory)
-    try:
-        text = file.read_text()
-    except FileNotFoundError:
-        raise DataError(f"{file}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{file}: cannot read it ({e})") from None
-    measurements = camp.validate_table(text, file.name)
+    measurements = camp.validate_table(read_data_file(file, "measurement file"), file.name)
     batch = camp.append_observations(measurements)
     total = camp.read_table()[0].shape[0]
     typer.echo(f"recorded {measurements.values.shape[0]} measurements as batch {batch}; {total} in total")

@@ -39,3 +39,16 @@ class CampaignError(JaxOptMatError):
     """A campaign folder is missing, incomplete or in an unexpected state."""
 
     exit_code = 5
+
+
+def read_data_file(path, what: str = "file") -> str:
+    """The text of a user's data file; a missing or unreadable file becomes a :class:`DataError`."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read it ({e})") from None

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_mat.errors import DataError
+from jaxopt_mat.errors import DataError, read_data_file
 
 ID_COLUMN = "id"
 
@@ -127,13 +127,7 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
 def read_pool(path: Path, features: list[str] | None = None) -> Pool:
     """Read and validate a candidate table from ``path`` (see :func:`parse_pool`)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DataError(f"candidate table not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read it ({e})") from None
-    return parse_pool(text, path.name, features)
+    return parse_pool(read_data_file(path, "candidate table"), path.name, features)
 
 
 def standardize(features: np.ndarray) -> np.ndarray:

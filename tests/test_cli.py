@@ -138,7 +138,7 @@ def test_observe_refuses_bad_files_and_writes_nothing(campaign, tmp_path, conten
     (["suggest", "{camp}", "--batch", "33"], 3, "between 1 and 32"),
     (["suggest", "{camp}", "--batch", "2", "--method", "magic"], 3, "unknown method"),
     (["suggest", "{tmp}/nowhere", "--batch", "2"], 5, "not a campaign folder"),
-    (["observe", "{camp}", "{tmp}/missing.csv"], 3, "no such file"),
+    (["observe", "{camp}", "{tmp}/missing.csv"], 3, "measurement file not found"),
     (["status", "{tmp}/nowhere"], 5, "not a campaign folder"),
     (["init", "{camp}", "--config", "{tmp}/campaign.toml"], 5, "already holds a campaign"),
     (["init", "{tmp}/new", "--config", "{tmp}/nope.toml"], 2, "config file not found"),
