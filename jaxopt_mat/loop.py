@@ -306,6 +306,12 @@ def gp_target(config: Config, y: np.ndarray) -> np.ndarray:
     return np.log(np.minimum(y, cap) + LOSS_FLOOR)
 
 
+def log_peak(campaign: Campaign) -> np.ndarray:
+    """Per measured row: log of the spectrum's maximum, the variable of the loss's intensity window."""
+    _, spectra, _ = campaign.read_table()
+    return np.log(np.maximum(spectra.max(axis=1), 1e-12))
+
+
 def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache) -> Suggestion:
     config = campaign.config
     space = campaign.space
@@ -323,9 +329,16 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     jitter = rng.normal(scale=0.05, size=(2,) + top.shape) * (space.high - space.low)
     init = np.concatenate([top, (top[None] + jitter).reshape(-1, space.dim)])
     init = np.clip(init, space.low, space.high)
+    constraint = None
+    if spectrum:  # keep the peak below the top of the intensity window: its own GP, log P(log peak <= log top)
+        progress("fitting GP to the peak intensity")
+        r_cond = combine_replicates(campaign.read_table()[0], log_peak(campaign)).y
+        constraint = (fit_gp(cond.x, r_cond, key=jax.random.fold_in(k_fit, 1), low=space.low, high=space.high,
+                             program_cache=program_cache), float(np.log(config.objective.window[1])))
     progress(f"optimizing log-EI for a batch of {batch}")
     result = local_penalization_batch(
-        model, space, batch, key=k_acq, best=best, maximize=maximize, init=init, program_cache=program_cache
+        model, space, batch, key=k_acq, best=best, maximize=maximize, init=init, constraint=constraint,
+        program_cache=program_cache,
     )
     x = np.asarray(result.x)
     if not np.all(np.asarray(space.is_feasible(x, atol=0.0))):  # the repair guarantees this

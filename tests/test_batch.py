@@ -71,3 +71,26 @@ def test_first_point_of_the_batch_maximizes_unpenalized_log_ei(problem):
 def test_batch_size_is_limited():
     with pytest.raises(ValueError, match="between 1 and 32"):
         local_penalization_batch(None, None, 33, key=jax.random.key(0), best=0.0)
+
+
+def test_a_constraint_model_keeps_the_batch_where_it_is_probably_satisfied():
+    from jaxopt_mat import SearchSpace
+
+    space = SearchSpace([0.0, 0.0], [1.0, 1.0])
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(25, 2))
+    y = x[:, 0] + 0.3 * x[:, 1]            # best towards x0 = 1 ...
+    c = x[:, 0]                            # ... but x0 must stay below 0.5
+    model = fit_gp(x, y, key=jax.random.key(0), low=space.low, high=space.high)
+    cmodel = fit_gp(x, c, key=jax.random.key(1), low=space.low, high=space.high)
+    free = local_penalization_batch(model, space, 5, key=jax.random.key(2), best=y.max())
+    held = local_penalization_batch(model, space, 5, key=jax.random.key(2), best=y.max(), constraint=(cmodel, 0.5))
+    assert np.median(np.asarray(free.x)[:, 0]) > 0.8
+    assert np.all(np.asarray(held.x)[:, 0] < 0.6)
+    from jax.scipy.special import log_ndtr
+
+    from jaxopt_mat import log_expected_improvement
+
+    pc, po = cmodel.predict(held.x), model.predict(held.x)
+    expected = log_expected_improvement(po.mean, po.std, y.max()) + log_ndtr((0.5 - pc.mean) / pc.std)
+    np.testing.assert_allclose(held.log_acquisition, expected, rtol=1e-8, atol=1e-10)
