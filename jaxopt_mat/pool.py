@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_mat.acquisition.analytic import log_expected_improvement
+from jaxopt_mat.acquisition.batch import log_penalizer
 from jaxopt_mat.errors import DataError, read_data_file
 
 ID_COLUMN = "id"
@@ -196,9 +198,6 @@ def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True
 
 @partial(jax.jit, static_argnames=("q", "maximize"))
 def _penalized_pool(model, feats, blocked, best, *, q, maximize):
-    from jaxopt_mat.acquisition.analytic import log_expected_improvement
-    from jaxopt_mat.acquisition.batch import log_penalizer
-
     post = model.predict(feats)
     log_ei = log_expected_improvement(post.mean, post.std, best, maximize=maximize)
     u = (feats - model.low) / (model.high - model.low)
