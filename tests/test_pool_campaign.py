@@ -114,6 +114,13 @@ def test_pool_pareto_loop_never_repeats_a_candidate_and_reports_the_front(pool_c
 
     for name in ("pareto_front.png", "hypervolume.png", "parity_strength.png", "parity_cost.png"):
         assert _not_blank(tmp_path / "p" / name), name
+    res = invoke("explain", camp, "--objective", "cost", "--json", "--out", tmp_path / "e")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["target"] == "predicted cost" and set(info["importance"]) == {"a", "b", "c"}
+    assert info["ranking"][-1] == "c"  # cost depends on c only through a small linear term
+    res = invoke("explain", camp, "--objective", "nope")
+    assert res.exit_code == 3 and "not one of strength, cost" in res.stderr
 
 
 def test_pool_observe_rejects_unknown_ids_without_touching_the_record(pool_campaign, tmp_path):
