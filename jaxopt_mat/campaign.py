@@ -147,6 +147,22 @@ def _check_keys(table: dict, allowed: set, where: str):
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
 
 
+def _named_tables(items: list, label: str, allowed: set, required: tuple):
+    """Yield ``(where, table)`` for each entry of an array of tables, checking keys and the ``name``."""
+    for k, item in enumerate(items, 1):
+        where = f"{label} #{k}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a table")
+        _check_keys(item, allowed, where)
+        for key in required:
+            if key not in item:
+                raise ConfigError(f"{where}: missing '{key}'")
+        nm = item["name"]
+        if not isinstance(nm, str) or not nm.isidentifier():
+            raise ConfigError(f"{where}: name must be an identifier (letters, digits, _), got {nm!r}")
+        yield where, item
+
+
 def _number(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{where} must be a finite number, got {value!r}")
@@ -177,17 +193,8 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     if not candidates and (not isinstance(raw_inputs, list) or not raw_inputs):
         raise ConfigError(f"{source}: at least one [[inputs]] table is required (or candidates = \"file.csv\")")
     inputs = []
-    for k, item in enumerate(raw_inputs, 1):
-        where = f"{source}: inputs #{k}"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where} must be a table")
-        _check_keys(item, _INPUT_KEYS, where)
-        for key in ("name", "low", "high"):
-            if key not in item:
-                raise ConfigError(f"{where}: missing '{key}'")
+    for where, item in _named_tables(raw_inputs, f"{source}: inputs", _INPUT_KEYS, ("name", "low", "high")):
         nm = item["name"]
-        if not isinstance(nm, str) or not nm.isidentifier():
-            raise ConfigError(f"{where}: name must be an identifier (letters, digits, _), got {nm!r}")
         where = f"{source}: input {nm}"
         low = _number(item["low"], f"{where}: low")
         high = _number(item["high"], f"{where}: high")
@@ -276,14 +283,8 @@ def _parse_pareto(raw: dict, names: list[str], source: str) -> Objective:
     if not isinstance(items, list) or len(items) < 2:
         raise ConfigError(f"{source}: a pareto objective needs at least two [[objective.objectives]] tables")
     objectives = []
-    for k, item in enumerate(items, 1):
-        where = f"{source}: objective.objectives #{k}"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where} must be a table")
-        _check_keys(item, _PARETO_OBJECTIVE_KEYS, where)
-        nm = item.get("name")
-        if not isinstance(nm, str) or not nm.isidentifier():
-            raise ConfigError(f"{where}: name must be an identifier, got {nm!r}")
+    for where, item in _named_tables(items, f"{source}: objective.objectives", _PARETO_OBJECTIVE_KEYS, ("name",)):
+        nm = item["name"]
         if nm in names or nm in (BATCH_COLUMN, "id"):
             raise ConfigError(f"{where}: name {nm!r} clashes with an input, a feature or a reserved column")
         direction = item.get("direction", "maximize")
@@ -476,6 +477,23 @@ def target_on_grid(target_wl, target_abs, wavelengths, *, source: str = "target"
             f"{wavelengths.min():g}-{wavelengths.max():g} nm"
         )
     return np.interp(wavelengths, target_wl, target_abs)
+
+
+def _numbers(row: list[str], columns: list[str], positions: list[int], source: str, line: int) -> list[float]:
+    """The finite numbers of ``row`` at ``positions``; the first empty, non-numeric or infinite cell is a DataError."""
+    out = []
+    for c, p in zip(columns, positions):
+        cell = row[p].strip()
+        if cell == "":
+            raise DataError(f"{source} row {line}: {c} is empty")
+        try:
+            v = float(cell)
+        except ValueError:
+            raise DataError(f"{source} row {line}: {c} = {cell!r} is not a number") from None
+        if not math.isfinite(v):
+            raise DataError(f"{source} row {line}: {c} = {cell} is not finite")
+        out.append(v)
+    return out
 
 
 def _csv_cell(text: str) -> str:
@@ -741,18 +759,7 @@ class Campaign:
                 continue
             if len(row) != len(header):
                 raise DataError(f"{source} row {line}: {len(row)} fields, expected {len(header)}")
-            vals = []
-            for c, p in zip(need, pos):
-                cell = row[p].strip()
-                if cell == "":
-                    raise DataError(f"{source} row {line}: {c} is empty")
-                try:
-                    v = float(cell)
-                except ValueError:
-                    raise DataError(f"{source} row {line}: {c} = {cell!r} is not a number") from None
-                if not math.isfinite(v):
-                    raise DataError(f"{source} row {line}: {c} = {cell} is not finite")
-                vals.append(v)
+            vals = _numbers(row, need, pos, source, line)
             for inp, v in zip(self.config.inputs, vals):
                 tol = 1e-9 * (inp.high - inp.low)
                 if v < inp.low - tol:
@@ -787,16 +794,7 @@ class Campaign:
             cid = row[pos[0]].strip()
             if cid not in index:
                 raise DataError(f"{source} row {line}: id {cid!r} is not in the candidate table {self.config.candidates}")
-            vals = []
-            for c, p in zip(measured, pos[1:]):
-                cell = row[p].strip()
-                try:
-                    v = float(cell)
-                except ValueError:
-                    raise DataError(f"{source} row {line}: {c} = {cell!r} is not a number") from None
-                if not math.isfinite(v):
-                    raise DataError(f"{source} row {line}: {c} = {cell} is not finite")
-                vals.append(v)
+            vals = _numbers(row, measured, pos[1:], source, line)
             ids.append(cid)
             values.append(vals)
         if not values:
