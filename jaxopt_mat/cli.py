@@ -226,7 +226,7 @@ def _print_status(info: dict) -> None:
         typer.echo(f"  stop rules (should stop: {'yes' if info['should_stop'] else 'no'}):")
         for name, r in info["stop_rules"].items():
             value = "n/a" if r["value"] is None else f"{r['value']:.4g}"
-            typer.echo(f"    {name:<12} value {value:<10} threshold {r['threshold']}  {'MET' if r['met'] else '-'}")
+            typer.echo(f"    {name:<18} value {value:<10} threshold {r['threshold']}  {'MET' if r['met'] else '-'}")
 
 
 @app.command()

@@ -178,20 +178,19 @@ def fit_objectives(x, y, *, key, low, high, program_cache=None) -> tuple:
                  for j in range(y.shape[1]))
 
 
+def _stack(posts, signs):
+    mean = jax.numpy.stack([p.mean for p in posts], axis=-1) * signs
+    return mean, jax.numpy.stack([p.std for p in posts], axis=-1)
+
+
 def predict_objectives(x, models, signs):
     """Means and standard deviations ``(n, m)`` of independent GPs, in maximisation form (times ``signs``)."""
-    posts = [m.predict(x) for m in models]
-    mean = jax.numpy.stack([p.mean for p in posts], axis=-1) * signs
-    std = jax.numpy.stack([p.std for p in posts], axis=-1)
-    return mean, std
+    return _stack([m.predict(x) for m in models], signs)
 
 
 def predict_objectives_believer(x, models, signs, picked, picked_mask):
     """:func:`predict_objectives` after believing the ``picked`` points observed (see ``GPModel.predict_believer``)."""
-    posts = [m.predict_believer(x, picked, picked_mask) for m in models]
-    mean = jax.numpy.stack([p.mean for p in posts], axis=-1) * signs
-    std = jax.numpy.stack([p.std for p in posts], axis=-1)
-    return mean, std
+    return _stack([m.predict_believer(x, picked, picked_mask) for m in models], signs)
 
 
 def _pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, np.ndarray]:

@@ -51,14 +51,13 @@ def ehvi_from_boxes(mean, std, boxes: BoxDecomposition):
         px_upper = jnp.concatenate([jnp.zeros(1, px.dtype), px[:-1]])  # psi(+inf) = 0 for the first box
         py = _psi(boxes.lower[:, 1], mean[1], std[1])
         return jnp.sum(boxes.mask * jnp.maximum(px - px_upper, 0.0) * jnp.maximum(py, 0.0))
-    factors = _psi(boxes.lower, mean, std) - _psi(boxes.upper, mean, std)  # (k, m)
-    return jnp.sum(boxes.mask * jnp.prod(jnp.maximum(factors, 0.0), axis=-1))
+    return ehvi_from_boxes_general(mean, std, boxes)
 
 
 def ehvi_from_boxes_general(mean, std, boxes: BoxDecomposition):
     """:func:`ehvi_from_boxes` without the two-objective shortcut (any disjoint boxes; the reference)."""
     std = jnp.maximum(std, 1e-12)
-    factors = _psi(boxes.lower, mean, std) - _psi(boxes.upper, mean, std)
+    factors = _psi(boxes.lower, mean, std) - _psi(boxes.upper, mean, std)  # (k, m)
     return jnp.sum(boxes.mask * jnp.prod(jnp.maximum(factors, 0.0), axis=-1))
 
 
