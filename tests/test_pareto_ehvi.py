@@ -198,7 +198,8 @@ def test_joint_batch_ehvi_matches_sampling_by_hand_and_analytic_ehvi_for_one_poi
     sd = jnp.sqrt(jnp.stack([cov[0, 0, 0], cov[1, 0, 0]]))[None]
     exact = float(expected_hypervolume_improvement(mean[:1], sd, front, ref)[0])
     assert one == pytest.approx(exact, rel=0.03)
-    # The batch is worth at least its best single point, and its gradient exists.
+    # With the same base samples the batch is worth at least its first point alone, and its gradient exists.
+    assert est >= one - 1e-6
     g = jax.grad(lambda m: q_expected_hypervolume_improvement(m, cov, front, ref, z[:2000]))(mean)
     assert np.all(np.isfinite(np.asarray(g)))
 

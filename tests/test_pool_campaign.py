@@ -288,7 +288,6 @@ def test_listed_features_must_exist_and_be_numeric():
 
 def test_init_leaves_objective_columns_out_of_automatic_features(tmp_path):
     (tmp_path / "candidates.csv").write_text("id,a,b,strength\nx,1,2,3\ny,2,1,5\nz,3,3,4\n")
-    (tmp_path / "campaign.toml").write_text(SCALAR_POOL.replace('features = ["a", "b"]\n', ""))
     camp = Campaign.create(tmp_path / "c", parse_config(__import__("tomllib").loads(SCALAR_POOL.replace(
         'features = ["a", "b"]\n', ""))), source_dir=tmp_path)
     assert camp.config.features == ("a", "b")
