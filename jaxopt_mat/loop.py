@@ -171,11 +171,40 @@ def _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kapp
     return result
 
 
-def fit_objectives(x, y, *, key, low, high, program_cache=None) -> tuple:
-    """One GP per column of ``y`` ``(n, m)`` (independent objectives), as a tuple of models."""
+def fit_objectives(x, y, *, key, low, high, inits=None, program_cache=None) -> tuple:
+    """One GP per column of ``y`` ``(n, m)`` (independent objectives), as a tuple of models.
+
+    ``inits``: optional warm start per objective (``fit_gp``'s ``init``; ``None`` entries fit cold).
+    """
     keys = jax.random.split(key, y.shape[1])
-    return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, program_cache=program_cache)
+    inits = inits or (None,) * y.shape[1]
+    return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, init=inits[j], program_cache=program_cache)
                  for j in range(y.shape[1]))
+
+
+# state.json keeps each suggest-time GP's hyper-parameters for this many condition counts.
+_WARM_STARTS_KEPT = 4
+
+
+def warm_start(campaign: Campaign, name: str, n: int, d: int):
+    """Hyper-parameters of the GP ``name`` fitted by an earlier ``suggest`` on fewer than ``n`` conditions.
+
+    The latest such fit is returned (``None`` when there is none), so a fit
+    on ``n`` conditions never starts from itself: repeating ``suggest`` on the
+    same data gives the same model and batch.
+    """
+    saved = campaign.read_state().get("gp_hyperparameters", {}).get(name, {})
+    earlier = [int(k) for k in saved if int(k) < n and len(saved[k]) == d + 3]
+    return np.asarray(saved[str(max(earlier))], dtype=np.float64) if earlier else None
+
+
+def remember_fits(campaign: Campaign, n: int, models: dict) -> None:
+    """Record the hyper-parameters of GPs fitted on ``n`` conditions (``{name: model}``) for later warm starts."""
+    saved = campaign.read_state().get("gp_hyperparameters", {})
+    for name, model in models.items():
+        entries = {**saved.get(name, {}), str(n): [float(v) for v in np.asarray(model.hyperparameters)]}
+        saved[name] = {k: entries[k] for k in sorted(entries, key=int)[-_WARM_STARTS_KEPT:]}
+    campaign.update_state(gp_hyperparameters=saved)
 
 
 def _stack(posts, signs):
@@ -233,7 +262,7 @@ def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggest
         if config.objective.is_pareto:
             signs = config.objective.signs
             progress(f"fitting {len(signs)} GPs to {cond.x.shape[0]} candidates")
-            models = fit_objectives(cond.x, cond.y, key=key, low=pool.low, high=pool.high)
+            models = _fit_objectives_warm(campaign, cond, key=key, low=pool.low, high=pool.high)
             front = cond.y * signs
             ref = campaign.reference_point(front)
             progress(f"scoring EHVI over {len(pool.ids)} candidates")
@@ -244,7 +273,10 @@ def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggest
         else:
             maximize = config.objective.maximize
             progress(f"fitting GP to {cond.x.shape[0]} candidates")
-            model = fit_gp(cond.x, cond.y, key=key, low=pool.low, high=pool.high)
+            n, d = cond.x.shape
+            model = fit_gp(cond.x, cond.y, key=key, low=pool.low, high=pool.high,
+                           init=warm_start(campaign, config.objective.name, n, d))
+            remember_fits(campaign, n, {config.objective.name: model})
             best = float(np.max(cond.y) if maximize else np.min(cond.y))
             progress(f"scoring log-EI over {len(pool.ids)} candidates")
             pb = penalized_pool_batch(model, feats, batch, best=best, maximize=maximize, exclude=measured)
@@ -258,6 +290,16 @@ def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggest
     return Suggestion(pool.features[idx], used, extra, notes, ids=[pool.ids[i] for i in idx])
 
 
+def _fit_objectives_warm(campaign, cond, *, key, low, high) -> tuple:
+    """:func:`fit_objectives` for a Pareto campaign, warm-started and remembered (see :func:`warm_start`)."""
+    names = campaign.config.objective.measured_names
+    n, d = cond.x.shape
+    models = fit_objectives(cond.x, cond.y, key=key, low=low, high=high,
+                            inits=tuple(warm_start(campaign, name, n, d) for name in names))
+    remember_fits(campaign, n, dict(zip(names, models)))
+    return models
+
+
 def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes) -> Suggestion:
     """Sequential greedy EHVI with Kriging-believer fantasies, each point by the gradient maximizer."""
     from jaxopt_mat.acquisition.ehvi import ehvi_batch
@@ -268,7 +310,7 @@ def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
     key = jax.random.key(rng_seed)
     k_fit, k_acq = jax.random.split(key)
     progress(f"fitting {len(signs)} GPs to {cond.x.shape[0]} conditions")
-    models = fit_objectives(cond.x, cond.y, key=k_fit, low=space.low, high=space.high)
+    models = _fit_objectives_warm(campaign, cond, key=k_fit, low=space.low, high=space.high)
     front = cond.y * signs
     ref = campaign.reference_point(front)
     progress(f"optimizing EHVI for a batch of {batch}")
@@ -284,6 +326,8 @@ def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
     return Suggestion(x, "gp", _pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"), notes)
 
 
+# Name of the spectrum campaigns' peak-intensity GP among the remembered fits.
+_PEAK_GP = "log_peak"
 # Spectrum losses: the GP models log(min(loss, cap) + LOSS_FLOOR), cap = the median loss (see gp_target).
 LOSS_FLOOR = 1e-4
 
@@ -320,7 +364,10 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     k_fit, k_acq = jax.random.split(key)
     progress(f"fitting GP to {cond.x.shape[0]} conditions")
     y_model = gp_target(config, cond.y)
-    model = fit_gp(cond.x, y_model, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
+    n, d = cond.x.shape
+    model = fit_gp(cond.x, y_model, key=k_fit, low=space.low, high=space.high,
+                   init=warm_start(campaign, config.objective.name, n, d), program_cache=program_cache)
+    fits = {config.objective.name: model}
     best = float(np.max(y_model) if maximize else np.min(y_model))
     order = np.argsort(-cond.y if maximize else cond.y)
     top = cond.x[order[:5]]
@@ -332,8 +379,10 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     if spectrum:  # keep the peak below the top of the intensity window: its own GP, log P(log peak <= log top)
         progress("fitting GP to the peak intensity")
         r_cond = combine_replicates(campaign.read_table()[0], log_peak(campaign)).y
-        constraint = (fit_gp(cond.x, r_cond, key=jax.random.fold_in(k_fit, 1), low=space.low, high=space.high,
-                             program_cache=program_cache), float(np.log(config.objective.window[1])))
+        fits[_PEAK_GP] = fit_gp(cond.x, r_cond, key=jax.random.fold_in(k_fit, 1), low=space.low, high=space.high,
+                                init=warm_start(campaign, _PEAK_GP, n, d), program_cache=program_cache)
+        constraint = (fits[_PEAK_GP], float(np.log(config.objective.window[1])))
+    remember_fits(campaign, n, fits)
     progress(f"optimizing log-EI for a batch of {batch}")
     result = local_penalization_batch(
         model, space, batch, key=k_acq, best=best, maximize=maximize, init=init, constraint=constraint,

@@ -176,3 +176,21 @@ def test_bound_pressure_is_reported_and_can_widen_the_bound(campaign, tmp_path):
     cfg = (campaign / "campaign.toml").read_text()
     assert "high = 22.5" in cfg  # range 15 grows by the default factor 1.5
     assert first.exit_code == 0
+
+
+def test_suggest_warm_starts_the_gp_and_a_repeated_call_gives_the_same_batch(campaign, tmp_path):
+    for r in range(2):  # initial design, then one GP batch
+        res = invoke("suggest", campaign, "--batch", 6 if r == 0 else 4)
+        (tmp_path / f"m{r}.csv").write_text(measure(res.stdout))
+        assert invoke("observe", campaign, tmp_path / f"m{r}.csv").exit_code == 0
+    state = json.loads((campaign / "state.json").read_text())
+    assert list(state["gp_hyperparameters"]["cost"]) == ["6"] and len(state["gp_hyperparameters"]["cost"]["6"]) == 5
+    first = invoke("suggest", campaign, "--batch", 4, "--out", tmp_path / "a.csv")
+    assert first.exit_code == 0, first.output
+    state = json.loads((campaign / "state.json").read_text())
+    assert sorted(state["gp_hyperparameters"]["cost"], key=int) == ["6", "10"]
+    # The same data again (the batch file removed so the seed stream repeats): the fit on 10
+    # conditions starts from the one on 6, not from its own earlier result.
+    sorted(campaign.glob("suggestions/batch_*.csv"))[-1].unlink()
+    invoke("suggest", campaign, "--batch", 4, "--out", tmp_path / "b.csv")
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()

@@ -187,3 +187,29 @@ def test_believer_variance_equals_refitting_with_the_believed_points():
     np.testing.assert_allclose(got.var, float(model.y_scale) ** 2 * np.maximum(var, 1e-10 * v), rtol=1e-6, atol=1e-10)
     np.testing.assert_allclose(got.mean, model.predict(xt).mean, rtol=1e-12)
     assert np.all(np.asarray(got.var) <= np.asarray(model.predict(xt).var) + 1e-12)
+
+
+def _penalised_nlml(model, y):
+    """The fit's objective (negative log marginal likelihood minus log prior) at the model's hyper-parameters."""
+    ys = (np.asarray(y) - float(model.y_loc)) / float(model.y_scale)
+    y_pad = np.zeros(model.x_unit.shape[0])
+    y_pad[: ys.size] = ys
+    return float(gpmod._objective(model.hyperparameters, model.x_unit, jnp.asarray(y_pad), model.mask))
+
+
+def test_warm_start_from_a_fit_on_fewer_points_is_as_good_as_a_cold_fit():
+    x, y = _data(n=45, seed=4)
+    earlier = fit_gp(x[:30], y[:30], key=jax.random.key(0))
+    cold = fit_gp(x, y, key=jax.random.key(1))
+    warm = fit_gp(x, y, key=jax.random.key(1), init=earlier.hyperparameters)
+    assert _penalised_nlml(warm, y) <= _penalised_nlml(cold, y) + 0.05
+    # Restarting from a fit's own optimum stays there.
+    again = fit_gp(x, y, key=jax.random.key(2), init=cold.hyperparameters)
+    assert _penalised_nlml(again, y) <= _penalised_nlml(cold, y) + 1e-6
+    np.testing.assert_allclose(again.hyperparameters, cold.hyperparameters, atol=1e-3)
+
+
+def test_a_warm_start_of_the_wrong_size_is_refused():
+    x, y = _data(n=10)
+    with pytest.raises(DataError, match="init must be 6"):
+        fit_gp(x, y, key=jax.random.key(0), init=np.zeros(4))

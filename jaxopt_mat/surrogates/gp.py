@@ -159,6 +159,14 @@ class GPModel:
         return Posterior(post.mean, self.y_scale**2 * var)
 
     @property
+    def hyperparameters(self):
+        """The fitted hyper-parameters as one vector, ``[log lengthscales (d), log variance, log noise, mean]``
+        on the standardised scale: what ``fit_gp(..., init=...)`` takes to warm-start a later fit."""
+        return jnp.concatenate([
+            jnp.log(self.lengthscale), jnp.log(self.variance)[None], jnp.log(self.noise)[None], self.mean_const[None],
+        ])
+
+    @property
     def n_train(self):
         return jnp.sum(self.mask)
 
@@ -238,18 +246,25 @@ def _objective(theta, u, y, mask):
     return negative_log_marginal_likelihood(theta, u, y, mask) - _log_prior(theta, u.shape[1])
 
 
-@partial(jax.jit, static_argnames=("n_candidates", "n_restarts", "max_iter"))
-def _fit_hyperparameters(u, y, mask, key, *, n_candidates, n_restarts, max_iter):
+def _default_theta(d, dtype):
+    return jnp.concatenate([
+        jnp.full((d,), math.log(0.3)), jnp.zeros(1), jnp.full((1,), math.log(1e-2)), jnp.zeros(1),
+    ]).astype(dtype)
+
+
+@partial(jax.jit, static_argnames=("n_candidates", "n_restarts", "max_iter", "warm"))
+def _fit_hyperparameters(u, y, mask, key, init, *, n_candidates, n_restarts, max_iter, warm):
     d = u.shape[1]
     k1, k2, k3 = jax.random.split(key, 3)
     log_ls = jax.random.uniform(k1, (n_candidates, d), minval=math.log(0.05), maxval=math.log(2.0))
     log_var = 0.5 * jax.random.normal(k2, (n_candidates, 1))
     log_noise = jax.random.uniform(k3, (n_candidates, 1), minval=math.log(1e-4), maxval=math.log(0.3))
     thetas = jnp.concatenate([log_ls, log_var, log_noise, jnp.zeros((n_candidates, 1))], axis=1)
-    default = jnp.concatenate([jnp.full((d,), math.log(0.3)), jnp.zeros(1), jnp.full((1,), math.log(1e-2)), jnp.zeros(1)])
-    thetas = thetas.at[0].set(default)
+    thetas = thetas.at[0].set(init)
     scores = jax.vmap(lambda t: _objective(t, u, y, mask))(thetas)
     scores = jnp.where(jnp.isfinite(scores), scores, jnp.inf)
+    if warm:  # a warm start is always refined
+        scores = scores.at[0].set(-jnp.inf)
     starts = thetas[jnp.argsort(scores)[:n_restarts]]
 
     fun = lambda t: _objective(t, u, y, mask)  # noqa: E731
@@ -314,6 +329,7 @@ def fit_gp(
     n_candidates: int = 64,
     max_iter: int = 200,
     pad_to: int | None = None,
+    init=None,
     program_cache=None,
 ) -> GPModel:
     """Fit a GP to ``(x, y)`` by maximising the (prior-regularised) marginal likelihood.
@@ -331,6 +347,9 @@ def fit_gp(
         n_candidates: random hyper-parameter draws scored to choose the restarts.
         max_iter: L-BFGS iterations per restart.
         pad_to: pad the data to this many rows (default: the next multiple of 64).
+        init: warm start, e.g. ``model.hyperparameters`` of a fit on fewer data
+            (shape ``(d + 3,)``). It is always among the restarts, and the
+            default number of restarts is halved (it replaces the others' search).
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled fit between processes (used by the CLI).
 
@@ -374,13 +393,23 @@ def fit_gp(
     u_pad = jnp.zeros((n_pad, d), dtype).at[:n].set(u)
     y_pad = jnp.zeros((n_pad,), dtype).at[:n].set(ys)
     mask = jnp.zeros((n_pad,), dtype).at[:n].set(1.0)
+    warm = init is not None
+    if warm:
+        init = jnp.asarray(init, dtype=dtype)
+        if init.shape != (d + 3,) or not bool(jnp.all(jnp.isfinite(init))):
+            raise DataError(f"init must be {d + 3} finite hyper-parameters (model.hyperparameters), got shape {init.shape}")
+    else:
+        init = _default_theta(d, dtype)
     if n_restarts is None:
         n_restarts = 4 if n <= 128 else (2 if n <= 256 else 1)
-    static = dict(n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter)
+        if warm:
+            n_restarts = max(1, n_restarts // 2)
+    static = dict(n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter, warm=warm)
+    args = (u_pad, y_pad, mask, key, init)
     if program_cache is None:
-        theta, _ = _fit_hyperparameters(u_pad, y_pad, mask, key, **static)
+        theta, _ = _fit_hyperparameters(*args, **static)
     else:
-        theta, _ = program_cache.call("fit_gp", _fit_hyperparameters, (u_pad, y_pad, mask, key), static)
+        theta, _ = program_cache.call("fit_gp", _fit_hyperparameters, args, static)
     if program_cache is None:
         L, L_inv, alpha, ls, var, noise, m = _condition(theta, u_pad, y_pad, mask)
     else:
