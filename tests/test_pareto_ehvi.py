@@ -7,9 +7,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from jaxopt_mat.acquisition.ehvi import (
-    expected_hypervolume_improvement, greedy_pool_batch, monte_carlo_ehvi, score_pool,
+    ehvi_from_boxes_general, expected_hypervolume_improvement, greedy_pool_batch, log_ehvi_from_boxes,
+    monte_carlo_ehvi, score_pool,
 )
-from jaxopt_mat.pareto import hypervolume, non_dominated_mask
+from jaxopt_mat.pareto import hypervolume, non_dominated_boxes, non_dominated_mask
 
 
 def brute_force_hv(points, ref, cells=200):
@@ -261,3 +262,36 @@ def test_lazy_greedy_equals_the_full_greedy():
         lazy = greedy_pool_batch(mean, std, front, ref, 10, exclude=exclude, shortlist=k)
         np.testing.assert_array_equal(lazy[0], full[0])
         np.testing.assert_allclose(lazy[1], full[1], rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([2, 3]), st.floats(-3.0, 3.0), st.floats(0.01, 2.0))
+def test_log_ehvi_equals_the_log_of_ehvi_where_ehvi_is_representable(seed, m, shift, scale):
+    rng = np.random.default_rng(seed)
+    front = rng.uniform(size=(6, m))
+    boxes = non_dominated_boxes(jnp.asarray(front), jnp.zeros(m))
+    mean = rng.uniform(size=m) + shift
+    std = scale * rng.uniform(0.1, 1.0, size=m)
+    e = float(ehvi_from_boxes_general(jnp.asarray(mean), jnp.asarray(std), boxes))
+    log_e = float(log_ehvi_from_boxes(jnp.asarray(mean), jnp.asarray(std), boxes))
+    if e > 1e-250:
+        assert log_e == pytest.approx(np.log(e), abs=1e-9, rel=1e-9)
+    else:  # EHVI underflows; its log stays finite and below what can be represented
+        assert np.isfinite(log_e) and log_e < np.log(1e-250) + 1e-6
+
+
+def test_log_ehvi_keeps_a_slope_towards_the_front_far_below_the_reference():
+    front = jnp.array([[1.0, 0.2], [0.5, 0.6], [0.1, 1.0]])
+    boxes = non_dominated_boxes(front, jnp.zeros(2))
+    std = jnp.full(2, 0.05)
+    values = []
+    for shift in (1.0, 5.0, 20.0, 100.0):  # EHVI itself is exactly 0 from about shift 2 on
+        mean = jnp.full(2, -shift)
+        v, g = jax.value_and_grad(lambda mu: log_ehvi_from_boxes(mu, std, boxes))(mean)
+        assert np.isfinite(float(v)) and np.all(np.isfinite(np.asarray(g))) and np.all(np.asarray(g) > 0)
+        values.append(float(v))
+    assert values == sorted(values, reverse=True)
+    # No box at all (every slot masked): a finite floor, finite gradients.
+    empty = boxes._replace(mask=jnp.zeros_like(boxes.mask))
+    v, g = jax.value_and_grad(lambda mu: log_ehvi_from_boxes(mu, std, empty))(jnp.zeros(2))
+    assert np.isfinite(float(v)) and np.all(np.isfinite(np.asarray(g)))

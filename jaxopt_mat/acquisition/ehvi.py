@@ -61,6 +61,37 @@ def ehvi_from_boxes_general(mean, std, boxes: BoxDecomposition):
     return jnp.sum(boxes.mask * jnp.prod(jnp.maximum(factors, 0.0), axis=-1))
 
 
+def log_ehvi_from_boxes(mean, std, boxes: BoxDecomposition):
+    """``log`` of :func:`ehvi_from_boxes`, finite and accurate where EHVI itself underflows to 0.
+
+    Each box's factor ``psi(l) - psi(u)`` is taken in log space, ``log psi(l) +
+    log(1 - psi(u) / psi(l))``, with ``log psi`` from the stable log-EI function
+    :func:`~jaxopt_mat.acquisition.analytic.log_h`; the boxes are summed by
+    ``logsumexp``. Far from the region a point can improve, EHVI is below
+    ``1e-300`` but its log still has a useful slope, which is what a gradient
+    maximizer started there needs (the log-EI argument of Ament et al. 2023,
+    applied to EHVI). Empty or degenerate boxes are left out without NaN
+    gradients; with no box at all the value is ``log(tiny)``.
+    """
+    from jaxopt_mat.acquisition.analytic import _log1mexp, log_h
+
+    std = jnp.maximum(std, 1e-12)
+    open_top = ~jnp.isfinite(boxes.upper)
+    ok = (boxes.mask > 0) & jnp.all(open_top | (boxes.upper > boxes.lower), axis=-1) \
+        & jnp.all(jnp.isfinite(boxes.lower), axis=-1)
+    lower = jnp.where(ok[:, None], boxes.lower, 0.0)
+    upper = jnp.where(ok[:, None] & ~open_top, boxes.upper, lower + 1.0)
+    log_l = log_h((mean - lower) / std)
+    log_u = log_h((mean - upper) / std)
+    # The upper term is smaller; clamp the ratio below 1 so a box thinner than
+    # the rounding of log_h does not give log(0).
+    cut = jnp.where(open_top, 0.0, _log1mexp(jnp.minimum(log_u - log_l, -1e-300)))
+    terms = jnp.sum(jnp.log(std) + log_l + cut, axis=-1)
+    terms = jnp.where(ok, terms, -jnp.inf)
+    terms = jnp.where(jnp.any(ok), terms, jnp.log(jnp.finfo(terms.dtype).tiny))
+    return jax.nn.logsumexp(terms)
+
+
 def expected_hypervolume_improvement(mean, std, front, ref, *, front_valid=None):
     """Exact EHVI of ``n`` candidates with independent Gaussian predictions (maximisation).
 
@@ -208,9 +239,7 @@ def _greedy(mean, std, front, ref, blocked, *, q, p):
 
 def _log_ehvi_unit(predict, model_args, space, boxes, picked, picked_mask, u):
     mean, std = predict(space.from_unit(u), *model_args, picked, picked_mask)
-    e = jax.vmap(lambda a, b: ehvi_from_boxes(a, b, boxes))(mean, std)
-    tiny = jnp.finfo(e.dtype).tiny
-    return jnp.log(jnp.maximum(e, tiny))
+    return jax.vmap(lambda a, b: log_ehvi_from_boxes(a, b, boxes))(mean, std)
 
 
 @partial(jax.jit, static_argnames=("predict", "q", "n_starts", "n_raw", "n_steps"))
