@@ -295,3 +295,35 @@ def test_log_ehvi_keeps_a_slope_towards_the_front_far_below_the_reference():
     empty = boxes._replace(mask=jnp.zeros_like(boxes.mask))
     v, g = jax.value_and_grad(lambda mu: log_ehvi_from_boxes(mu, std, empty))(jnp.zeros(2))
     assert np.isfinite(float(v)) and np.all(np.isfinite(np.asarray(g)))
+
+
+def _two_gps(seed, n=60, d=6):
+    from jaxopt_mat import fit_gp
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(n, d))
+    y = np.stack([np.sin(3 * x[:, 0]) + x[:, 1], np.cos(2 * x[:, 2]) - x[:, 3] ** 2], -1)
+    models = tuple(fit_gp(x, y[:, j], key=jax.random.key(j), low=np.zeros(d), high=np.ones(d)) for j in range(2))
+    return rng, x, y, models
+
+
+def _predict_models(features, models):
+    posts = [m.predict(features) for m in models]
+    return jnp.stack([p.mean for p in posts], -1), jnp.stack([jnp.sqrt(p.var) for p in posts], -1)
+
+
+def test_float32_pool_scores_stay_close_to_float64_and_unpadded_models_predict_the_same():
+    rng, x, y, models = _two_gps(21)
+    feats = jnp.asarray(rng.uniform(size=(3000, x.shape[1])))
+    front, ref = jnp.asarray(y), jnp.asarray(y.min(axis=0) - 0.1)
+    e64 = np.asarray(score_pool(_predict_models, (models,), feats, front, ref))
+    e32 = score_pool(_predict_models, (models,), feats, front, ref, dtype=jnp.float32)
+    assert e32.dtype == jnp.float32
+    e32 = np.asarray(e32, np.float64)
+    assert np.max(np.abs(e32 - e64)) <= 3e-2 * e64.max()  # noise-free data, noise at its floor: the worst case
+    assert e64[np.argmax(e32)] >= 0.99 * e64.max()
+    # Removing the padding rows (60 real of 64) changes no prediction.
+    trimmed = tuple(m.without_padding() for m in models)
+    assert trimmed[0].x_unit.shape[0] == 60 and models[0].x_unit.shape[0] == 64
+    for a, b in zip(_predict_models(feats[:500], models), _predict_models(feats[:500], trimmed)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)

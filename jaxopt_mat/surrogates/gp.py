@@ -158,6 +158,21 @@ class GPModel:
         var = jnp.maximum(post.var / self.y_scale**2 - jnp.sum(a * a, axis=0), 1e-10 * self.variance)
         return Posterior(post.mean, self.y_scale**2 * var)
 
+    def without_padding(self) -> "GPModel":
+        """The same posterior without the padding rows: cheaper predictions over a large pool.
+
+        Padding rows carry an identity block in the covariance and a zero mask,
+        so removing them changes no prediction. Needs a concrete model (not
+        inside ``jit``), and the new shapes compile anew, so it pays off for a
+        big one-off scoring (e.g. :func:`~jaxopt_mat.acquisition.ehvi.score_pool`),
+        not in the fixed-shape suggest loop.
+        """
+        n = int(round(float(self.n_train)))
+        if not bool(jnp.all(self.mask[:n] == 1)):
+            raise ValueError("the training rows are not the leading rows of this model")
+        return dataclasses.replace(self, x_unit=self.x_unit[:n], mask=self.mask[:n], chol=self.chol[:n, :n],
+                                   chol_inv=self.chol_inv[:n, :n], alpha=self.alpha[:n])
+
     @property
     def hyperparameters(self):
         """The fitted hyper-parameters as one vector, ``[log lengthscales (d), log variance, log noise, mean]``
