@@ -201,7 +201,9 @@ def test_warm_start_from_a_fit_on_fewer_points_is_as_good_as_a_cold_fit():
     x, y = _data(n=45, seed=4)
     earlier = fit_gp(x[:30], y[:30], key=jax.random.key(0))
     cold = fit_gp(x, y, key=jax.random.key(1))
+    compiled = gpmod._fit_hyperparameters._cache_size()
     warm = fit_gp(x, y, key=jax.random.key(1), init=earlier.hyperparameters)
+    assert gpmod._fit_hyperparameters._cache_size() == compiled  # the cold fit's program serves the warm one
     assert _penalised_nlml(warm, y) <= _penalised_nlml(cold, y) + 0.05
     # Restarting from a fit's own optimum stays there.
     again = fit_gp(x, y, key=jax.random.key(2), init=cold.hyperparameters)

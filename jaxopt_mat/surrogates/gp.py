@@ -267,8 +267,10 @@ def _default_theta(d, dtype):
     ]).astype(dtype)
 
 
-@partial(jax.jit, static_argnames=("n_candidates", "n_restarts", "max_iter", "warm"))
-def _fit_hyperparameters(u, y, mask, key, init, *, n_candidates, n_restarts, max_iter, warm):
+@partial(jax.jit, static_argnames=("n_candidates", "n_restarts", "max_iter"))
+def _fit_hyperparameters(u, y, mask, key, init, warm, n_active, *, n_candidates, n_restarts, max_iter):
+    # ``warm`` and ``n_active`` are traced, so a warm-started fit reuses the
+    # cold fit's compiled program: restarts beyond ``n_active`` do no iterations.
     d = u.shape[1]
     k1, k2, k3 = jax.random.split(key, 3)
     log_ls = jax.random.uniform(k1, (n_candidates, d), minval=math.log(0.05), maxval=math.log(2.0))
@@ -278,15 +280,15 @@ def _fit_hyperparameters(u, y, mask, key, init, *, n_candidates, n_restarts, max
     thetas = thetas.at[0].set(init)
     scores = jax.vmap(lambda t: _objective(t, u, y, mask))(thetas)
     scores = jnp.where(jnp.isfinite(scores), scores, jnp.inf)
-    if warm:  # a warm start is always refined
-        scores = scores.at[0].set(-jnp.inf)
+    scores = scores.at[0].set(jnp.where(warm, -jnp.inf, scores[0]))  # a warm start is always refined
     starts = thetas[jnp.argsort(scores)[:n_restarts]]
 
     fun = lambda t: _objective(t, u, y, mask)  # noqa: E731
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(fun)
 
-    def run(theta0):
+    def run(args):
+        theta0, active = args
         # Stop like scipy's L-BFGS-B: small gradient, or a relative decrease of
         # the objective below ftol, or the iteration budget.
         def step(carry):
@@ -300,15 +302,15 @@ def _fit_hyperparameters(u, y, mask, key, init, *, n_candidates, n_restarts, max
             count = optax.tree.get(state, "count")
             value = optax.tree.get(state, "value")
             stalled = (prev - value) <= 1e-9 * jnp.maximum(jnp.maximum(jnp.abs(prev), jnp.abs(value)), 1.0)
-            return (count < max_iter) & (gnorm > 1e-5) & jnp.isfinite(gnorm) & ~((count > 1) & stalled)
+            return active & (count < max_iter) & (gnorm > 1e-5) & jnp.isfinite(gnorm) & ~((count > 1) & stalled)
 
         big = jnp.asarray(1e30, dtype=theta0.dtype)
         theta, _, _, _ = jax.lax.while_loop(keep_going, step, (theta0, opt.init(theta0), big, big))
-        return theta, fun(theta)
+        return theta, jnp.where(active, fun(theta), jnp.inf)
 
     # lax.map, not vmap: a batched while_loop keeps stepping converged restarts,
     # and L-BFGS line searches at a zero gradient can stall.
-    finals, values = jax.lax.map(run, starts)
+    finals, values = jax.lax.map(run, (starts, jnp.arange(n_restarts) < n_active))
     values = jnp.where(jnp.isfinite(values), values, jnp.inf)
     best = jnp.argmin(values)
     return finals[best], values[best]
@@ -415,12 +417,12 @@ def fit_gp(
             raise DataError(f"init must be {d + 3} finite hyper-parameters (model.hyperparameters), got shape {init.shape}")
     else:
         init = _default_theta(d, dtype)
+    n_active = n_restarts
     if n_restarts is None:
         n_restarts = 4 if n <= 128 else (2 if n <= 256 else 1)
-        if warm:
-            n_restarts = max(1, n_restarts // 2)
-    static = dict(n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter, warm=warm)
-    args = (u_pad, y_pad, mask, key, init)
+        n_active = max(1, n_restarts // 2) if warm else n_restarts
+    static = dict(n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter)
+    args = (u_pad, y_pad, mask, key, init, jnp.asarray(warm), jnp.asarray(n_active, jnp.int32))
     if program_cache is None:
         theta, _ = _fit_hyperparameters(*args, **static)
     else:
