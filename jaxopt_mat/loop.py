@@ -194,15 +194,22 @@ def warm_start(campaign: Campaign, name: str, n: int, d: int):
     same data gives the same model and batch.
     """
     saved = campaign.read_state().get("gp_hyperparameters", {}).get(name, {})
-    earlier = [int(k) for k in saved if int(k) < n and len(saved[k]) == d + 3]
+    if not isinstance(saved, dict):
+        return None
+    earlier = [int(k) for k, v in saved.items()  # anything malformed (a hand edit) is ignored, not fatal
+               if k.isdigit() and int(k) < n and isinstance(v, list) and len(v) == d + 3
+               and all(isinstance(t, (int, float)) and np.isfinite(t) for t in v)]
     return np.asarray(saved[str(max(earlier))], dtype=np.float64) if earlier else None
 
 
 def remember_fits(campaign: Campaign, n: int, models: dict) -> None:
     """Record the hyper-parameters of GPs fitted on ``n`` conditions (``{name: model}``) for later warm starts."""
     saved = campaign.read_state().get("gp_hyperparameters", {})
+    saved = saved if isinstance(saved, dict) else {}
     for name, model in models.items():
-        entries = {**saved.get(name, {}), str(n): [float(v) for v in np.asarray(model.hyperparameters)]}
+        old = saved.get(name, {})
+        old = {k: v for k, v in old.items() if k.isdigit()} if isinstance(old, dict) else {}
+        entries = {**old, str(n): [float(v) for v in np.asarray(model.hyperparameters)]}
         saved[name] = {k: entries[k] for k in sorted(entries, key=int)[-_WARM_STARTS_KEPT:]}
     campaign.update_state(gp_hyperparameters=saved)
 

@@ -194,3 +194,9 @@ def test_suggest_warm_starts_the_gp_and_a_repeated_call_gives_the_same_batch(cam
     sorted(campaign.glob("suggestions/batch_*.csv"))[-1].unlink()
     invoke("suggest", campaign, "--batch", 4, "--out", tmp_path / "b.csv")
     assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
+    # A hand-edited, malformed entry is ignored rather than fatal.
+    state = json.loads((campaign / "state.json").read_text())
+    state["gp_hyperparameters"]["cost"].update({"8": "garbage", "x": [0.0], "9": [1.0, float("nan")]})
+    (campaign / "state.json").write_text(json.dumps(state))
+    res = invoke("suggest", campaign, "--batch", 4)
+    assert res.exit_code == 0, res.output
