@@ -365,8 +365,8 @@ def fit_gp(
         max_iter: L-BFGS iterations per restart.
         pad_to: pad the data to this many rows (default: the next multiple of 64).
         init: warm start, e.g. ``model.hyperparameters`` of a fit on fewer data
-            (shape ``(d + 3,)``). It is always among the restarts, and the
-            default number of restarts is halved (it replaces the others' search).
+            (shape ``(d + 3,)``). It is always one of the L-BFGS restarts, and
+            the default number of restarts is halved (at least one).
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled fit between processes (used by the CLI).
 
