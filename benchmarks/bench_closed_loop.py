@@ -7,9 +7,10 @@ droplet noise model of :class:`jaxopt_mat.virtual_lab.NetworkLab`. Every run
 goes through a campaign folder (suggest → measurement CSV → observe). The
 recommended recipe of a run is the condition with the lowest median measured
 loss (first table) or with the lowest GP posterior mean of the modelled
-log-loss among the measured conditions (second table, the same runs); its regret is its noise-free loss minus the best achievable loss, found
-by a dense gradient search (256 starts from 32,768 feasible samples) refined
-to convergence, and checked against a 16^5 grid.
+log-loss among the measured conditions (second table, the same runs). Its
+regret is its noise-free loss minus the best achievable loss, found by a dense
+gradient search (256 starts from 32,768 feasible samples) refined to
+convergence, and checked against a 16^5 grid.
 """
 
 from __future__ import annotations
