@@ -280,10 +280,8 @@ def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggest
         else:
             maximize = config.objective.maximize
             progress(f"fitting GP to {cond.x.shape[0]} candidates")
-            n, d = cond.x.shape
-            model = fit_gp(cond.x, cond.y, key=key, low=pool.low, high=pool.high,
-                           init=warm_start(campaign, config.objective.name, n, d))
-            remember_fits(campaign, n, {config.objective.name: model})
+            model = _fit_warm(campaign, config.objective.name, cond.x, cond.y, key=key, low=pool.low, high=pool.high)
+            remember_fits(campaign, cond.x.shape[0], {config.objective.name: model})
             best = float(np.max(cond.y) if maximize else np.min(cond.y))
             progress(f"scoring log-EI over {len(pool.ids)} candidates")
             pb = penalized_pool_batch(model, feats, batch, best=best, maximize=maximize, exclude=measured)
@@ -295,6 +293,12 @@ def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggest
     if measured[idx].any() or len(set(idx.tolist())) != len(idx):  # the selection rules guarantee this
         raise AssertionError("internal error: a measured or repeated candidate was selected")
     return Suggestion(pool.features[idx], used, extra, notes, ids=[pool.ids[i] for i in idx])
+
+
+def _fit_warm(campaign, name, x, y, *, key, low, high, program_cache=None):
+    """:func:`fit_gp` started from the hyper-parameters of ``name``'s latest earlier fit (see :func:`warm_start`)."""
+    return fit_gp(x, y, key=key, low=low, high=high, init=warm_start(campaign, name, *x.shape),
+                  program_cache=program_cache)
 
 
 def _fit_objectives_warm(campaign, cond, *, key, low, high) -> tuple:
@@ -371,9 +375,8 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     k_fit, k_acq = jax.random.split(key)
     progress(f"fitting GP to {cond.x.shape[0]} conditions")
     y_model = gp_target(config, cond.y)
-    n, d = cond.x.shape
-    model = fit_gp(cond.x, y_model, key=k_fit, low=space.low, high=space.high,
-                   init=warm_start(campaign, config.objective.name, n, d), program_cache=program_cache)
+    model = _fit_warm(campaign, config.objective.name, cond.x, y_model, key=k_fit, low=space.low, high=space.high,
+                      program_cache=program_cache)
     fits = {config.objective.name: model}
     best = float(np.max(y_model) if maximize else np.min(y_model))
     order = np.argsort(-cond.y if maximize else cond.y)
@@ -386,10 +389,10 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     if spectrum:  # keep the peak below the top of the intensity window: its own GP, log P(log peak <= log top)
         progress("fitting GP to the peak intensity")
         r_cond = combine_replicates(campaign.read_table()[0], log_peak(campaign)).y
-        fits[_PEAK_GP] = fit_gp(cond.x, r_cond, key=jax.random.fold_in(k_fit, 1), low=space.low, high=space.high,
-                                init=warm_start(campaign, _PEAK_GP, n, d), program_cache=program_cache)
+        fits[_PEAK_GP] = _fit_warm(campaign, _PEAK_GP, cond.x, r_cond, key=jax.random.fold_in(k_fit, 1),
+                                   low=space.low, high=space.high, program_cache=program_cache)
         constraint = (fits[_PEAK_GP], float(np.log(config.objective.window[1])))
-    remember_fits(campaign, n, fits)
+    remember_fits(campaign, cond.x.shape[0], fits)
     progress(f"optimizing log-EI for a batch of {batch}")
     result = local_penalization_batch(
         model, space, batch, key=k_acq, best=best, maximize=maximize, init=init, constraint=constraint,
