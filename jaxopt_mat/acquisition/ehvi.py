@@ -22,18 +22,27 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtr
 
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 
 
 def _psi(a, mean, std):
     """``E[(Y - a)^+]`` for ``Y ~ N(mean, std^2)``; 0 for ``a = +inf``."""
     finite = jnp.isfinite(a)
     z = jnp.where(finite, (mean - a) / std, 0.0)
-    h = jnp.exp(-0.5 * z * z) * _INV_SQRT_2PI + z * ndtr(z)
+    # Phi(z) by one special function, not ndtr (which evaluates both erf and
+    # erfc for every element): this is most of a pool's scoring cost. float64
+    # uses erfc, which keeps the relative precision of tiny values far below a
+    # box (3x faster than ndtr); float32, the screening mode, uses erf (3x
+    # faster again; its error stays at float32 rounding of the largest terms).
+    if z.dtype == jnp.float32:
+        cdf = 0.5 + 0.5 * jax.lax.erf(z * _INV_SQRT_2)
+    else:
+        cdf = 0.5 * jax.lax.erfc(-z * _INV_SQRT_2)
+    h = jnp.exp(-0.5 * z * z) * _INV_SQRT_2PI + z * cdf
     return jnp.where(finite, std * h, 0.0)
 
 
