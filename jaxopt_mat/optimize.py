@@ -51,6 +51,44 @@ def sample_feasible_unit(space: SearchSpace, key, n: int):
     return space.repair_unit(u) if space.n_constraints else u
 
 
+class _RowAdamState(NamedTuple):
+    count: jnp.ndarray
+    mu: jnp.ndarray
+    nu: jnp.ndarray
+
+
+def scale_by_row_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-12,
+                      relative_floor: float = 0.1) -> optax.GradientTransformation:
+    """Adam's scaling with each coordinate's denominator floored at a fraction of its row's largest.
+
+    For a batch of starts ``(n, d)``: plain Adam divides every coordinate by its
+    own gradient scale, so a coordinate the function barely depends on (a GP
+    length-scale far longer than the box) takes full-size steps in the
+    direction of its tiny gradient and ends on a bound. Here a coordinate's
+    denominator is at least ``relative_floor`` times the largest of its row:
+    coordinates whose gradients are within that factor of the steepest move as
+    in Adam, the others in proportion to their gradient, so they stay near
+    their starting values. ``relative_floor = 0`` is Adam.
+    """
+
+    def init(params):
+        zeros = jnp.zeros_like(params)
+        return _RowAdamState(jnp.zeros((), jnp.int32), zeros, zeros)
+
+    def update(updates, state, params=None):
+        del params
+        mu = b1 * state.mu + (1 - b1) * updates
+        nu = b2 * state.nu + (1 - b2) * updates**2
+        count = state.count + 1
+        t = count.astype(updates.dtype)
+        mu_hat = mu / (1 - b1**t)
+        scale = jnp.sqrt(nu / (1 - b2**t))
+        scale = jnp.maximum(scale, relative_floor * jnp.max(scale, axis=-1, keepdims=True))
+        return mu_hat / (scale + eps), _RowAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
 def maximize_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_steps, learning_rate, init_unit=None):
     """Traceable core of :func:`maximize` over unit-cube coordinates.
 
@@ -67,7 +105,7 @@ def maximize_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_steps,
     if init_unit is not None:
         starts = jnp.concatenate([starts, space.project_unit(init_unit)], axis=0)
 
-    opt = optax.adam(learning_rate)
+    opt = optax.chain(scale_by_row_adam(), optax.scale(-learning_rate))
     grad_fn = jax.value_and_grad(lambda u: -jnp.sum(fn_unit(u)))
 
     def safe_values(u):

@@ -141,3 +141,35 @@ def test_gp_step_models_a_capped_log_loss_that_keeps_the_order_of_good_recipes()
 def spectrum_config_for_order():
     return parse_config({"inputs": [{"name": "a", "low": 0, "high": 1}],
                          "objective": {"kind": "spectrum", "target": "t.csv"}})
+
+
+def test_peak_smoothed_losses_replace_the_measured_peak_by_the_model_and_nothing_else(tmp_path):
+    from types import SimpleNamespace
+
+    from jaxopt_mat.data import combine_replicates
+    from jaxopt_mat.loop import peak_smoothed_losses
+
+    lab = SilverLab()
+    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    x = np.array([[18.0, 22.0, 12.0, 3.0, 450.0], [40.0, 20.0, 20.0, 5.0, 300.0], [18.0, 22.0, 12.0, 3.0, 450.0]])
+    spectra = np.asarray(lab.measure(x, rng=np.random.default_rng(0)))
+    wl = [f"{w:g}" for w in lab.wavelengths]
+    camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x, spectra), "m.csv"))
+    x_obs, loss, _ = camp.read_observations()
+    cond = combine_replicates(x_obs, loss)
+
+    def peak_model(log_peak):
+        return SimpleNamespace(predict=lambda xs: SimpleNamespace(mean=np.broadcast_to(log_peak, (len(xs),))))
+
+    # A model that returns each condition's own (single) measured peak gives back the measured loss.
+    single = combine_replicates(x_obs[1:2], loss[1:2])
+    peak1 = np.log(spectra[1].max())
+    np.testing.assert_allclose(peak_smoothed_losses(camp, cond, peak_model(peak1))[cond.x[:, 0] == 40.0],
+                               single.y, rtol=1e-5)
+    # Inside the window only the shape counts; above it the loss is 1; below it is scaled down.
+    inside = peak_smoothed_losses(camp, cond, peak_model(np.log(1.0)))
+    above = peak_smoothed_losses(camp, cond, peak_model(np.log(1.3)))
+    below = peak_smoothed_losses(camp, cond, peak_model(np.log(0.35)))
+    np.testing.assert_allclose(above, 1.0)
+    np.testing.assert_allclose(1.0 - below, 0.5 * (1.0 - inside), rtol=1e-6)
+    assert np.all(inside < 0.5) and inside.min() < 0.01  # the target recipe's shape matches
