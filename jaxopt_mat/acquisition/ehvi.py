@@ -32,7 +32,7 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 def _psi(a, mean, std):
     """``E[(Y - a)^+]`` for ``Y ~ N(mean, std^2)``; 0 for ``a = +inf``."""
     finite = jnp.isfinite(a)
-    z = jnp.where(finite, (mean - a) / std, 0.0)
+    z = jnp.where(finite, (mean - a) * (1.0 / std), 0.0)  # one division per candidate, not one per box
     # Phi(z) by one special function, not ndtr (which evaluates both erf and
     # erfc for every element): this is most of a pool's scoring cost. float64
     # uses erfc, which keeps the relative precision of tiny values far below a
