@@ -339,7 +339,8 @@ def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
 
 # Name of the spectrum campaigns' peak-intensity GP among the remembered fits.
 _PEAK_GP = "log_peak"
-# Spectrum losses: the GP models log(min(loss, cap) + LOSS_FLOOR), cap = the median loss (see gp_target).
+# Spectrum losses: the GP step models log(min(loss, cap) + LOSS_FLOOR), cap = the median loss (see gp_target),
+# of the peak-smoothed losses (see peak_smoothed_losses).
 LOSS_FLOOR = 1e-4
 
 
