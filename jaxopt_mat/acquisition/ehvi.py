@@ -37,7 +37,8 @@ def _psi(a, mean, std):
     # erfc for every element): this is most of a pool's scoring cost. float64
     # uses erfc, which keeps the relative precision of tiny values far below a
     # box (3x faster than ndtr); float32, the screening mode, uses erf (3x
-    # faster again; its error stays at float32 rounding of the largest terms).
+    # faster than erfc or ndtr in float32; its error stays at the rounding of
+    # the largest terms).
     if z.dtype == jnp.float32:
         cdf = 0.5 + 0.5 * jax.lax.erf(z * _INV_SQRT_2)
     else:
