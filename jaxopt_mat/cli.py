@@ -476,7 +476,7 @@ DEMO_TARGET_RECIPE = (18.0, 22.0, 12.0, 3.0, 450.0)
 @_guard
 def demo(
     out: Path = typer.Option(Path("demo_campaign"), "--out", help="Folder for the demo campaign (replaced if it holds a demo)."),
-    rounds: int = typer.Option(7, "--rounds", help="Rounds including the initial Latin hypercube."),
+    rounds: int = typer.Option(10, "--rounds", help="Rounds including the initial Latin hypercube."),
     batch: int = typer.Option(15, "--batch", help="Conditions per round."),
     seed: int = typer.Option(0, "--seed"),
 ):
