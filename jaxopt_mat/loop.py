@@ -361,13 +361,16 @@ def gp_target(config: Config, y: np.ndarray) -> np.ndarray:
     return np.log(np.minimum(y, cap) + LOSS_FLOOR)
 
 
-def log_peak(campaign: Campaign) -> np.ndarray:
-    """Per measured row: log of the spectrum's maximum, the variable of the loss's intensity window."""
-    _, spectra, _ = campaign.read_table()
+def log_peak(campaign: Campaign, table=None) -> np.ndarray:
+    """Per measured row: log of the spectrum's maximum, the variable of the loss's intensity window.
+
+    ``table``: ``campaign.read_table()`` when the caller has read it already.
+    """
+    _, spectra, _ = campaign.read_table() if table is None else table
     return np.log(np.maximum(spectra.max(axis=1), 1e-12))
 
 
-def peak_smoothed_losses(campaign: Campaign, cond, peak_model) -> np.ndarray:
+def peak_smoothed_losses(campaign: Campaign, cond, peak_model, table=None) -> np.ndarray:
     """Per condition: the loss with the measured peak replaced by the peak GP's posterior mean.
 
     The loss is ``1 - cos * delta(peak)``. Near the edges of the intensity
@@ -377,11 +380,11 @@ def peak_smoothed_losses(campaign: Campaign, cond, peak_model) -> np.ndarray:
     term alone). The peak is a smooth function of the recipe that its GP
     estimates from all conditions at once, so the GP step models
     ``1 - median(cos) * delta(exp(posterior mean of log peak))``: the same
-    loss, with the intensity noise averaged out.
+    loss, with the intensity noise averaged out. ``table``: as in :func:`log_peak`.
     """
     from jaxopt_mat.objectives import cosine_similarity, intensity_factor, minmax
 
-    x, spectra, _ = campaign.read_table()
+    x, spectra, _ = campaign.read_table() if table is None else table
     target = campaign.target(campaign.wavelengths())
     cos = combine_replicates(x, np.asarray(cosine_similarity(minmax(spectra), minmax(target)))).y
     peak = np.exp(np.asarray(peak_model.predict(cond.x).mean))
@@ -400,11 +403,12 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     y = cond.y
     if spectrum:  # keep the peak below the top of the intensity window: its own GP, log P(log peak <= log top)
         progress("fitting GP to the peak intensity")
-        r_cond = combine_replicates(campaign.read_table()[0], log_peak(campaign)).y
+        table = campaign.read_table()
+        r_cond = combine_replicates(table[0], log_peak(campaign, table)).y
         fits[_PEAK_GP] = _fit_warm(campaign, _PEAK_GP, cond.x, r_cond, key=jax.random.fold_in(k_fit, 1),
                                    low=space.low, high=space.high, program_cache=program_cache)
         constraint = (fits[_PEAK_GP], float(np.log(config.objective.window[1])))
-        y = peak_smoothed_losses(campaign, cond, fits[_PEAK_GP])
+        y = peak_smoothed_losses(campaign, cond, fits[_PEAK_GP], table)
     progress(f"fitting GP to {cond.x.shape[0]} conditions")
     y_model = gp_target(config, y)
     model = _fit_warm(campaign, config.objective.name, cond.x, y_model, key=k_fit, low=space.low, high=space.high,
