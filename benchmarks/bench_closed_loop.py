@@ -102,24 +102,29 @@ def main():
     ap.add_argument("--budget", type=int, default=120)
     ap.add_argument("--batch", type=int, default=15)
     ap.add_argument("--methods", default="lhs,random,gp,auto")
+    ap.add_argument("--targets", default="hidden,inside,band", help="comma-separated keys of TARGETS")
     args = ap.parse_args()
 
     lab = NetworkLab.from_npz(Path(args.data) / "agbonn" / "agbonn_dnn.npz")
     params = {k: v for k, v in lab.params.items() if k != "wavelength_nm"}
     space = jm.SearchSpace(LOW, HIGH, names=INPUT_NAMES, A=CONSTRAINT_A, b=CONSTRAINT_B)
     wl = lab.wavelengths
-    targets = [
-        ("hidden recipe (18, 22, 12, 3, 450)", np.asarray(lab.spectra(np.array([[18.0, 22.0, 12.0, 3.0, 450.0]])))[0]),
-        ("Gaussian band 520 nm, width 40 nm", np.exp(-0.5 * ((wl - 520.0) / 40.0) ** 2)),
-    ]
+    recipe = lambda r: np.asarray(lab.spectra(np.array([r], float)))[0]  # noqa: E731
+    targets = {
+        "hidden": ("hidden recipe (18, 22, 12, 3, 450), peak 0.28: below the window", recipe([18, 22, 12, 3, 450])),
+        "inside": ("hidden recipe (40, 15, 10, 10, 900), peak 0.91: inside the window", recipe([40, 15, 10, 10, 900])),
+        "band": ("Gaussian band 520 nm, width 40 nm", np.exp(-0.5 * ((wl - 520.0) / 40.0) ** 2)),
+    }
+    targets = [targets[k] for k in args.targets.split(",")]
     methods = args.methods.split(",")
     out = [f"Machine: {machine()}.\n",
            f"## Closed loop on the study's network: {args.budget} evaluations, batches of {args.batch}, {args.seeds} seeds\n",
            "Regret = true (noise-free) loss of the recommended recipe minus the best achievable loss. "
            "Median [25th, 75th percentile] over seeds.\n"]
     tables = {rule: [f"### Recommended: {title}\n",
-                     "| target | best achievable | " + " | ".join(methods) + " | GP / random | two-step / GP |",
-                     "| --- | --- | " + " | ".join("---" for _ in methods) + " | --- | --- |"]
+                     "| target | best achievable | " + " | ".join(methods)
+                     + " | GP / random | two-step / random | two-step / GP |",
+                     "| --- | --- | " + " | ".join("---" for _ in methods) + " | --- | --- | --- |"]
               for rule, title in RULES.items()}
     with tempfile.TemporaryDirectory() as tmp:
         for label, target in targets:
@@ -135,16 +140,16 @@ def main():
                     losses = run_campaign(lab, rows, m, s, args.budget, args.batch, tmp, params, target)
                     for rule in regrets:
                         regrets[rule][m].append(losses[rule] - best)
-                    print(f"    {m} seed {s}: regret " + ", ".join(f"{r} {regrets[r][m][-1]:.4f}" for r in RULES),
+                    print(f"    {m} seed {s}: regret " + ", ".join(f"{r} {regrets[r][m][-1]:.5f}" for r in RULES),
                           file=sys.stderr, flush=True)
-                print(f"  {label} {m}: median regret " + ", ".join(f"{r} {np.median(regrets[r][m]):.4f}" for r in RULES)
+                print(f"  {label} {m}: median regret " + ", ".join(f"{r} {np.median(regrets[r][m]):.5f}" for r in RULES)
                       + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-            fmt = lambda v: f"{np.median(v):.4f} [{np.percentile(v, 25):.4f}, {np.percentile(v, 75):.4f}]"  # noqa: E731
+            fmt = lambda v: f"{np.median(v):.5f} [{np.percentile(v, 25):.5f}, {np.percentile(v, 75):.5f}]"  # noqa: E731
             for rule, reg in regrets.items():
                 ratio = lambda a, b: (f"{np.median(reg[a]) / max(np.median(reg[b]), 1e-12):.2f}"  # noqa: E731
                                       if a in reg and b in reg else "n/a")
-                tables[rule].append(f"| {label} | {best:.4f} | " + " | ".join(fmt(reg[m]) for m in methods)
-                                    + f" | {ratio('gp', 'random')} | {ratio('auto', 'gp')} |")
+                tables[rule].append(f"| {label} | {best:.5f} | " + " | ".join(fmt(reg[m]) for m in methods)
+                                    + f" | {ratio('gp', 'random')} | {ratio('auto', 'random')} | {ratio('auto', 'gp')} |")
     print("\n".join(out + [line for rule in RULES for line in tables[rule] + [""]]))
 
 
