@@ -34,11 +34,36 @@ def test_marginal_likelihood_equals_gpjax_conjugate_mll():
     theta = jnp.array([np.log(0.3), np.log(0.5), np.log(1.2), np.log(1.3), np.log(0.05), 0.2])
     ours = gpmod.negative_log_marginal_likelihood(theta, jnp.asarray(u), jnp.asarray(y), jnp.ones(20))
     ls, var, noise, m = gpmod._unpack(theta, 3)
-    prior = gpjax.gps.Prior(mean_function=gpjax.mean_functions.Constant(m), kernel=gpmod.matern52(ls, var),
+    # gpjax's own kernel computation (pairwise), not the matrix-product one the fit uses.
+    prior = gpjax.gps.Prior(mean_function=gpjax.mean_functions.Constant(m),
+                             kernel=gpjax.kernels.Matern52(lengthscale=ls, variance=var),
                              jitter=float(gpmod._JITTER * var))
     model = prior * gpjax.likelihoods.Gaussian(obs_stddev=jnp.sqrt(noise))
     theirs = -gpjax.objectives.conjugate_mll(model, gpjax.Dataset(X=jnp.asarray(u), y=jnp.asarray(y)[:, None]))
     np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+
+
+def test_fit_covariance_and_its_gradient_equal_gpjax_pairwise_computation():
+    """The fit's kernel (gpjax Matern52 with the matrix-product computation) against gpjax's default one."""
+    rng = np.random.default_rng(3)
+    u = jnp.asarray(rng.uniform(size=(30, 4)))
+    u = u.at[5].set(u[4])  # a repeated input: distance zero
+    mask = jnp.ones(30)
+
+    def total(log_ls, kernel):
+        return jnp.sum(jnp.sin(kernel(jnp.exp(log_ls)).cross_covariance(u, u)))
+
+    log_ls = jnp.log(jnp.array([0.2, 0.5, 1.5, 40.0]))
+    ours = lambda ls: gpmod.matern52(ls, jnp.asarray(1.3))  # noqa: E731
+    theirs = lambda ls: gpjax.kernels.Matern52(lengthscale=ls, variance=jnp.asarray(1.3))  # noqa: E731
+    np.testing.assert_allclose(ours(jnp.exp(log_ls)).cross_covariance(u, u),
+                               theirs(jnp.exp(log_ls)).cross_covariance(u, u), rtol=1e-12, atol=1e-12)
+    g_ours = jax.grad(total)(log_ls, ours)
+    g_theirs = jax.grad(total)(log_ls, theirs)
+    np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-9, atol=1e-9)
+    theta = jnp.concatenate([log_ls, jnp.array([0.1, np.log(0.01), 0.0])])
+    g = jax.grad(gpmod.negative_log_marginal_likelihood)(theta, u, jnp.asarray(rng.normal(size=30)), mask)
+    assert np.all(np.isfinite(np.asarray(g)))
 
 
 def test_padding_does_not_change_the_marginal_likelihood():
@@ -160,7 +185,7 @@ def test_prediction_kernel_equals_gpjax_matern52():
     a, b = rng.uniform(size=(40, 3)), rng.uniform(size=(25, 3))
     b[:5] = a[:5]  # coincident points: distance zero
     ls, var = jnp.array([0.3, 1.2, 0.7]), jnp.asarray(1.7)
-    ref = gpmod.matern52(ls, var).cross_covariance(jnp.asarray(a), jnp.asarray(b))
+    ref = gpjax.kernels.Matern52(lengthscale=ls, variance=var).cross_covariance(jnp.asarray(a), jnp.asarray(b))
     np.testing.assert_allclose(gpmod.matern52_cross(jnp.asarray(a), jnp.asarray(b), ls, var), ref, rtol=1e-12, atol=1e-12)
     g = jax.grad(lambda u: jnp.sum(gpmod.matern52_cross(u, jnp.asarray(b), ls, var)))(jnp.asarray(a))
     assert np.all(np.isfinite(np.asarray(g)))

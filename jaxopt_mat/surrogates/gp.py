@@ -6,7 +6,7 @@ weak log-normal priors: the length-scale prior scales with the dimension
 (Hvarfner et al., "Vanilla Bayesian Optimization Performs Great in High
 Dimensions", ICML 2024), the noise prior is LogNormal(-4, 1) on the standardised
 scale. Many random hyper-parameter draws are scored at once; the best few are
-refined by L-BFGS, all restarts vmapped in one compiled call.
+refined by L-BFGS, one after another inside one compiled call.
 
 Training data are padded to a fixed bucket size with a mask, so a campaign that
 gains a row reuses the compiled fit and predict instead of tracing again.
@@ -15,6 +15,7 @@ gains a row reuses the compiled fit and predict instead of tracing again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from functools import partial
@@ -37,21 +38,43 @@ _PAD_BUCKET = 64
 
 
 def matern52(lengthscale, variance):
-    """The gpjax Matérn-5/2 kernel with one length-scale per input."""
+    """The gpjax Matérn-5/2 kernel with one length-scale per input.
+
+    Its covariance matrices come from :func:`_matern52_engine`: the same values
+    as gpjax's default (pairwise) computation, to rounding, and a marginal
+    likelihood gradient about 30 % cheaper, which is most of a fit's time.
+    """
     # Imported on first use: a CLI call that loads its compiled programs from
     # the program cache never traces a kernel and so skips gpjax's import time.
     import gpjax
 
-    return gpjax.kernels.Matern52(lengthscale=lengthscale, variance=variance)
+    return gpjax.kernels.Matern52(lengthscale=lengthscale, variance=variance, compute_engine=_matern52_engine())
+
+
+@functools.cache
+def _matern52_engine():
+    """A gpjax kernel computation for Matérn-5/2 that builds covariances with :func:`matern52_cross`."""
+    from gpjax.kernels.computations import AbstractKernelComputation
+    from gpjax.kernels.stationary import Matern52
+    from gpjax.parameters import val
+
+    class Matern52ByMatmul(AbstractKernelComputation):
+        def _cross_covariance(self, kernel, x, y):
+            if not isinstance(kernel, Matern52):
+                raise TypeError(f"this computation is for gpjax's Matern52, got {type(kernel).__name__}")
+            return matern52_cross(x, y, val(kernel.lengthscale), val(kernel.variance))
+
+    return Matern52ByMatmul()
 
 
 def matern52_cross(a, b, lengthscale, variance):
     """Matérn-5/2 cross-covariance ``(n, k)`` of unit-cube points ``a`` ``(n, d)`` and ``b`` ``(k, d)``.
 
-    The same function as gpjax's ``Matern52.cross_covariance`` (checked to
-    1e-12 in the tests), with squared distances from one matrix product
-    instead of pairwise differences: about twice as fast when scoring large
-    candidate pools. Fitting keeps gpjax's kernel.
+    The same function as gpjax's ``Matern52.cross_covariance`` with its
+    default computation (checked to 1e-12 in the tests), with squared
+    distances from one matrix product instead of pairwise differences: about
+    twice as fast when scoring large candidate pools, and what fitting uses
+    through :func:`matern52`.
     """
     a = a / lengthscale
     b = b / lengthscale
