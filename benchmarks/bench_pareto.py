@@ -88,6 +88,42 @@ def bench_throughput(out):
                    f"FastNondominatedPartitioning), 20,000 candidates in batches of 1,000: {rate:,.0f} candidates per second.\n")
 
 
+def bench_breakdown(out, chunks=48, chunk=8192):
+    """Where float32 pool scoring spends its time: the posterior of both GPs, their means alone, the EHVI alone."""
+    from jaxopt_mat.acquisition.ehvi import ehvi_from_boxes
+    from jaxopt_mat.pareto import non_dominated_boxes
+
+    rng = np.random.default_rng(0)
+    d, n = 10, chunks * chunk
+    x = rng.uniform(size=(100, d))
+    y = np.stack([np.sin(3 * x[:, 0]) + x[:, 1], np.cos(2 * x[:, 2]) - x[:, 3] ** 2], -1)
+    f32 = lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+    models = jax.tree.map(f32, tuple(m.without_padding() for m in fit_two(x, y, np.zeros(d), np.ones(d), 0)))
+    front = jnp.asarray(np.stack([np.linspace(0.0, 1.5, 50), 1.0 - np.linspace(0.0, 1.5, 50) ** 2], -1), jnp.float32)
+    boxes = non_dominated_boxes(front, jnp.asarray([-1.0, -2.0], jnp.float32))
+    feats = jnp.asarray(rng.uniform(size=(chunks, chunk, d)), jnp.float32)
+    mu = jnp.asarray(rng.normal(size=(chunks, chunk, 2)), jnp.float32)
+    sd = jnp.asarray(rng.uniform(0.1, 1.0, size=(chunks, chunk, 2)), jnp.float32)
+
+    def over_chunks(fn):
+        return jax.jit(lambda *a: jax.lax.scan(lambda c, xs: (c + fn(*xs), None), jnp.float32(0), a)[0])
+
+    parts = {
+        "posterior of both GPs (means and variances)":
+            (over_chunks(lambda f: sum(jnp.sum(p.mean) + jnp.sum(p.var) for p in (m.predict(f) for m in models))), (feats,)),
+        "posterior means only": (over_chunks(lambda f: sum(jnp.sum(m.predict(f).mean) for m in models)), (feats,)),
+        "EHVI given the posterior": (over_chunks(lambda m, s: jnp.sum(jax.vmap(
+            lambda a, b: ehvi_from_boxes(a, b, boxes))(m, s))), (mu, sd)),
+    }
+    out.append(f"## Float32 pool scoring, part by part ({n:,} candidates, chunks of {chunk:,}, n = 100, d = 10)\n")
+    out.append("| part | candidates per second (median of 5, warm) |")
+    out.append("| --- | --- |")
+    for label, (fn, args) in parts.items():
+        med, _ = timed(lambda: fn(*args), repeats=5)
+        out.append(f"| {label} | {n / med:,.0f} |")
+    out.append("")
+
+
 def _botorch_ehvi_rate(x, y, front_pts, ref, rng):
     import torch
     from botorch.acquisition.multi_objective import ExpectedHypervolumeImprovement
@@ -274,7 +310,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("JAXOPT_MAT_DATA", str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data")))
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--section", default="all", choices=["all", "polymers", "timing", "continuous"])
+    ap.add_argument("--section", default="all", choices=["all", "polymers", "timing", "breakdown", "continuous"])
     args = ap.parse_args()
     out = [f"Machine: {machine()}; BoTorch {'installed' if have_botorch() else 'not installed'}.\n"]
     if args.section in ("all", "polymers"):
@@ -284,6 +320,8 @@ def main():
     if args.section in ("all", "timing"):
         bench_pool_batch(out)
         bench_throughput(out)
+    if args.section in ("all", "breakdown"):
+        bench_breakdown(out)
     print("\n".join(out))
 
 
