@@ -42,7 +42,7 @@ def matern52(lengthscale, variance):
 
     Its covariance matrices come from :func:`_matern52_engine`: the same values
     as gpjax's default (pairwise) computation, to rounding, and a marginal
-    likelihood gradient about 30 % cheaper, which is most of a fit's time.
+    likelihood gradient 30-40 % cheaper, which is most of a fit's time.
     """
     # Imported on first use: a CLI call that loads its compiled programs from
     # the program cache never traces a kernel and so skips gpjax's import time.
