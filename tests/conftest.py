@@ -11,6 +11,15 @@ jax.config.update("jax_enable_x64", True)
 SHARED_DATA = Path(os.environ.get("JAXOPT_MAT_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the tests marked ``heavy`` first (stable order otherwise).
+
+    The suite runs on parallel workers (scripts/test); starting the few long
+    closed-loop tests early keeps one worker from running them alone at the end.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 def shared_file(*parts) -> Path:
     """Path of a file in ../shared/data; skip the test, saying why, when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

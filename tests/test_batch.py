@@ -73,6 +73,7 @@ def test_batch_size_is_limited():
         local_penalization_batch(None, None, 33, key=jax.random.key(0), best=0.0)
 
 
+@pytest.mark.heavy
 def test_a_constraint_model_keeps_the_batch_where_it_is_probably_satisfied():
     from jaxopt_mat import SearchSpace
 

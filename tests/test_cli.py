@@ -69,6 +69,7 @@ def test_version_is_printed():
     assert res.exit_code == 0 and __version__ in res.stdout
 
 
+@pytest.mark.heavy
 def test_closed_loop_round_trip_improves_and_respects_the_constraint(campaign, tmp_path):
     best = []
     for r in range(4):

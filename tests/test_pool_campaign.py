@@ -75,6 +75,7 @@ def pool_campaign(tmp_path):
     return tmp_path / "camp", feats
 
 
+@pytest.mark.heavy
 def test_pool_pareto_loop_never_repeats_a_candidate_and_reports_the_front(pool_campaign, tmp_path):
     camp, feats = pool_campaign
     seen = []
@@ -215,6 +216,7 @@ def zdt2(x):
     return f1, g * (1 - (f1 / g) ** 2)
 
 
+@pytest.mark.heavy
 def test_continuous_pareto_campaign_suggests_feasible_ehvi_batches(tmp_path):
     (tmp_path / "campaign.toml").write_text(PARETO_CONTINUOUS)
     camp = tmp_path / "c"

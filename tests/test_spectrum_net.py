@@ -53,6 +53,35 @@ def test_spectrum_batch_returns_distinct_feasible_recipes_with_low_predicted_los
     assert float(jnp.min(b.loss_mean)) < 0.05
 
 
+def test_padding_rows_do_not_change_training(lab_data):
+    """Rows of weight 0 (how training sizes are bucketed) leave the trained members as they are."""
+    from jaxopt_mat.surrogates.spectrum_net import _train
+
+    _, _, x, spectra, _, _ = lab_data
+    u = jnp.asarray((x - LOW) / (HIGH - LOW), jnp.float32)
+    s = jnp.asarray(spectra / np.max(spectra), jnp.float32)
+    rng = np.random.default_rng(3)
+
+    def train(pad_tr, pad_va):
+        # Padding rows hold garbage: only their zero weight keeps them out.
+        def padded(a, w, k):
+            junk = jnp.asarray(rng.normal(size=(k, a.shape[1])), jnp.float32)
+            return jnp.concatenate([a, junk]), jnp.concatenate([w, jnp.zeros(k, jnp.float32)])
+
+        u_tr, w_tr = padded(u[:60], jnp.ones(60, jnp.float32), pad_tr)
+        s_tr, _ = padded(s[:60], w_tr, pad_tr)
+        u_va, w_va = padded(u[60:], jnp.ones(20, jnp.float32), pad_va)
+        s_va, _ = padded(s[60:], w_va, pad_va)
+        params, best, _ = _train(jax.random.key(0), u_tr, s_tr, w_tr, u_va, s_va, w_va, 3e-3, 1e-4,
+                                 hidden=(16, 16), n_out=s.shape[1], n_members=2, epochs=50)
+        return params, best
+
+    (p0, v0), (p1, v1) = train(0, 0), train(7, 12)
+    np.testing.assert_allclose(np.asarray(v1), np.asarray(v0), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(p1)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+
+
 def test_too_few_spectra_are_refused():
     with pytest.raises(DataError, match="at least 5"):
         fit_spectrum_ensemble(np.zeros((3, 5)), np.zeros((3, 10)), key=jax.random.key(0), low=LOW, high=HIGH)

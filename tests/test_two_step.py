@@ -62,6 +62,7 @@ def test_target_must_cover_the_measured_wavelengths(tmp_path):
         camp.validate_table(text, "m.csv")
 
 
+@pytest.mark.heavy
 def test_simulate_runs_the_loop_through_the_files(tmp_path):
     lab = SilverLab()
     Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
@@ -74,6 +75,7 @@ def test_simulate_runs_the_loop_through_the_files(tmp_path):
     assert len(list((tmp_path / "c" / "suggestions").glob("batch_*.csv"))) == 2
 
 
+@pytest.mark.heavy
 def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path):
     lab = SilverLab()
     camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
@@ -101,6 +103,7 @@ def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
     assert res.exit_code == 3 and "for a scalar campaign" in res.stderr
 
 
+@pytest.mark.heavy
 def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_path):
     from jaxopt_mat.design import latin_hypercube
 

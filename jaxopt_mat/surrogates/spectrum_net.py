@@ -77,25 +77,26 @@ class SpectrumEnsemble:
 
 
 @partial(jax.jit, static_argnames=("hidden", "n_out", "n_members", "epochs"))
-def _train(key, u_tr, s_tr, u_va, s_va, learning_rate, weight_decay, *, hidden, n_out, n_members, epochs):
+def _train(key, u_tr, s_tr, w_tr, u_va, s_va, w_va, learning_rate, weight_decay, *, hidden, n_out, n_members, epochs):
     net = SpectrumMLP(hidden, n_out)
     keys = jax.random.split(key, n_members)
     params = jax.vmap(lambda k: net.init(k, u_tr[:1]))(keys)
     opt = optax.adamw(learning_rate, weight_decay=weight_decay)
     state = jax.vmap(opt.init)(params)
 
-    def mse(p, u, s):
-        return jnp.mean((net.apply(p, u) - s) ** 2)
+    def mse(p, u, s, w):
+        # Mean over the real rows (weight 1) only; padding rows have weight 0.
+        return jnp.sum(w[:, None] * (net.apply(p, u) - s) ** 2) / (jnp.sum(w) * s.shape[1])
 
     def member_step(p, st):
-        loss, g = jax.value_and_grad(mse)(p, u_tr, s_tr)
+        loss, g = jax.value_and_grad(mse)(p, u_tr, s_tr, w_tr)
         up, st = opt.update(g, st, p)
         return optax.apply_updates(p, up), st, loss
 
     def epoch(carry, _):
         p, st, best_p, best_v = carry
         p, st, _ = jax.vmap(member_step)(p, st)
-        v = jax.vmap(lambda q: mse(q, u_va, s_va))(p)
+        v = jax.vmap(lambda q: mse(q, u_va, s_va, w_va))(p)
         better = v < best_v
         best_p = jax.tree.map(lambda new, old: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old), p, best_p)
         return (p, st, best_p, jnp.where(better, v, best_v)), jnp.mean(v)
@@ -103,6 +104,22 @@ def _train(key, u_tr, s_tr, u_va, s_va, learning_rate, weight_decay, *, hidden, 
     init_v = jnp.full((n_members,), jnp.inf, dtype=u_tr.dtype)
     (_, _, best_p, best_v), curve = jax.lax.scan(epoch, (params, state, params, init_v), None, length=epochs)
     return best_p, best_v, curve
+
+
+_ROW_BUCKET = 16
+
+
+def _padded_rows(u, s):
+    """Rows padded with zeros to a multiple of ``_ROW_BUCKET``, and their weights (1 real, 0 padding).
+
+    Campaigns grow by a batch at a time; padding lets one compiled training
+    program serve every size within a bucket (and the persistent compilation
+    cache serve later rounds) instead of compiling anew for each row count.
+    """
+    n = u.shape[0]
+    pad = -n % _ROW_BUCKET
+    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return (jnp.asarray(np.pad(u, ((0, pad), (0, 0)))), jnp.asarray(np.pad(s, ((0, pad), (0, 0)))), jnp.asarray(w))
 
 
 def fit_spectrum_ensemble(
@@ -148,7 +165,7 @@ def fit_spectrum_ensemble(
     n_val = max(1, int(round(validation_fraction * n)))
     va, tr = perm[:n_val], perm[n_val:]
     params, _, _ = _train(
-        k_init, jnp.asarray(u[tr]), jnp.asarray(s[tr]), jnp.asarray(u[va]), jnp.asarray(s[va]),
+        k_init, *_padded_rows(u[tr], s[tr]), *_padded_rows(u[va], s[va]),
         learning_rate, weight_decay, hidden=tuple(hidden), n_out=spectra.shape[1], n_members=n_members, epochs=epochs,
     )
     return SpectrumEnsemble(params, jnp.asarray(low), jnp.asarray(high), jnp.asarray(scale), tuple(hidden), spectra.shape[1])
