@@ -14,8 +14,8 @@ SHARED_DATA = Path(os.environ.get("JAXOPT_MAT_DATA", Path(__file__).resolve().pa
 def pytest_collection_modifyitems(config, items):
     """Run the tests marked ``heavy`` first (stable order otherwise).
 
-    The suite runs on parallel workers (scripts/test); starting the few long
-    closed-loop tests early keeps one worker from running them alone at the end.
+    The suite runs on parallel workers (scripts/test); starting the few longest
+    tests early keeps one worker from running them alone at the end.
     """
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 

@@ -62,17 +62,16 @@ def test_padding_rows_do_not_change_training(lab_data):
     s = jnp.asarray(spectra / np.max(spectra), jnp.float32)
     rng = np.random.default_rng(3)
 
-    def train(pad_tr, pad_va):
+    def padded(a, k):
         # Padding rows hold garbage: only their zero weight keeps them out.
-        def padded(a, w, k):
-            junk = jnp.asarray(rng.normal(size=(k, a.shape[1])), jnp.float32)
-            return jnp.concatenate([a, junk]), jnp.concatenate([w, jnp.zeros(k, jnp.float32)])
+        return jnp.concatenate([a, jnp.asarray(rng.normal(size=(k, a.shape[1])), jnp.float32)])
 
-        u_tr, w_tr = padded(u[:60], jnp.ones(60, jnp.float32), pad_tr)
-        s_tr, _ = padded(s[:60], w_tr, pad_tr)
-        u_va, w_va = padded(u[60:], jnp.ones(20, jnp.float32), pad_va)
-        s_va, _ = padded(s[60:], w_va, pad_va)
-        params, best, _ = _train(jax.random.key(0), u_tr, s_tr, w_tr, u_va, s_va, w_va, 3e-3, 1e-4,
+    def weights(n, k):
+        return jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(k, jnp.float32)])
+
+    def train(pad_tr, pad_va):
+        params, best, _ = _train(jax.random.key(0), padded(u[:60], pad_tr), padded(s[:60], pad_tr), weights(60, pad_tr),
+                                 padded(u[60:], pad_va), padded(s[60:], pad_va), weights(20, pad_va), 3e-3, 1e-4,
                                  hidden=(16, 16), n_out=s.shape[1], n_members=2, epochs=50)
         return params, best
 
