@@ -11,7 +11,9 @@ The study's network (``agbonn/agbonn_dnn.npz``) plays the lab, with the
 droplet noise model of :class:`jaxopt_mat.virtual_lab.NetworkLab`. Every run
 goes through a campaign folder (suggest → measurement CSV → observe). The
 recommended recipe of a run is one of the measured conditions, chosen by each
-of the rules in ``RULES`` (one table per rule, the same runs). Its
+of the rules in ``RULES`` (one table per rule, the same runs; its last
+entry, the lowest noise-free loss among the measured conditions, is a bound
+on every such rule, not a rule). Its
 regret is its noise-free loss minus the best achievable loss, found by a dense
 gradient search (256 starts from 32,768 feasible samples) refined to
 convergence, and checked against a 16^5 grid. A first table gives, per
@@ -166,9 +168,9 @@ def main():
             target = jnp.asarray(target, jnp.float32)
             best, x_best = best_achievable(params, target, space)
             peak = float(np.max(np.asarray(mlp_spectra(params, jnp.asarray(x_best[None], jnp.float32)))))
-            jit = jitter_spread(params, target, x_best, best, lab.flow_noise)
-            info.append(f"| {label} | {best:.5f} | ({', '.join(f'{v:.1f}' for v in x_best)}) | {peak:.3f} "
-                        f"| {np.median(jit):.5f} [{np.percentile(jit, 25):.5f}, {np.percentile(jit, 75):.5f}] |")
+            spread = jitter_spread(params, target, x_best, best, lab.flow_noise)
+            info.append(f"| {label} | {best:.5f} | ({', '.join(f'{v:.1f}' for v in x_best)}) | {peak:.3f} | "
+                        f"{np.median(spread):.5f} [{np.percentile(spread, 25):.5f}, {np.percentile(spread, 75):.5f}] |")
             rows = "".join(f"{w:g},{float(a)!r}\n" for w, a in zip(wl, np.asarray(target)))
             regrets = {rule: {} for rule in RULES}
             for m in methods:
