@@ -13,7 +13,6 @@ method is benchmarked against.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Callable, NamedTuple
 
@@ -22,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_mat.errors import ConfigError
 from jaxopt_mat.space import SearchSpace
 
 
@@ -196,8 +196,9 @@ def grid_points_unit(resolution: int, d: int) -> np.ndarray:
 def _grid_jit(fn, space, args, *, resolution, chunk):
     d = space.dim
     total = resolution**d
-    n_chunks = math.ceil(total / chunk)
-    ticks = jnp.linspace(0.0, 1.0, resolution, dtype=jnp.asarray(space.low).dtype)
+    window = 2 * chunk
+    dtype = jnp.asarray(space.low).dtype
+    ticks = jnp.linspace(0.0, 1.0, resolution, dtype=dtype)
 
     def point(flat_index):
         # Decode a flat index into grid coordinates: no grid is ever materialised.
@@ -205,32 +206,47 @@ def _grid_jit(fn, space, args, *, resolution, chunk):
         for _ in range(d):
             digits.append(flat_index % resolution)
             flat_index = flat_index // resolution
-        return ticks[jnp.stack(digits[::-1], axis=-1)]
+        return space.from_unit(ticks[jnp.stack(digits[::-1], axis=-1)])
 
-    def body(carry, c):
-        best_x, best_v = carry
-        idx = c * chunk + jnp.arange(chunk)
-        u = point(jnp.minimum(idx, total - 1))
-        x = space.from_unit(u)
+    def body(state):
+        # Scan the next ``window`` grid points, keep the first ``chunk`` feasible
+        # ones (in grid order) and evaluate ``fn`` on those only: constraint
+        # violators cost a feasibility check, never a function evaluation.
+        cursor, best_x, best_v = state
+        idx = cursor + jnp.arange(window)
+        ok = (idx < total) & space.is_feasible(point(jnp.minimum(idx, total - 1)), atol=0.0)
+        (pos,) = jnp.nonzero(ok, size=chunk, fill_value=window - 1)
+        taken = jnp.arange(chunk) < jnp.sum(ok)
+        x = point(jnp.minimum(cursor + pos, total - 1))
         v = fn(x, *args)
-        ok = (idx < total) & space.is_feasible(x, atol=0.0) & jnp.isfinite(v)
-        v = jnp.where(ok, v, -jnp.inf)
+        v = jnp.where(taken & jnp.isfinite(v), v, -jnp.inf)
         i = jnp.argmax(v)
         better = v[i] > best_v
-        return (jnp.where(better, x[i], best_x), jnp.where(better, v[i], best_v)), None
+        # Full buffer: resume right after its last point; otherwise the window is exhausted.
+        cursor = jnp.where(jnp.sum(ok) >= chunk, cursor + pos[chunk - 1] + 1, cursor + window)
+        return cursor, jnp.where(better, x[i], best_x), jnp.where(better, v[i], best_v)
 
-    init = (jnp.asarray(space.low), jnp.asarray(-jnp.inf, dtype=jnp.asarray(space.low).dtype))
-    (bx, bv), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
+    init = (jnp.asarray(0), jnp.asarray(space.low), jnp.asarray(-jnp.inf, dtype=dtype))
+    _, bx, bv = jax.lax.while_loop(lambda state: state[0] < total, body, init)
     return bx, bv
 
 
 def maximize_grid(fn: Callable, space: SearchSpace, *, resolution: int = 20, args: tuple = (), chunk: int = 4096):
     """Best feasible point of a regular grid with ``resolution`` points per input.
 
-    Evaluated in chunks of ``chunk`` points inside one compiled scan, so memory
-    stays bounded whatever the grid size. Returns :class:`MaximizeResult` with
-    ``xs``/``values`` holding just the winner.
+    Grid points are decoded from their flat index in windows, constraint
+    violators are dropped before ``fn`` sees them, and ``fn`` runs on chunks of
+    ``chunk`` feasible points inside one compiled loop, so memory stays bounded
+    whatever the grid size and the work scales with the feasible points only.
+    Ties go to the first point in grid order. Returns :class:`MaximizeResult`
+    with ``xs``/``values`` holding just the winner.
+
+    Raises:
+        ConfigError: when the grid's flat indices overflow JAX's default integer
+            (more than about 2 billion points without 64-bit mode).
     """
+    if resolution**space.dim + 2 * chunk > np.iinfo(jnp.asarray(0).dtype).max:
+        raise ConfigError(f"a grid of {resolution}^{space.dim} points needs 64-bit integers: enable jax_enable_x64")
     bx, bv = _grid_jit(fn, space, tuple(args), resolution=resolution, chunk=chunk)
     return MaximizeResult(bx, bv, bx[None], bv[None])
 

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxopt_mat import SearchSpace, maximize, maximize_grid, maximize_random
 from jaxopt_mat import optimize as optmod
@@ -50,6 +52,31 @@ def test_grid_baseline_equals_brute_force():
             best, best_v = p, v
     np.testing.assert_allclose(res.x, best, atol=1e-12)
     assert float(res.value) == np.float64(best_v).item() or abs(float(res.value) - best_v) < 1e-12
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), resolution=st.integers(2, 7), chunk=st.sampled_from([1, 3, 16, 500]),
+       corner=st.floats(0.01, 0.99), n_constraints=st.integers(0, 2))
+def test_grid_with_dropped_violators_equals_brute_force(seed, resolution, chunk, corner, n_constraints):
+    # Feasible shares from none to all, chunks from one point to more than the
+    # grid: the windows that skip violators must neither lose nor reorder points.
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(-1.0, 0.0, 3)
+    high = low + rng.uniform(0.5, 2.0, 3)
+    # Half-spaces through one interior point of the box: never an empty space.
+    a = rng.normal(size=(n_constraints, 3)) + 0.1
+    space = SearchSpace(low, high, A=a, b=a @ (low + corner * (high - low))) if n_constraints else SearchSpace(low, high)
+    target = jnp.asarray(rng.uniform(low, high))
+    res = maximize_grid(neg_sq_dist, space, resolution=resolution, args=(target,), chunk=chunk)
+    pts = np.array(list(itertools.product(*[np.linspace(lo, hi, resolution) for lo, hi in zip(low, high)])))
+    pts = np.asarray(space.from_unit(space.to_unit(jnp.asarray(pts))))
+    ok = np.asarray(space.is_feasible(jnp.asarray(pts), atol=0.0))
+    if not ok.any():
+        assert float(res.value) == -np.inf
+        return
+    values = np.where(ok, -np.sum((pts - np.asarray(target)) ** 2, axis=1), -np.inf)
+    np.testing.assert_allclose(res.x, pts[np.argmax(values)], atol=1e-12)
+    np.testing.assert_allclose(float(res.value), values.max(), rtol=1e-12)
 
 
 def test_random_baseline_returns_a_feasible_point(agnp_space):
