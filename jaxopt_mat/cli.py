@@ -46,6 +46,12 @@ def _program_cache():
     return ProgramCache(_cache_root() / "programs")
 
 
+def _ensemble_cache():
+    from jaxopt_mat.ensemble_cache import EnsembleCache
+
+    return EnsembleCache(_cache_root() / "ensembles")
+
+
 def _progress(message: str) -> None:
     # Only on a terminal: piped output stays clean for scripts.
     if sys.stderr.isatty():
@@ -133,7 +139,7 @@ def suggest(
 
     camp = Campaign(directory)
     sug = loop.suggest(camp, batch, method=method, seed=seed, extend_bounds=extend_bounds, kappa=kappa,
-                       progress=_progress, program_cache=_program_cache())
+                       progress=_progress, program_cache=_program_cache(), ensemble_cache=_ensemble_cache())
     text = loop.suggestion_csv(camp.config, sug)
     saved = camp.save_suggestion(text)
     for n in sug.notes:
@@ -174,7 +180,7 @@ def status(
 
     camp = Campaign(directory)
     _progress("fitting GP for the fit-quality report")
-    info = loop.status(camp, program_cache=_program_cache())
+    info = loop.status(camp, program_cache=_program_cache(), ensemble_cache=_ensemble_cache())
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -245,13 +251,11 @@ def explain(
     import jax.numpy as jnp
 
     from jaxopt_mat import explain as ex
-    from jaxopt_mat import plots
+    from jaxopt_mat import loop, plots
     from jaxopt_mat.campaign import Campaign
     from jaxopt_mat.data import combine_replicates
-    from jaxopt_mat.errors import CampaignError
+    from jaxopt_mat.errors import CampaignError, DataError
     from jaxopt_mat.surrogates.gp import fit_gp
-
-    from jaxopt_mat.errors import DataError
 
     camp = Campaign(directory)
     cfg = camp.config
@@ -301,7 +305,7 @@ def explain(
         from jaxopt_mat.virtual_lab import peak_wavelength
 
         _progress("training the spectrum network for per-wavelength attributions")
-        ens = train_on(camp, None, seed=cfg.seed)
+        ens = train_on(camp, None, seed=loop.network_seed(camp), cache=_ensemble_cache())
         wl = camp.wavelengths()
         fn = lambda r: ens.predict(r[None])[0][0]  # noqa: E731
         attr = ex.spectrum_attributions(fn, cond.x, jnp.asarray(0.5 * (space.low + space.high)))
@@ -405,7 +409,7 @@ def _plot_pareto(camp, x, y, batches, folder) -> list:
 def _plot_best_spectrum(camp, x, y, folder):
     """Best measured spectrum against the target, with the spectrum network's band (mean +- 2 sd of
     its members) at that recipe once there are enough conditions to train it."""
-    from jaxopt_mat import plots
+    from jaxopt_mat import loop, plots
     from jaxopt_mat.data import combine_replicates
     from jaxopt_mat.two_step import MIN_CONDITIONS, train_on
 
@@ -415,7 +419,7 @@ def _plot_best_spectrum(camp, x, y, folder):
     band = None
     if combine_replicates(x, y).x.shape[0] >= MIN_CONDITIONS:
         _progress("training the spectrum network for the prediction band")
-        ens = train_on(camp, None, seed=camp.config.seed)
+        ens = train_on(camp, None, seed=loop.network_seed(camp), cache=_ensemble_cache())
         mean, sd = (np.asarray(a)[0] for a in ens.predict(x[i : i + 1]))
         band = (mean - 2 * sd, mean + 2 * sd)
     else:

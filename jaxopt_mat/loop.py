@@ -63,8 +63,18 @@ def suggestion_csv(config: Config, sug: Suggestion) -> str:
     return buf.getvalue()
 
 
-def _derive_seed(seed: int, counter: int) -> int:
-    return int(np.random.SeedSequence([seed, counter]).generate_state(1)[0])
+def next_suggestion_seed(campaign: Campaign, seed: int | None = None) -> int:
+    """The random seed of the campaign's next ``suggest`` (``seed`` overrides the campaign's own).
+
+    It depends on the seed and on the number of batches suggested so far.
+    """
+    base = campaign.config.seed if seed is None else seed
+    return int(np.random.SeedSequence([base, len(campaign.suggestion_files())]).generate_state(1)[0])
+
+
+def network_seed(campaign: Campaign) -> int:
+    """Training seed of the all-data spectrum ensemble the next ``suggest`` uses (also for plots and attributions)."""
+    return next_suggestion_seed(campaign) % 2**31 + 1
 
 
 def suggest(
@@ -77,6 +87,7 @@ def suggest(
     kappa: float = 0.0,
     progress: Callable[[str], None] = lambda msg: None,
     program_cache=None,
+    ensemble_cache=None,
 ) -> Suggestion:
     """The next ``batch`` conditions for a campaign.
 
@@ -84,7 +95,9 @@ def suggest(
     number of batches suggested so far, so a repeated call on the same state
     gives the same batch, and successive batches differ. ``program_cache``
     (a :class:`~jaxopt_mat.program_cache.ProgramCache`) keeps compiled programs
-    between processes.
+    between processes; ``ensemble_cache`` (an
+    :class:`~jaxopt_mat.ensemble_cache.EnsembleCache`) keeps trained spectrum
+    ensembles, e.g. those ``status`` trained for this very suggestion.
     """
     if not 1 <= batch <= MAX_BATCH:
         raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
@@ -95,8 +108,7 @@ def suggest(
     if method not in allowed:
         kind = f"{'pool ' if config.is_pool else ''}{config.objective.kind}"
         raise DataError(f"unknown method {method!r} for a {kind} campaign (choose from {', '.join(allowed)})")
-    base = config.seed if seed is None else seed
-    rng_seed = _derive_seed(base, len(campaign.suggestion_files()))
+    rng_seed = next_suggestion_seed(campaign, seed)
     notes: list[str] = []
     if config.is_pool:
         result = _suggest_pool(campaign, batch, method, rng_seed, progress, notes)
@@ -108,7 +120,8 @@ def suggest(
     if config.objective.is_pareto and method == "gp" and cond.x.shape[0] >= config.initial_design:
         result = _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
         _stop_note(campaign, result, method, program_cache)
-        return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache)
+        return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
+                                 ensemble_cache)
 
     model_based = method in ("gp", "dnn", "mixed", "auto")
     if method == "lhs" or (model_based and cond.x.shape[0] < config.initial_design):
@@ -123,10 +136,12 @@ def suggest(
     elif method == "gp":
         result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     else:
-        result = _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache)
+        result = _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache,
+                                   ensemble_cache)
 
     _stop_note(campaign, result, method, program_cache)
-    return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache)
+    return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
+                             ensemble_cache)
 
 
 def _stop_note(campaign, result, method, program_cache) -> None:
@@ -144,7 +159,8 @@ def _stop_note(campaign, result, method, program_cache) -> None:
         result.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")
 
 
-def _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache):
+def _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
+                      ensemble_cache):
     """Report (and with ``extend_bounds`` widen) extendable bounds the batch keeps pressing against."""
     config = campaign.config
     pressing = bound_pressure(campaign, result.x)
@@ -165,7 +181,7 @@ def _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kapp
     if extend_bounds and pressing:
         # Suggest again in the widened space (without widening twice).
         again = suggest(campaign, batch, method=method, seed=seed, extend_bounds=False, kappa=kappa,
-                        progress=progress, program_cache=program_cache)
+                        progress=progress, program_cache=program_cache, ensemble_cache=ensemble_cache)
         again.notes = result.notes + [n for n in again.notes if n not in result.notes]
         return again
     return result
@@ -441,7 +457,8 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     return Suggestion(x, "gp", extra, notes)
 
 
-def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache) -> Suggestion:
+def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache,
+                      ensemble_cache) -> Suggestion:
     """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns."""
     from jaxopt_mat.acquisition.spectrum import spectrum_batch
     from jaxopt_mat.two_step import network_readiness, train_on
@@ -450,7 +467,7 @@ def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, 
     ensemble = None
     if method == "auto":
         progress("training the spectrum network to judge its accuracy and stability")
-        ready = network_readiness(campaign, seed=rng_seed % 2**31, record=True)
+        ready = network_readiness(campaign, seed=rng_seed % 2**31, record=True, cache=ensemble_cache)
         notes.append(f"auto: {ready.step} step ({ready.reason})")
         if ready.step == "gp":
             result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
@@ -465,7 +482,7 @@ def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, 
         notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {batch - n_dnn} from the GP")
     if ensemble is None:
         progress("training the spectrum network")
-        ensemble = train_on(campaign, None, seed=rng_seed % 2**31)
+        ensemble = train_on(campaign, None, seed=rng_seed % 2**31 + 1, cache=ensemble_cache)
     progress(f"minimising the predicted loss for {n_dnn} recipes")
     target = campaign.target(campaign.wavelengths())
     sb = spectrum_batch(ensemble, campaign.space, target, n_dnn, key=jax.random.key(rng_seed), window=objective.window,
@@ -515,11 +532,14 @@ def widen_bound(config: Config, name: str, side: str) -> Config:
     return dataclasses.replace(config, inputs=tuple(inputs))
 
 
-def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, program_cache=None) -> dict:
+def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, program_cache=None,
+           ensemble_cache=None) -> dict:
     """Campaign summary: counts, best condition (median of replicates), model fit quality.
 
     For spectrum campaigns with ``with_model``, also the two-step state (``step``):
-    which surrogate ``suggest --method auto`` would use, and why. For Pareto
+    which surrogate ``suggest --method auto`` would use, and why: the same
+    decision, from the same training seeds, as the next ``suggest`` (so with an
+    ``ensemble_cache`` the next ``suggest`` reuses the ensembles trained here). For Pareto
     campaigns, ``pareto`` holds the reference point, the hypervolume (now and
     after each batch) and the Pareto set; ``model`` then maps each objective to
     its GP's fit quality. Pool campaigns add ``pool`` (candidates, unmeasured).
@@ -580,7 +600,8 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
     if with_model and obj.is_spectrum:
         from jaxopt_mat.two_step import COS_ACCURACY, COS_STABILITY, network_readiness
 
-        ready = network_readiness(campaign, seed=key_seed) if cond.x.shape[0] else None
+        ready = (network_readiness(campaign, seed=next_suggestion_seed(campaign) % 2**31, cache=ensemble_cache)
+                 if cond.x.shape[0] else None)
         out["step"] = ready.as_dict() if ready is not None else None
         if ready is not None and "stop_rules" in out:
             # The spectrum network's own accuracy and stability, by the cosine of predicted spectra.

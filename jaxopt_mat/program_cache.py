@@ -25,7 +25,8 @@ from jax import export
 
 
 @lru_cache(maxsize=1)
-def _source_fingerprint() -> str:
+def source_fingerprint() -> str:
+    """A digest of the JAX version and of this package's source: what a stored result depends on."""
     h = hashlib.sha256(jax.__version__.encode())
     root = Path(__file__).resolve().parent
     for path in sorted(root.rglob("*.py")):
@@ -61,7 +62,7 @@ class ProgramCache:
         signature = repr((
             name, sorted(static.items()), str(treedef), is_key,
             [(tuple(jax.numpy.shape(x)), str(jax.numpy.result_type(x))) for x in flat],
-            _source_fingerprint(),
+            source_fingerprint(),
         ))
         digest = hashlib.sha256(signature.encode()).hexdigest()[:32]
         exp = self._loaded.get(digest)

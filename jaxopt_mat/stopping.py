@@ -37,7 +37,6 @@ import numpy as np
 from jaxopt_mat.campaign import Campaign
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.design import latin_hypercube
-from jaxopt_mat.surrogates.gp import fit_gp
 
 DEFAULTS = {
     "threshold": None,

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxopt_mat.campaign import Campaign
 from jaxopt_mat.design import latin_hypercube
+from jaxopt_mat.ensemble_cache import EnsembleCache
 from jaxopt_mat.objectives import cosine_similarity
 from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble, fit_spectrum_ensemble
 
@@ -57,13 +58,24 @@ class Readiness:
         }
 
 
-def train_on(campaign: Campaign, keep: np.ndarray | None = None, *, seed: int) -> SpectrumEnsemble:
-    """Train the ensemble on the campaign's measured spectra (rows where ``keep`` is true)."""
+def train_on(campaign: Campaign, keep: np.ndarray | None = None, *, seed: int,
+             cache: EnsembleCache | None = None) -> SpectrumEnsemble:
+    """Train the ensemble on the campaign's measured spectra (rows where ``keep`` is true).
+
+    With a ``cache``, an ensemble trained earlier on the same rows with the
+    same seed (and the same package code) is loaded instead of trained again.
+    """
     x, spectra, _ = campaign.read_table()
     if keep is not None:
         x, spectra = x[keep], spectra[keep]
     space = campaign.space
-    return fit_spectrum_ensemble(x, spectra, key=jax.random.key(seed), low=space.low, high=space.high)
+    if cache is None:
+        return fit_spectrum_ensemble(x, spectra, key=jax.random.key(seed), low=space.low, high=space.high)
+    key = cache.key(x, spectra, seed=seed, low=space.low, high=space.high)
+    stored = cache.get(key)
+    if stored is not None:
+        return stored
+    return cache.put(key, fit_spectrum_ensemble(x, spectra, key=jax.random.key(seed), low=space.low, high=space.high))
 
 
 def decide_step(accuracy_cos: float, accuracy_rel_mse: float, stability_cos: float) -> tuple[str, str]:
@@ -76,25 +88,26 @@ def decide_step(accuracy_cos: float, accuracy_rel_mse: float, stability_cos: flo
     return "gp", "network not yet " + " or ".join(missing)
 
 
-def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False) -> Readiness:
+def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False,
+                      cache: EnsembleCache | None = None) -> Readiness:
     """Decide the step by the accuracy and stability rule above; the all-data ensemble comes with it.
 
     With ``record``, a first switch to the network step is written to the
-    campaign's state so later rounds keep it.
+    campaign's state so later rounds keep it. ``cache`` is passed to :func:`train_on`.
     """
     x, _, batches = campaign.read_table()
     since = campaign.read_state().get("network_step_since_batch")
     if since is not None:
         return Readiness("dnn", f"network step since batch {since} (the switch is one-way)",
-                         ensemble=train_on(campaign, None, seed=seed + 1))
+                         ensemble=train_on(campaign, None, seed=seed + 1, cache=cache))
     n_cond = len({tuple(np.round(r, 9)) for r in x})
     if n_cond < MIN_CONDITIONS:
         return Readiness("gp", f"{n_cond} conditions measured; the network needs at least {MIN_CONDITIONS}")
     if batches.size == 0 or len(set(batches.tolist())) < 2:
         return Readiness("gp", "the network's accuracy is judged on a newest batch held out; need two batches")
     newest = batches == batches.max()
-    before = train_on(campaign, ~newest, seed=seed)
-    full = train_on(campaign, None, seed=seed + 1)
+    before = train_on(campaign, ~newest, seed=seed, cache=cache)
+    full = train_on(campaign, None, seed=seed + 1, cache=cache)
     _, measured, _ = campaign.read_table()
     pred = np.asarray(before.predict(x[newest])[0])
     cos = float(np.median(np.asarray(cosine_similarity(pred, measured[newest]))))

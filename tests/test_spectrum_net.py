@@ -84,3 +84,38 @@ def test_padding_rows_do_not_change_training(lab_data):
 def test_too_few_spectra_are_refused():
     with pytest.raises(DataError, match="at least 5"):
         fit_spectrum_ensemble(np.zeros((3, 5)), np.zeros((3, 10)), key=jax.random.key(0), low=LOW, high=HIGH)
+
+
+def test_stored_ensembles_round_trip_and_bad_files_are_misses(lab_data, tmp_path):
+    from jaxopt_mat.ensemble_cache import EnsembleCache
+    from jaxopt_mat.surrogates.spectrum_net import ensemble_from_arrays, ensemble_to_arrays
+
+    _, _, x, spectra, x_test, _ = lab_data
+    ens = fit_spectrum_ensemble(x[:40], spectra[:40], key=jax.random.key(1), low=LOW, high=HIGH, n_members=2,
+                                epochs=30)
+    cache = EnsembleCache(tmp_path / "ens", keep=2)
+    key = cache.key(x[:40], spectra[:40], seed=1, low=LOW, high=HIGH)
+    assert cache.get(key) is None
+    cache.put(key, ens)
+    back = cache.get(key)
+    np.testing.assert_array_equal(np.asarray(back.member_spectra(x_test)), np.asarray(ens.member_spectra(x_test)))
+    assert (back.hidden, back.n_out) == (ens.hidden, ens.n_out)
+    # Any change of rows, seed or bounds is another entry.
+    others = [cache.key(x[:39], spectra[:39], seed=1, low=LOW, high=HIGH),
+              cache.key(x[:40], spectra[:40], seed=2, low=LOW, high=HIGH),
+              cache.key(x[:40], spectra[:40], seed=1, low=LOW, high=HIGH + 1.0)]
+    assert len({key, *others}) == 4
+    # A truncated file is a miss, not an error; pruning keeps the newest `keep` entries.
+    path = next((tmp_path / "ens").glob("ensemble-*.npz"))
+    path.write_bytes(path.read_bytes()[:100])
+    assert cache.get(key) is None
+    for k in others:
+        cache.put(k, ens)
+    assert sorted(p.name for p in (tmp_path / "ens").glob("ensemble-*.npz")) == sorted(
+        f"ensemble-{k}.npz" for k in others[1:])
+    arrays = ensemble_to_arrays(ens)
+    arrays["params/params/Dense_0/kernel"] = arrays["params/params/Dense_0/kernel"][:, :3]
+    with pytest.raises(DataError, match="do not match"):
+        ensemble_from_arrays(arrays)
+    with pytest.raises(DataError, match="not a stored spectrum ensemble"):
+        ensemble_from_arrays({"low": LOW})

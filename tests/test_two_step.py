@@ -104,8 +104,14 @@ def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
 
 
 @pytest.mark.heavy
-def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_path):
+def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_path, monkeypatch):
+    # status trains what the next suggest will use; plot and suggest then load it from the cache.
     from jaxopt_mat.design import latin_hypercube
+
+    monkeypatch.setenv("JAXOPT_MAT_CACHE", str(tmp_path / "cache"))
+    trained = []
+    fit = two_step.fit_spectrum_ensemble
+    monkeypatch.setattr(two_step, "fit_spectrum_ensemble", lambda *a, **k: trained.append(1) or fit(*a, **k))
 
     lab = SilverLab()
     camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
@@ -120,10 +126,15 @@ def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_
     assert rules["spectrum_accuracy"]["value"] == step["accuracy_cosine"] is not None
     assert rules["spectrum_stability"]["value"] == step["stability_cosine"] is not None
     assert rules["spectrum_accuracy"]["met"] == (step["accuracy_cosine"] >= two_step.COS_ACCURACY)
+    assert len(trained) == 2  # held-out batch left out, and all data
     res = runner.invoke(app, ["plot", str(tmp_path / "c"), "--out", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
     assert "no prediction band" not in res.stderr
     assert (tmp_path / "p" / "best_spectrum.png").stat().st_size > 1000
+    res = runner.invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "3"])
+    assert res.exit_code == 0, res.output
+    assert f"auto: {step['step']} step ({step['reason']})" in res.stderr  # the decision status announced
+    assert len(trained) == 2
 
 
 def test_gp_step_models_a_capped_log_loss_that_keeps_the_order_of_good_recipes():

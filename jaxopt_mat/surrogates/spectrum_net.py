@@ -76,6 +76,45 @@ class SpectrumEnsemble:
         return jax.tree.leaves(self.params)[0].shape[0]
 
 
+def ensemble_to_arrays(ensemble: SpectrumEnsemble) -> dict[str, np.ndarray]:
+    """Flat ``name -> array`` form of an ensemble (what ``np.savez`` stores); inverse of :func:`ensemble_from_arrays`."""
+    out = {"low": np.asarray(ensemble.low), "high": np.asarray(ensemble.high), "scale": np.asarray(ensemble.scale),
+           "hidden": np.asarray(ensemble.hidden, dtype=np.int64), "n_out": np.asarray(ensemble.n_out, dtype=np.int64)}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(ensemble.params)[0]:
+        out["params/" + "/".join(str(k.key) for k in path)] = np.asarray(leaf)
+    return out
+
+
+def ensemble_from_arrays(arrays: dict) -> SpectrumEnsemble:
+    """Rebuild an ensemble from :func:`ensemble_to_arrays`' output.
+
+    Raises:
+        DataError: when the arrays do not describe an ensemble of this network.
+    """
+    try:
+        hidden = tuple(int(h) for h in np.asarray(arrays["hidden"]).reshape(-1))
+        n_out = int(arrays["n_out"])
+        params: dict = {}
+        for name, value in arrays.items():
+            if name.startswith("params/"):
+                *parents, leaf = name.split("/")[1:]
+                node = params
+                for p in parents:
+                    node = node.setdefault(p, {})
+                node[leaf] = jnp.asarray(value)
+        ens = SpectrumEnsemble(params, jnp.asarray(arrays["low"]), jnp.asarray(arrays["high"]),
+                               jnp.asarray(arrays["scale"]), hidden, n_out)
+        members = ens.n_members
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise DataError(f"not a stored spectrum ensemble: {e}") from None
+    expected = jax.eval_shape(lambda: jax.vmap(lambda k: SpectrumMLP(hidden, n_out).init(k, jnp.zeros((1, ens.low.shape[0]))))(
+        jax.random.split(jax.random.key(0), members)))
+    if jax.tree.structure(expected) != jax.tree.structure(params) or any(
+            a.shape != b.shape for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params))):
+        raise DataError("not a stored spectrum ensemble: its parameters do not match its network")
+    return ens
+
+
 @partial(jax.jit, static_argnames=("hidden", "n_out", "n_members", "epochs"))
 def _train(key, u_tr, s_tr, w_tr, u_va, s_va, w_va, learning_rate, weight_decay, *, hidden, n_out, n_members, epochs):
     net = SpectrumMLP(hidden, n_out)
