@@ -134,16 +134,24 @@ def monte_carlo_ehvi(mean, std, front, ref, *, key, n_samples: int = 4096):
     return jnp.mean(imp), jnp.std(imp) / math.sqrt(n_samples)
 
 
-def _score_local(predict, model_args, features, boxes, chunk):
-    """EHVI of ``features`` ``(n, d)``, ``n`` a multiple of ``chunk``, one chunk at a time."""
-    feats = features.reshape(-1, chunk, features.shape[-1])
+def _score_local(predict, model_args, features, boxes, chunk, dtype):
+    """EHVI of ``features`` ``(n, d)``, ``n >= chunk``, one chunk of rows at a time.
 
-    def body(_, f):
-        mean, std = predict(f, *model_args)
+    Chunk ``i`` starts at row ``min(i * chunk, n - chunk)``: the last chunk
+    overlaps the one before instead of being padded, so the pool is never
+    copied; rows are cast to ``dtype`` chunk by chunk.
+    """
+    n = features.shape[0]
+    n_chunks = -(-n // chunk)
+
+    def body(_, i):
+        f = jax.lax.dynamic_slice_in_dim(features, jnp.minimum(i * chunk, n - chunk), chunk)
+        mean, std = predict(f if dtype is None else f.astype(dtype), *model_args)
         return None, jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
 
-    _, out = jax.lax.scan(body, None, feats)
-    return out.reshape(-1)
+    _, out = jax.lax.scan(body, None, jnp.arange(n_chunks))
+    last = n - (n_chunks - 1) * chunk  # rows of the last chunk not already in the one before
+    return jnp.concatenate([out[:-1].reshape(-1), out[-1, chunk - last:]])
 
 
 def _pad_rows(features, multiple):
@@ -152,17 +160,16 @@ def _pad_rows(features, multiple):
     return jnp.concatenate([features, jnp.repeat(features[-1:], pad, axis=0)]) if pad else features
 
 
-@partial(jax.jit, static_argnames=("predict", "chunk"))
-def _score_chunks(predict, model_args, features, boxes, *, chunk):
-    n = features.shape[0]
-    return _score_local(predict, model_args, _pad_rows(features, chunk), boxes, chunk)[:n]
+@partial(jax.jit, static_argnames=("predict", "chunk", "dtype"))
+def _score_chunks(predict, model_args, features, boxes, *, chunk, dtype):
+    return _score_local(predict, model_args, features, boxes, chunk, dtype)
 
 
-@partial(jax.jit, static_argnames=("predict", "chunk", "mesh"))
-def _score_sharded(predict, model_args, features, boxes, *, chunk, mesh):
+@partial(jax.jit, static_argnames=("predict", "chunk", "mesh", "dtype"))
+def _score_sharded(predict, model_args, features, boxes, *, chunk, mesh, dtype):
     from jax.sharding import PartitionSpec as P
 
-    fn = jax.shard_map(lambda f, a, b: _score_local(predict, a, f, b, chunk), mesh=mesh,
+    fn = jax.shard_map(lambda f, a, b: _score_local(predict, a, f, b, chunk, dtype), mesh=mesh,
                        in_specs=(P("pool"), P(), P()), out_specs=P("pool"))
     return fn(features, model_args, boxes)
 
@@ -193,22 +200,24 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
         model_args = jax.tree.map(
             lambda a: jnp.asarray(a).astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a,
             tuple(model_args))
-        features, front, ref = (jnp.asarray(a).astype(dtype) for a in (features, front, ref))
+        front, ref = (jnp.asarray(a).astype(dtype) for a in (front, ref))
+        dtype = jnp.dtype(dtype)  # hashable, for the compiled scan's static arguments
     boxes = non_dominated_boxes(front, ref, front_valid)
     features = jnp.asarray(features)
     n = features.shape[0]
+    if n == 0:
+        return jnp.zeros((0,), boxes.lower.dtype)
     devs = list(jax.devices() if devices is None else devices)
     if len(devs) == 1:
-        return _score_chunks(predict, tuple(model_args), features, boxes, chunk=min(chunk, n))
+        return _score_chunks(predict, tuple(model_args), features, boxes, chunk=min(chunk, n), dtype=dtype)
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    per_device = -(-n // len(devs))
-    chunk = min(chunk, per_device)
-    padded = _pad_rows(features, chunk * len(devs))
+    padded = _pad_rows(features, len(devs))  # equal shards: at most one row per device added
+    chunk = min(chunk, padded.shape[0] // len(devs))
     mesh = Mesh(np.array(devs), ("pool",))
     padded = jax.device_put(padded, NamedSharding(mesh, P("pool")))
-    return _score_sharded(predict, tuple(model_args), padded, boxes, chunk=chunk, mesh=mesh)[:n]
+    return _score_sharded(predict, tuple(model_args), padded, boxes, chunk=chunk, mesh=mesh, dtype=dtype)[:n]
 
 
 def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist: int = 1024):
