@@ -62,8 +62,6 @@ RULES = {
     "model optimum": "anywhere in the space: minimum of the GP posterior mean of the peak-smoothed loss",
     "network optimum": "anywhere in the space: minimum of the ensemble's mean predicted loss (all measurements)",
 }
-# The rules above "oracle" pick one of the measured conditions; the two after it may
-# recommend a recipe never measured, so the oracle bounds the first four only.
 
 
 def neg_loss(x, params, target, smoothness):
