@@ -105,7 +105,7 @@ def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
 
 @pytest.mark.heavy
 def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_path, monkeypatch):
-    # status trains what the next suggest will use; plot and suggest then load it from the cache.
+    # status trains what the next suggest will use; plot, explain and suggest then load it from the cache.
     from jaxopt_mat.design import latin_hypercube
 
     monkeypatch.setenv("JAXOPT_MAT_CACHE", str(tmp_path / "cache"))
@@ -131,6 +131,9 @@ def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_
     assert res.exit_code == 0, res.output
     assert "no prediction band" not in res.stderr
     assert (tmp_path / "p" / "best_spectrum.png").stat().st_size > 1000
+    res = runner.invoke(app, ["explain", str(tmp_path / "c"), "--json", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "e" / "wavelength_attributions.png").stat().st_size > 1000
     res = runner.invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "3"])
     assert res.exit_code == 0, res.output
     assert f"auto: {step['step']} step ({step['reason']})" in res.stderr  # the decision status announced
