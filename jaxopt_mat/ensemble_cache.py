@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from jaxopt_mat.program_cache import source_fingerprint
+from jaxopt_mat.program_cache import source_fingerprint, store_atomically
 from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble, ensemble_from_arrays, ensemble_to_arrays
 
 
@@ -67,21 +67,15 @@ class EnsembleCache:
 
     def put(self, key: str, ensemble: SpectrumEnsemble) -> SpectrumEnsemble:
         """Store ``ensemble`` (atomically; a failure to write only costs the reuse) and return it."""
-        with contextlib.suppress(OSError):
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".ensemble-", suffix=".npz.tmp", dir=self.dir)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **ensemble_to_arrays(ensemble))
-                os.replace(tmp, self._path(key))
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+        buf = io.BytesIO()
+        np.savez(buf, **ensemble_to_arrays(ensemble))
+        if store_atomically(self._path(key), buf.getvalue()):
             self._prune()
         return ensemble
 
     def _prune(self) -> None:
-        entries = sorted(self.dir.glob("ensemble-*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in entries[self.keep:]:
-            with contextlib.suppress(OSError):
-                old.unlink()
+        with contextlib.suppress(OSError):  # another process may prune at the same time
+            entries = sorted(self.dir.glob("ensemble-*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in entries[self.keep:]:
+                with contextlib.suppress(OSError):
+                    old.unlink()

@@ -14,6 +14,7 @@ that accept one; library code keeps plain ``jax.jit``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from functools import lru_cache
@@ -32,6 +33,25 @@ def source_fingerprint() -> str:
     for path in sorted(root.rglob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def store_atomically(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so that
+    readers see the old file or the new one, never a torn one.
+
+    Best effort, for caches: on an unwritable folder nothing is stored and
+    ``False`` is returned (a cache that cannot be written only costs speed).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
 
 
 def _is_key(leaf) -> bool:
@@ -90,10 +110,4 @@ class ProgramCache:
             return None
 
     def _store(self, path: Path, exp) -> None:
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(exp.serialize())
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache only costs speed
+        store_atomically(path, exp.serialize())
