@@ -87,6 +87,9 @@ def test_too_few_spectra_are_refused():
 
 
 def test_stored_ensembles_round_trip_and_bad_files_are_misses(lab_data, tmp_path):
+    import os
+    import time
+
     from jaxopt_mat.ensemble_cache import EnsembleCache
     from jaxopt_mat.surrogates.spectrum_net import ensemble_from_arrays, ensemble_to_arrays
 
@@ -109,8 +112,12 @@ def test_stored_ensembles_round_trip_and_bad_files_are_misses(lab_data, tmp_path
     path = next((tmp_path / "ens").glob("ensemble-*.npz"))
     path.write_bytes(path.read_bytes()[:100])
     assert cache.get(key) is None
-    for k in others:
+    start = time.time() - 1000.0
+    os.utime(path, (start - 1.0, start - 1.0))
+    for i, k in enumerate(others):
         cache.put(k, ens)
+        # Distinct past times: the order stays defined on file systems with coarse timestamps.
+        os.utime(tmp_path / "ens" / f"ensemble-{k}.npz", (start + i, start + i))
     assert sorted(p.name for p in (tmp_path / "ens").glob("ensemble-*.npz")) == sorted(
         f"ensemble-{k}.npz" for k in others[1:])
     arrays = ensemble_to_arrays(ens)
