@@ -63,6 +63,10 @@ RULES = {
     "network optimum": "anywhere in the space: minimum of the ensemble's mean predicted loss (all measurements)",
 }
 
+# Not a rule: where local descent of the noise-free loss from the best measured condition ends.
+BASIN = "floor of the basin holding the best measured condition"
+GLOBAL_BASIN_TOL = 1e-4  # a run "reached the best recipe's basin" when that floor is this close to the best
+
 
 def neg_loss(x, params, target, smoothness):
     return -jm.spectrum_loss(mlp_spectra(params, x.astype(jnp.float32)), target)
@@ -88,6 +92,19 @@ def best_achievable(params, target, space):
     xs = np.concatenate([np.asarray(res.xs), np.asarray(grid.x)[None]])
     losses = true_loss(params, target, xs)
     return float(np.min(losses)), xs[np.argmin(losses)]
+
+
+def basin_floor(params, target, space, x_start, key):
+    """Noise-free loss where local gradient descent from ``x_start`` ends (never above its start).
+
+    Tells which basin of the loss a run ended in: near the best achievable
+    loss for the best recipe's own basin, higher for a run that converged
+    into another one (the study's network has several, with floors a few
+    1e-4 above the best).
+    """
+    res = jm.maximize(neg_smooth_loss, space, key=key, args=(params, target), init=x_start[None],
+                      n_starts=1, n_raw=1, n_steps=400, learning_rate=0.01)
+    return float(min(true_loss(params, target, np.asarray(res.xs[-1:]))[0], true_loss(params, target, x_start[None])[0]))
 
 
 def jitter_spread(params, target, x_best, best, flow_noise, n=4000):
@@ -131,7 +148,9 @@ def run_campaign(lab, target_rows, method, seed, budget, batch, workdir, params,
     predicted = jm.spectrum_loss(ensemble.predict(cond.x)[0], jnp.asarray(camp.target(camp.wavelengths())), window=window)
     picks = np.stack([cond.x[np.argmin(cond.y)], cond.x[np.argmin(np.asarray(model.predict(cond.x).mean))],
                       cond.x[np.argmin(smoothed)], cond.x[np.argmin(np.asarray(predicted))]])
-    oracle = float(np.min(true_loss(params, target, cond.x)))
+    measured_true = true_loss(params, target, cond.x)
+    oracle = float(np.min(measured_true))
+    floor = basin_floor(params, target, camp.space, cond.x[np.argmin(measured_true)], jax.random.key(seed))
     space = camp.space
     gp_opt = jm.maximize(neg_posterior_mean, space, key=jax.random.key(seed), args=(model,)).x
     net_opt = spectrum_batch(ensemble, space, camp.target(camp.wavelengths()), 1, key=jax.random.key(seed),
@@ -139,7 +158,7 @@ def run_campaign(lab, target_rows, method, seed, budget, batch, workdir, params,
     optima = np.stack([np.asarray(gp_opt), np.asarray(net_opt)])
     losses = list(map(float, true_loss(params, target, picks))) + [oracle]
     losses += list(map(float, true_loss(params, target, optima)))
-    return dict(zip(RULES, losses))
+    return {**dict(zip(RULES, losses)), BASIN: floor}
 
 
 def main():
@@ -180,6 +199,13 @@ def main():
             "a single measurement of the best recipe carries.\n",
             "| target | best achievable | best recipe | peak | loss increase under flow jitter |",
             "| --- | --- | --- | --- | --- |"]
+    basins = ["### Basins\n",
+              "Local gradient descent of the noise-free loss from each run's best measured condition (the oracle "
+              "above) ends at the floor of the basin the run converged into. Per method: runs whose floor is within "
+              f"{GLOBAL_BASIN_TOL:g} of the best achievable (they found the best recipe's basin), and the floor's "
+              "regret, median [25th, 75th percentile]: what refining each run's own region could give at best.\n",
+              "| target | " + " | ".join(methods) + " |",
+              "| --- | " + " | ".join("---" for _ in methods) + " |"]
     if args.workdir:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with (contextlib.nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory()) as tmp:
@@ -191,7 +217,7 @@ def main():
             info.append(f"| {label} | {best:.5f} | ({', '.join(f'{v:.1f}' for v in x_best)}) | {peak:.3f} | "
                         f"{np.median(spread):.5f} [{np.percentile(spread, 25):.5f}, {np.percentile(spread, 75):.5f}] |")
             rows = "".join(f"{w:g},{float(a)!r}\n" for w, a in zip(wl, np.asarray(target)))
-            regrets = {rule: {} for rule in RULES}
+            regrets = {rule: {} for rule in (*RULES, BASIN)}
             for m in methods:
                 t0 = time.perf_counter()
                 for rule in regrets:
@@ -200,17 +226,21 @@ def main():
                     losses = run_campaign(lab, rows, m, s, args.budget, args.batch, tmp, params, target)
                     for rule in regrets:
                         regrets[rule][m].append(losses[rule] - best)
-                    print(f"    {m} seed {s}: regret " + ", ".join(f"{r} {regrets[r][m][-1]:.5f}" for r in RULES),
+                    print(f"    {m} seed {s}: regret " + ", ".join(f"{r} {regrets[r][m][-1]:.5f}" for r in RULES)
+                          + f", basin floor {regrets[BASIN][m][-1]:.5f}",
                           file=sys.stderr, flush=True)
                 print(f"  {label} {m}: median regret " + ", ".join(f"{r} {np.median(regrets[r][m]):.5f}" for r in RULES)
                       + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
             fmt = lambda v: f"{np.median(v):.5f} [{np.percentile(v, 25):.5f}, {np.percentile(v, 75):.5f}]"  # noqa: E731
+            floors = regrets.pop(BASIN)
+            basins.append(f"| {label} | " + " | ".join(
+                f"{sum(f <= GLOBAL_BASIN_TOL for f in floors[m])}/{len(floors[m])}, {fmt(floors[m])}" for m in methods) + " |")
             for rule, reg in regrets.items():
                 ratio = lambda a, b: (f"{np.median(reg[a]) / max(np.median(reg[b]), 1e-12):.2f}"  # noqa: E731
                                       if a in reg and b in reg else "n/a")
                 tables[rule].append(f"| {label} | {best:.5f} | " + " | ".join(fmt(reg[m]) for m in methods)
                                     + f" | {ratio('gp', 'random')} | {ratio('auto', 'random')} | {ratio('auto', 'gp')} |")
-    rule_lines = [line for rule in RULES for line in tables[rule] + [""]] if methods else []
+    rule_lines = [line for rule in RULES for line in tables[rule] + [""]] + basins + [""] if methods else []
     print("\n".join(out + info + [""] + rule_lines))
 
 
