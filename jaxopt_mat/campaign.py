@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxopt_mat.errors import CampaignError, ConfigError, DataError, read_data_file
+from jaxopt_mat.errors import CampaignError, ConfigError, DataError, read_data_file, refuse_repeated_columns
 from jaxopt_mat.space import SearchSpace, constraints_from_strings
 
 CONFIG_FILE = "campaign.toml"
@@ -735,6 +735,9 @@ class Campaign:
         names = self.config.input_names
         if self.config.objective.is_spectrum:
             spectral = sorted(((w, i) for i, h in enumerate(header) if (w := _as_wavelength(h)) is not None))
+            twice = sorted({f"{w:g}" for (w, _), (w2, _) in zip(spectral, spectral[1:]) if w == w2})
+            if twice:
+                raise DataError(f"{source}: wavelength(s) {', '.join(twice)} nm appear in more than one column")
             if len(spectral) < 3:
                 raise DataError(f"{source}: no spectrum columns (headers must be wavelengths, e.g. 380, 381, ...)")
             known = self.wavelengths()
@@ -751,6 +754,7 @@ class Campaign:
         if missing:
             raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need[:len(names) + 1])}"
                             f"{', ...' if len(need) > len(names) + 1 else ''})")
+        refuse_repeated_columns(header, need, source)
         pos = [header.index(c) for c in need]
         space = self.space
         values = []
@@ -783,6 +787,7 @@ class Campaign:
         missing = [c for c in need if c not in header]
         if missing:
             raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need)})")
+        refuse_repeated_columns(header, need, source)
         pos = [header.index(c) for c in need]
         index = self.pool.index_of()
         ids, values = [], []

@@ -52,3 +52,14 @@ def read_data_file(path, what: str = "file") -> str:
         raise DataError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read it ({e})") from None
+
+
+def refuse_repeated_columns(header, wanted, source: str) -> None:
+    """A :class:`DataError` when a column the caller reads appears more than once in ``header``.
+
+    Which of two ``yield`` columns is the measurement cannot be guessed, so
+    the file is refused instead of one of them being used silently.
+    """
+    repeated = sorted({c for c in wanted if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{source}: column(s) {', '.join(repeated)} appear more than once in the header")

@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxopt_mat.acquisition.analytic import log_expected_improvement
 from jaxopt_mat.acquisition.batch import log_penalizer
-from jaxopt_mat.errors import DataError, read_data_file
+from jaxopt_mat.errors import DataError, read_data_file, refuse_repeated_columns
 
 ID_COLUMN = "id"
 
@@ -74,9 +74,9 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
     cells are all numbers.
 
     Raises:
-        DataError: no ``id`` column, duplicate or empty ids, a listed feature
-            column that is missing or not numeric, a missing value, a constant
-            column, or no feature at all.
+        DataError: no ``id`` column, a column name used twice, duplicate or
+            empty ids, a listed feature column that is missing or not numeric,
+            a missing value, a constant column, or no feature at all.
     """
     rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
     if not rows:
@@ -85,6 +85,7 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
     body = rows[1:]
     if ID_COLUMN not in header:
         raise DataError(f"{source}: the candidate table needs an '{ID_COLUMN}' column")
+    refuse_repeated_columns(header, [h for h in header if h], source)
     if not body:
         raise DataError(f"{source}: the candidate table has no rows")
     for line, r in enumerate(body, start=2):

@@ -96,6 +96,8 @@ def table(rows, header="q_agno3,q_pva,q_tot,yield"):
 
 @pytest.mark.parametrize("rows, header, message", [
     (["10,20,500,1.0"], "q_agno3,q_pva,yield", "missing column"),
+    (["10,20,500,1.0,2.0"], "q_agno3,q_pva,q_tot,yield,yield", "yield appear more than once"),
+    (["10,20,20,500,1.0"], "q_agno3,q_pva,q_pva,q_tot,yield", "q_pva appear more than once"),
     (["10,abc,500,1.0"], None, "row 2: q_pva = 'abc' is not a number"),
     (["10,20,500,1.0", "10,20,500,nan"], None, "row 3: yield = nan is not finite"),
     (["10,20,500,inf"], None, "not finite"),

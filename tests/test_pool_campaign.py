@@ -132,6 +132,7 @@ def test_pool_observe_rejects_unknown_ids_without_touching_the_record(pool_campa
     before = (camp / "observations.csv").read_bytes()
     for text, what in (("id,strength,cost\nP1,0.5,0.2\nP999,1,1\n", "P999"),
                        ("id,strength\nP2,0.5\n", "missing column"),
+                       ("id,strength,cost,cost\nP2,0.5,1,2\n", "cost appear more than once"),
                        ("id,strength,cost\nP2,abc,1\n", "not a number")):
         bad = tmp_path / "bad.csv"
         bad.write_text(text)
@@ -269,6 +270,7 @@ def test_pareto_config_round_trips_and_rejects_bad_tables():
 @pytest.mark.parametrize("text, message", [
     ("name,a\nx,1\n", "'id' column"),
     ("id,a\nx,1\nx,2\n", "repeats row 2"),
+    ("id,a,a\nx,1,2\ny,2,3\n", "a appear more than once"),
     ("id,a,b\nx,1,1\ny,2,1\n", "b are constant"),
     ("id,a,b\nx,1,\ny,2,3\n", "b is missing"),
     ("id,a\n", "no rows"),
@@ -277,6 +279,10 @@ def test_pareto_config_round_trips_and_rejects_bad_tables():
 def test_candidate_tables_with_problems_get_clear_errors(text, message):
     with pytest.raises(DataError, match=message):
         parse_pool(text, "c.csv")
+
+
+def test_trailing_empty_columns_of_a_spreadsheet_export_are_not_repeated_names():
+    assert parse_pool("id,a,b,,\nx,1,2,,\ny,2,3,,\n", "c.csv").names == ["a", "b"]
 
 
 def test_listed_features_must_exist_and_be_numeric():

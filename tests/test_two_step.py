@@ -51,6 +51,10 @@ def test_spectrum_campaign_records_spectra_and_scores_them(tmp_path):
     other = measurements_csv(list(INPUT_NAMES), wl[:-1], x, np.asarray(lab.spectra(x))[:, :-1])
     with pytest.raises(DataError, match="differ from the campaign"):
         camp.validate_table(other, "m2.csv")
+    # Two columns for one wavelength ("400" and "400.0"): which one is the measurement is unknown.
+    twice = measurements_csv(list(INPUT_NAMES), wl[:-1] + ["400.0"], x, np.asarray(lab.spectra(x)))
+    with pytest.raises(DataError, match="wavelength.s. 400 nm appear in more than one column"):
+        camp.validate_table(twice, "m3.csv")
 
 
 def test_target_must_cover_the_measured_wavelengths(tmp_path):
