@@ -422,6 +422,23 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+def _repeated_batch(body: list[list[str]], rows: np.ndarray, ids: list[str] | None) -> int | None:
+    """The earlier batch of ``observations.csv`` rows ``body`` whose rows equal ``rows`` as a multiset, if any."""
+    def key(cells):
+        return tuple(cells[:1]) + tuple(float(c) for c in cells[1:]) if ids is not None else tuple(map(float, cells))
+
+    new = sorted(((i,) if ids is not None else ()) + tuple(map(float, r)) for i, r in
+                 zip(ids if ids is not None else [None] * len(rows), rows))
+    batches: dict[str, list[list[str]]] = {}
+    for r in body:
+        if r:
+            batches.setdefault(r[-1], []).append(r[:-1])
+    for b, old in batches.items():
+        if len(old) == len(new) and sorted(key(c) for c in old) == new:
+            return int(b)
+    return None
+
+
 class Measurements(NamedTuple):
     """Validated rows of a measurement file.
 
@@ -806,11 +823,16 @@ class Campaign:
             raise DataError(f"{source}: no data rows")
         return Measurements(np.array(values), measured, ids)
 
-    def append_observations(self, measurements: Measurements | np.ndarray) -> int:
+    def append_observations(self, measurements: Measurements | np.ndarray, *, refuse_repeat: bool = False) -> int:
         """Append validated rows atomically under the lock; return the batch number given to them.
 
         A spectrum campaign's first rows fix its wavelength grid (the header of
         ``observations.csv``); a bare array is taken to be in the current column order.
+
+        With ``refuse_repeat``, rows that repeat an earlier batch exactly (the
+        same rows, in any order, every value equal) raise :class:`DataError`
+        and nothing is written: the same file observed twice would otherwise
+        count each measurement as its own replicate.
         """
         path = self.dir / OBSERVATIONS_FILE
         rows = measurements.values if isinstance(measurements, Measurements) else np.asarray(measurements)
@@ -833,6 +855,11 @@ class Campaign:
             elif rows.shape[1] != len(header) - 1 - (1 if ids is not None else 0):
                 raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {len(header) - 1}")
             _, body = self._read_rows()
+            if refuse_repeat:
+                earlier = _repeated_batch(body, rows, ids)
+                if earlier is not None:
+                    raise DataError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly (observed twice?); "
+                                    "nothing recorded")
             batch = max((int(r[-1]) for r in body), default=0) + 1
             lines = [",".join(repr(float(v)) for v in r) + f",{batch}" for r in rows]
             if ids is not None:

@@ -156,14 +156,22 @@ def suggest(
 def observe(
     directory: Path = typer.Argument(..., help="Campaign folder."),
     file: Path = typer.Argument(..., help="CSV with the input columns and the measured objective."),
+    again: bool = typer.Option(False, "--again", help="Record the file even if its rows repeat an earlier batch exactly."),
 ):
-    """Validate measurements and append them to observations.csv."""
+    """Validate measurements and append them to observations.csv.
+
+    A file whose rows repeat an earlier batch exactly is refused (the same file
+    observed twice) unless ``--again`` is given.
+    """
     from jaxopt_mat.campaign import Campaign
-    from jaxopt_mat.errors import read_data_file
+    from jaxopt_mat.errors import DataError, read_data_file
 
     camp = Campaign(directory)
     measurements = camp.validate_table(read_data_file(file, "measurement file"), file.name)
-    batch = camp.append_observations(measurements)
+    try:
+        batch = camp.append_observations(measurements, refuse_repeat=not again)
+    except DataError as e:
+        raise DataError(f"{file.name}: {e}; pass --again to record them anyway") from None
     total = camp.read_table()[0].shape[0]
     typer.echo(f"recorded {measurements.values.shape[0]} measurements as batch {batch}; {total} in total")
 

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jaxopt_mat import __version__
+from jaxopt_mat.campaign import Campaign
 from jaxopt_mat.cli import app
 from jaxopt_mat.test_functions import branin
 
@@ -132,6 +133,25 @@ def test_observe_refuses_bad_files_and_writes_nothing(campaign, tmp_path, conten
     line = one_line_error(invoke("observe", campaign, bad), 3)
     assert message in line
     assert (campaign / "observations.csv").read_bytes() == before
+
+
+def test_observing_the_same_file_twice_is_refused_unless_asked(campaign, tmp_path):
+    first = tmp_path / "m.csv"
+    first.write_text("x1,x2,cost\n1.0,2.0,3.0\n4.0,5.0,6.0\n")
+    assert invoke("observe", campaign, first).exit_code == 0
+    before = (campaign / "observations.csv").read_bytes()
+    shuffled = tmp_path / "again.csv"  # the same rows, columns and rows in another order
+    shuffled.write_text("cost,x2,x1\n6.0,5.0,4.0\n3.0,2.0,1.0\n")
+    line = one_line_error(invoke("observe", campaign, shuffled), 3)
+    assert "repeat batch 1 exactly" in line and "--again" in line
+    assert (campaign / "observations.csv").read_bytes() == before
+    # A true replicate differs in its measured value, and a subset is a new batch: both are recorded.
+    for text in ("x1,x2,cost\n1.0,2.0,3.1\n4.0,5.0,6.0\n", "x1,x2,cost\n1.0,2.0,3.0\n"):
+        first.write_text(text)
+        assert invoke("observe", campaign, first).exit_code == 0
+    assert invoke("observe", campaign, shuffled, "--again").exit_code == 0
+    _, _, batch = Campaign(campaign).read_observations()
+    assert batch.tolist() == [1, 1, 2, 2, 3, 4, 4]
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -139,6 +139,8 @@ def test_pool_observe_rejects_unknown_ids_without_touching_the_record(pool_campa
         res = invoke("observe", camp, bad)
         assert res.exit_code != 0 and res.stderr.startswith("error: ") and what in res.stderr, res.output
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+    res = invoke("observe", camp, good)  # the same file again: refused, ids included in the comparison
+    assert res.exit_code == 3 and "repeat batch 1 exactly" in res.stderr, res.output
     assert (camp / "observations.csv").read_bytes() == before
     info = json.loads(invoke("status", camp, "--json").stdout)
     assert info["n_observations"] == 2 and info["n_conditions"] == 1
