@@ -404,7 +404,10 @@ def config_to_toml(config: Config) -> str:
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace ``path`` by ``text`` so that readers see the old or the new file, never a torn one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the caller asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)

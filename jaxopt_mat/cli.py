@@ -77,6 +77,10 @@ def _guard(fn):
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+        except OSError as e:  # a file or folder the system refuses (missing folder, no permission, disk full)
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -136,8 +140,11 @@ def suggest(
     """Suggest the next batch of conditions as CSV."""
     from jaxopt_mat import loop
     from jaxopt_mat.campaign import Campaign, atomic_write_text
+    from jaxopt_mat.errors import DataError
 
     camp = Campaign(directory)
+    if out is not None and not out.parent.is_dir():  # before the work, not after it
+        raise DataError(f"--out {out}: folder {out.parent} does not exist")
     sug = loop.suggest(camp, batch, method=method, seed=seed, extend_bounds=extend_bounds, kappa=kappa,
                        progress=_progress, program_cache=_program_cache(), ensemble_cache=_ensemble_cache())
     text = loop.suggestion_csv(camp.config, sug)

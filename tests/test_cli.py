@@ -163,10 +163,19 @@ def test_observing_the_same_file_twice_is_refused_unless_asked(campaign, tmp_pat
     (["status", "{tmp}/nowhere"], 5, "not a campaign folder"),
     (["init", "{camp}", "--config", "{tmp}/campaign.toml"], 5, "already holds a campaign"),
     (["init", "{tmp}/new", "--config", "{tmp}/nope.toml"], 2, "config file not found"),
+    (["suggest", "{camp}", "--batch", "2", "--out", "{tmp}/no/such/folder/s.csv"], 3, "folder {tmp}/no/such/folder does not exist"),
 ])
 def test_refusals_are_one_line_with_an_exit_code(campaign, tmp_path, args, code, message):
     args = [a.format(camp=campaign, tmp=tmp_path) for a in args]
-    assert message in one_line_error(invoke(*args), code)
+    assert message.format(tmp=tmp_path) in one_line_error(invoke(*args), code)
+
+
+def test_a_folder_the_system_refuses_is_a_one_line_error(campaign, tmp_path):
+    data = tmp_path / "m.csv"
+    data.write_text("x1,x2,cost\n1.0,2.0,3.0\n")
+    assert invoke("observe", campaign, data).exit_code == 0
+    line = one_line_error(invoke("plot", campaign, "--out", tmp_path / "m.csv" / "plots"), 1)
+    assert line == f"error: {tmp_path / 'm.csv' / 'plots'}: Not a directory"
 
 
 @pytest.mark.parametrize("text, message", [
