@@ -552,6 +552,13 @@ def _prepare_pool(config: Config, source_dir: Path) -> tuple[Config, dict[str, b
     return dataclasses.replace(config, candidates=src.name, features=tuple(pool.names)), files
 
 
+def _all_finite(cells: list[str]) -> bool:
+    try:
+        return all(math.isfinite(float(c)) for c in cells)
+    except ValueError:
+        return False
+
+
 def _as_wavelength(cell: str):
     try:
         v = float(cell)
@@ -649,7 +656,15 @@ class Campaign:
         names = self.config.key_columns
         if header[: len(names)] != names or header[-1] != BATCH_COLUMN:
             raise CampaignError(f"{path}: header does not start with {names} and end with '{BATCH_COLUMN}'")
-        return header, rows[1:]
+        body = []
+        for line, r in enumerate(rows[1:], start=2):
+            if not any(c.strip() for c in r):
+                continue
+            if len(r) != len(header):
+                raise CampaignError(f"{path} row {line}: {len(r)} fields, the header has {len(header)} "
+                                    "(edited by hand? fix the row or restore the file)")
+            body.append(r)
+        return header, body
 
     def measured_columns(self) -> list[str]:
         """The objective column, or the wavelength columns of a spectrum campaign (empty before any data)."""
@@ -678,13 +693,26 @@ class Campaign:
                 rows = [index[r[0]] for r in body]
             except KeyError as e:
                 raise CampaignError(f"{OBSERVATIONS_FILE}: id {e.args[0]!r} is not in {self.config.candidates}") from None
-            arr = np.array([[float(v) for v in r[1:]] for r in body])
+            arr = self._numbers([r[1:] for r in body])
             return self.pool.features[rows], arr[:, :-1], arr[:, -1].astype(int)
         k = len(header) - d - 1
         if not body:
             return np.zeros((0, d)), np.zeros((0, k)), np.zeros(0, dtype=int)
-        arr = np.array([[float(v) for v in r] for r in body])
+        arr = self._numbers(body)
         return arr[:, :d], arr[:, d:-1], arr[:, -1].astype(int)
+
+    def _numbers(self, cells: list[list[str]]) -> np.ndarray:
+        """The recorded cells as floats; a cell that is not a finite number names its row."""
+        try:
+            arr = np.array([[float(v) for v in r] for r in cells])
+        except ValueError:
+            arr = None
+        if arr is None or not np.all(np.isfinite(arr)):
+            bad = next(r for r in cells if not _all_finite(r))
+            start = ",".join(bad[:4]) + (",..." if len(bad) > 4 else "")
+            raise CampaignError(f"{self.dir / OBSERVATIONS_FILE}: the row {start!r} holds a value that is not a finite "
+                                "number (edited by hand? fix the row or restore the file)")
+        return arr
 
     def read_ids(self) -> list[str]:
         """Pool campaigns: the candidate id of every recorded row, in file order."""

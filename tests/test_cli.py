@@ -170,6 +170,33 @@ def test_refusals_are_one_line_with_an_exit_code(campaign, tmp_path, args, code,
     assert message.format(tmp=tmp_path) in one_line_error(invoke(*args), code)
 
 
+@pytest.mark.parametrize("row, message", [
+    ("1.0,oops,3.0,1", "the row '1.0,oops,3.0,1' holds a value that is not a finite number"),
+    ("1.0,2.0,inf,1", "the row '1.0,2.0,inf,1' holds a value that is not a finite number"),
+    ("1.0,2.0", "row 3: 2 fields, the header has 4"),
+])
+def test_a_hand_edited_record_is_named_not_a_traceback(campaign, tmp_path, row, message):
+    data = tmp_path / "m.csv"
+    data.write_text("x1,x2,cost\n1.0,2.0,3.0\n")
+    assert invoke("observe", campaign, data).exit_code == 0
+    record = campaign / "observations.csv"
+    record.write_text(record.read_text() + row + "\n\n")
+    for command in (("status", campaign), ("suggest", campaign, "--batch", "2")):
+        line = one_line_error(invoke(*command), 5)
+        assert message in line and "restore the file" in line
+
+
+def test_blank_lines_in_the_record_are_skipped(campaign, tmp_path):
+    data = tmp_path / "m.csv"
+    data.write_text("x1,x2,cost\n1.0,2.0,3.0\n")
+    assert invoke("observe", campaign, data).exit_code == 0
+    record = campaign / "observations.csv"
+    record.write_text(record.read_text() + "\n\n")
+    data.write_text("x1,x2,cost\n4.0,5.0,6.0\n")
+    res = invoke("observe", campaign, data)
+    assert res.exit_code == 0 and "as batch 2; 2 in total" in res.stdout, res.output
+
+
 def test_a_folder_the_system_refuses_is_a_one_line_error(campaign, tmp_path):
     data = tmp_path / "m.csv"
     data.write_text("x1,x2,cost\n1.0,2.0,3.0\n")
