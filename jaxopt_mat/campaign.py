@@ -426,19 +426,27 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _repeated_batch(body: list[list[str]], rows: np.ndarray, ids: list[str] | None) -> int | None:
-    """The earlier batch of ``observations.csv`` rows ``body`` whose rows equal ``rows`` as a multiset, if any."""
-    def key(cells):
-        return tuple(cells[:1]) + tuple(float(c) for c in cells[1:]) if ids is not None else tuple(map(float, cells))
+    """The earlier batch whose recorded rows (``body``, as read) equal ``rows`` as a multiset, if any.
 
-    new = sorted(((i,) if ids is not None else ()) + tuple(map(float, r)) for i, r in
-                 zip(ids if ids is not None else [None] * len(rows), rows))
-    batches: dict[str, list[list[str]]] = {}
-    for r in body:
-        if r:
-            batches.setdefault(r[-1], []).append(r[:-1])
-    for b, old in batches.items():
-        if len(old) == len(new) and sorted(key(c) for c in old) == new:
-            return int(b)
+    Values are written with ``repr``, so they read back exactly; a cell that
+    is not a number (a hand-edited record) simply matches nothing.
+    """
+    start = 0 if ids is None else 1
+
+    def number(cell):
+        try:
+            return float(cell)
+        except ValueError:
+            return None
+
+    new = sorted((i, tuple(map(float, r))) for i, r in zip(ids or [""] * len(rows), rows))
+    batches: dict[str, list] = {}
+    for cells in body:
+        label = cells[0] if ids is not None else ""
+        batches.setdefault(cells[-1], []).append((label, tuple(number(c) for c in cells[start:-1])))
+    for batch, old in batches.items():
+        if len(old) == len(new) and all(None not in v for _, v in old) and sorted(old) == new:
+            return int(batch)
     return None
 
 
@@ -660,9 +668,10 @@ class Campaign:
         for line, r in enumerate(rows[1:], start=2):
             if not any(c.strip() for c in r):
                 continue
-            if len(r) != len(header):
-                raise CampaignError(f"{path} row {line}: {len(r)} fields, the header has {len(header)} "
-                                    "(edited by hand? fix the row or restore the file)")
+            if len(r) != len(header) or not r[-1].strip().isdigit():
+                problem = (f"{len(r)} fields, the header has {len(header)}" if len(r) != len(header)
+                           else f"batch {r[-1]!r} is not a whole number")
+                raise CampaignError(f"{path} row {line}: {problem} (edited by hand? fix the row or restore the file)")
             body.append(r)
         return header, body
 

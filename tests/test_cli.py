@@ -174,6 +174,7 @@ def test_refusals_are_one_line_with_an_exit_code(campaign, tmp_path, args, code,
     ("1.0,oops,3.0,1", "the row '1.0,oops,3.0,1' holds a value that is not a finite number"),
     ("1.0,2.0,inf,1", "the row '1.0,2.0,inf,1' holds a value that is not a finite number"),
     ("1.0,2.0", "row 3: 2 fields, the header has 4"),
+    ("1.0,2.0,3.0,first", "row 3: batch 'first' is not a whole number"),
 ])
 def test_a_hand_edited_record_is_named_not_a_traceback(campaign, tmp_path, row, message):
     data = tmp_path / "m.csv"
