@@ -36,6 +36,7 @@ from jaxopt_mat.errors import (
     InfeasibleError,
     JaxOptMatError,
     NumericalError,
+    RepeatedBatchError,
 )
 from jaxopt_mat.optimize import MaximizeResult, maximize, maximize_grid, maximize_random
 from jaxopt_mat.pareto import hypervolume, non_dominated_mask
@@ -56,6 +57,7 @@ __all__ = [
     "MaximizeResult",
     "NumericalError",
     "Posterior",
+    "RepeatedBatchError",
     "SearchSpace",
     "__version__",
     "combine_replicates",

@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxopt_mat.errors import CampaignError, ConfigError, DataError, read_data_file, refuse_repeated_columns
+from jaxopt_mat.errors import (CampaignError, ConfigError, DataError, RepeatedBatchError, read_data_file,
+                               refuse_repeated_columns)
 from jaxopt_mat.space import SearchSpace, constraints_from_strings
 
 CONFIG_FILE = "campaign.toml"
@@ -870,7 +871,8 @@ class Campaign:
         ``observations.csv``); a bare array is taken to be in the current column order.
 
         With ``refuse_repeat``, rows that repeat an earlier batch exactly (the
-        same rows, in any order, every value equal) raise :class:`DataError`
+        same rows, in any order, every value equal) raise
+        :class:`~jaxopt_mat.errors.RepeatedBatchError` (a :class:`DataError`)
         and nothing is written: the same file observed twice would otherwise
         count each measurement as its own replicate.
         """
@@ -898,7 +900,7 @@ class Campaign:
             if refuse_repeat:
                 earlier = _repeated_batch(body, rows, ids)
                 if earlier is not None:
-                    raise DataError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly (observed twice?); "
+                    raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly (observed twice?); "
                                     "nothing recorded")
             batch = max((int(r[-1]) for r in body), default=0) + 1
             lines = [",".join(repr(float(v)) for v in r) + f",{batch}" for r in rows]

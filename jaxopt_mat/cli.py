@@ -171,14 +171,14 @@ def observe(
     observed twice) unless ``--again`` is given.
     """
     from jaxopt_mat.campaign import Campaign
-    from jaxopt_mat.errors import DataError, read_data_file
+    from jaxopt_mat.errors import RepeatedBatchError, read_data_file
 
     camp = Campaign(directory)
     measurements = camp.validate_table(read_data_file(file, "measurement file"), file.name)
     try:
         batch = camp.append_observations(measurements, refuse_repeat=not again)
-    except DataError as e:
-        raise DataError(f"{file.name}: {e}; pass --again to record them anyway") from None
+    except RepeatedBatchError as e:
+        raise RepeatedBatchError(f"{file.name}: {e}; pass --again to record them anyway") from None
     total = camp.read_table()[0].shape[0]
     typer.echo(f"recorded {measurements.values.shape[0]} measurements as batch {batch}; {total} in total")
 

@@ -23,6 +23,10 @@ class DataError(JaxOptMatError):
     exit_code = 3
 
 
+class RepeatedBatchError(DataError):
+    """Measurements repeat an earlier batch exactly (most likely the same file observed twice)."""
+
+
 class InfeasibleError(JaxOptMatError):
     """The bounds and linear constraints leave no feasible point."""
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxopt_mat import ConfigError, DataError, InfeasibleError
+from jaxopt_mat import ConfigError, DataError, InfeasibleError, RepeatedBatchError
 from jaxopt_mat.campaign import Campaign, config_to_toml, parse_config
 
 BASE = {
@@ -120,6 +120,17 @@ def test_observations_append_and_number_batches(camp):
     np.testing.assert_allclose(y, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(batch, [1, 1, 2])
     np.testing.assert_allclose(x[2], [12, 22, 700])
+
+
+def test_a_repeated_batch_is_refused_only_when_asked(camp):
+    first = camp.validate_table(table(["10,20,500,1.0", "11,21,600,2.0"]), "a")
+    camp.append_observations(first)
+    before = (camp.dir / "observations.csv").read_bytes()
+    again = camp.validate_table(table(["11,21,600,2.0", "10,20,500,1.0"]), "a")  # the same rows, reordered
+    with pytest.raises(RepeatedBatchError, match="repeat batch 1 exactly"):
+        camp.append_observations(again, refuse_repeat=True)
+    assert (camp.dir / "observations.csv").read_bytes() == before
+    assert camp.append_observations(again) == 2  # the library default records it (replicates on purpose)
 
 
 def test_extra_columns_such_as_predictions_are_accepted(camp):
