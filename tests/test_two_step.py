@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from jaxopt_mat import two_step
 from jaxopt_mat.campaign import Campaign, parse_config
 from jaxopt_mat.cli import app
-from jaxopt_mat.errors import DataError
+from jaxopt_mat.errors import DataError, RepeatedBatchError
 from jaxopt_mat.simulate import measurements_csv
 from jaxopt_mat.virtual_lab import CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, SilverLab
 
@@ -46,6 +46,8 @@ def test_spectrum_campaign_records_spectra_and_scores_them(tmp_path):
     camp.append_observations(camp.validate_table(text, "m.csv"))
     _, loss, _ = camp.read_observations()
     assert loss[0] < 1e-4 < loss[1]  # the target recipe itself (target interpolated from a coarser grid)
+    with pytest.raises(RepeatedBatchError, match="repeat batch 1 exactly"):  # the same spectra file observed twice
+        camp.append_observations(camp.validate_table(text, "m.csv"), refuse_repeat=True)
     np.testing.assert_allclose(camp.wavelengths(), lab.wavelengths)
     # A later file must use the same grid.
     other = measurements_csv(list(INPUT_NAMES), wl[:-1], x, np.asarray(lab.spectra(x))[:, :-1])
