@@ -887,7 +887,7 @@ class Campaign:
             if unknown:
                 raise CampaignError(f"id {unknown[0]!r} is not in the candidate table {self.config.candidates}")
         with self.lock():
-            header, _ = self._read_rows()
+            header, body = self._read_rows()
             old = path.read_text()
             if self.config.objective.is_spectrum and len(header) == len(self.config.key_columns) + 1:  # no data yet: the grid comes with these rows
                 if not isinstance(measurements, Measurements):
@@ -896,7 +896,6 @@ class Campaign:
                 old = ",".join(header) + "\n" + old.split("\n", 1)[1]
             elif rows.shape[1] != len(header) - 1 - (1 if ids is not None else 0):
                 raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {len(header) - 1}")
-            _, body = self._read_rows()
             if refuse_repeat:
                 earlier = _repeated_batch(body, rows, ids)
                 if earlier is not None:
