@@ -71,16 +71,21 @@ def matern52_cross(a, b, lengthscale, variance):
     """Matérn-5/2 cross-covariance ``(n, k)`` of unit-cube points ``a`` ``(n, d)`` and ``b`` ``(k, d)``.
 
     The same function as gpjax's ``Matern52.cross_covariance`` with its
-    default computation (checked to 1e-12 in the tests), with squared
-    distances from one matrix product instead of pairwise differences: about
-    twice as fast when scoring large candidate pools, and what fitting uses
-    through :func:`matern52`.
+    default computation (checked to 1e-12 in the tests), and what fitting
+    uses through :func:`matern52`. The squared distances ``|a|^2 + |b|^2 -
+    2 a.b`` come from one matrix product of augmented coordinates ``[a,
+    |a|^2, 1] . [-2b, 1, |b|^2]``, which leaves no broadcast sums for the
+    element-wise pass: twice as fast as pairwise differences when scoring
+    large candidate pools, and 10-15 % faster again than the product ``a.b``
+    plus broadcast norms (float32, 1,000,000 candidates, interleaved runs),
+    at the same cost for fitting.
     """
     a = a / lengthscale
     b = b / lengthscale
-    sq = jnp.sum(a * a, axis=-1)[:, None] + jnp.sum(b * b, axis=-1)[None, :] - 2.0 * a @ b.T
-    sq = jnp.maximum(sq, 0.0)
-    r = jnp.sqrt(jnp.where(sq > 1e-30, sq, 1e-30))
+    a_aug = jnp.concatenate([a, jnp.sum(a * a, axis=-1, keepdims=True), jnp.ones_like(a[:, :1])], axis=-1)
+    b_aug = jnp.concatenate([-2.0 * b, jnp.ones_like(b[:, :1]), jnp.sum(b * b, axis=-1, keepdims=True)], axis=-1)
+    sq = jnp.maximum(a_aug @ b_aug.T, 0.0)  # rounding can make coincident points' distance slightly negative
+    r = jnp.sqrt(jnp.where(sq > 1e-30, sq, 1e-30))  # clamped: sqrt's gradient at 0 is infinite
     s5r = jnp.sqrt(5.0) * r
     return variance * (1.0 + s5r + (5.0 / 3.0) * sq) * jnp.exp(-s5r)
 
