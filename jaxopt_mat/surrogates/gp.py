@@ -76,7 +76,7 @@ def matern52_cross(a, b, lengthscale, variance):
     2 a.b`` come from one matrix product of augmented coordinates ``[a,
     |a|^2, 1] . [-2b, 1, |b|^2]``, which leaves no broadcast sums for the
     element-wise pass: twice as fast as pairwise differences when scoring
-    large candidate pools, and 10-15 % faster again than the product ``a.b``
+    large candidate pools, and 9-15 % faster again than the product ``a.b``
     plus broadcast norms (float32, 1,000,000 candidates, interleaved runs),
     at the same cost for fitting.
     """
