@@ -899,8 +899,8 @@ class Campaign:
             if refuse_repeat:
                 earlier = _repeated_batch(body, rows, ids)
                 if earlier is not None:
-                    raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly (observed twice?); "
-                                    "nothing recorded")
+                    raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly "
+                                             "(observed twice?); nothing recorded")
             batch = max((int(r[-1]) for r in body), default=0) + 1
             lines = [",".join(repr(float(v)) for v in r) + f",{batch}" for r in rows]
             if ids is not None:
