@@ -197,6 +197,8 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     for where, item in _named_tables(raw_inputs, f"{source}: inputs", _INPUT_KEYS, ("name", "low", "high")):
         nm = item["name"]
         where = f"{source}: input {nm}"
+        if nm in (BATCH_COLUMN, "id"):
+            raise ConfigError(f"{where}: the name {nm!r} is reserved for a column of observations.csv")
         low = _number(item["low"], f"{where}: low")
         high = _number(item["high"], f"{where}: high")
         if not low < high:

@@ -45,6 +45,9 @@ def with_(**changes):
     (with_(objective={"kind": "spectrum", "target": "t.csv", "window": [1.2, 0.7]}), ConfigError, "window"),
     (with_(objective={"kind": "spectrum", "target": "t.csv", "direction": "maximize"}), ConfigError, "unknown key"),
     (with_(objective={"name": "q_pva"}), ConfigError, "clashes"),
+    (with_(objective={"name": "id"}), ConfigError, "clashes"),
+    (with_(inputs=[{"name": "batch", "low": 0.0, "high": 1.0}]), ConfigError, "reserved"),
+    (with_(inputs=[{"name": "id", "low": 0.0, "high": 1.0}]), ConfigError, "reserved"),
     (with_(seed=-1), ConfigError, "seed"),
     (with_(initial_design=1), ConfigError, "initial_design"),
 ])
@@ -54,12 +57,13 @@ def test_bad_configs_are_refused_with_the_reason(data, error, message):
 
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+column_names = names.filter(lambda s: s not in ("batch", "id"))  # reserved columns of observations.csv
 
 
 @st.composite
 def configs(draw):
     n = draw(st.integers(1, 4))
-    input_names = draw(st.lists(names, min_size=n, max_size=n, unique=True))
+    input_names = draw(st.lists(column_names, min_size=n, max_size=n, unique=True))
     inputs = []
     for nm in input_names:
         lo = draw(st.floats(-1e4, 1e4))
@@ -69,7 +73,7 @@ def configs(draw):
             item["extendable"] = True
             item["extend_factor"] = draw(st.floats(1.01, 5.0))
         inputs.append(item)
-    obj = draw(names.filter(lambda s: s not in input_names and s != "batch"))
+    obj = draw(column_names.filter(lambda s: s not in input_names))
     return {
         "name": draw(names), "seed": draw(st.integers(0, 2**31)), "inputs": inputs,
         "initial_design": draw(st.integers(2, 50)),
