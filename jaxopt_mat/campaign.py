@@ -35,6 +35,8 @@ OBSERVATIONS_FILE = "observations.csv"
 SUGGESTIONS_DIR = "suggestions"
 STATE_FILE = "state.json"
 BATCH_COLUMN = "batch"
+# Columns of observations.csv that no input or objective may be named after.
+RESERVED_COLUMNS = (BATCH_COLUMN, "id")
 
 _TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_design", "stopping", "candidates",
              "features", "embedding"}
@@ -197,7 +199,7 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     for where, item in _named_tables(raw_inputs, f"{source}: inputs", _INPUT_KEYS, ("name", "low", "high")):
         nm = item["name"]
         where = f"{source}: input {nm}"
-        if nm in (BATCH_COLUMN, "id"):
+        if nm in RESERVED_COLUMNS:
             raise ConfigError(f"{where}: the name {nm!r} is reserved for a column of observations.csv")
         low = _number(item["low"], f"{where}: low")
         high = _number(item["high"], f"{where}: high")
@@ -288,7 +290,7 @@ def _parse_pareto(raw: dict, names: list[str], source: str) -> Objective:
     objectives = []
     for where, item in _named_tables(items, f"{source}: objective.objectives", _PARETO_OBJECTIVE_KEYS, ("name",)):
         nm = item["name"]
-        if nm in names or nm in (BATCH_COLUMN, "id"):
+        if nm in names or nm in RESERVED_COLUMNS:
             raise ConfigError(f"{where}: name {nm!r} clashes with an input, a feature or a reserved column")
         direction = item.get("direction", "maximize")
         if direction not in ("maximize", "minimize"):
@@ -315,7 +317,7 @@ def _parse_objective(raw: dict, names: list[str], source: str) -> Objective:
     obj_name = raw.get("name", "loss" if kind == "spectrum" else None)
     if not isinstance(obj_name, str) or not obj_name.isidentifier():
         raise ConfigError(f"{source}: objective name must be an identifier, got {obj_name!r}")
-    if obj_name in names or obj_name in (BATCH_COLUMN, "id"):
+    if obj_name in names or obj_name in RESERVED_COLUMNS:
         raise ConfigError(f"{source}: objective name {obj_name!r} clashes with an input or reserved column")
     if kind == "scalar":
         direction = raw.get("direction", "maximize")

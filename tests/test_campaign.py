@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxopt_mat import ConfigError, DataError, InfeasibleError, RepeatedBatchError
-from jaxopt_mat.campaign import Campaign, config_to_toml, parse_config
+from jaxopt_mat.campaign import RESERVED_COLUMNS, Campaign, config_to_toml, parse_config
 
 BASE = {
     "name": "agnp",
@@ -57,7 +57,7 @@ def test_bad_configs_are_refused_with_the_reason(data, error, message):
 
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
-column_names = names.filter(lambda s: s not in ("batch", "id"))  # reserved columns of observations.csv
+column_names = names.filter(lambda s: s not in RESERVED_COLUMNS)
 
 
 @st.composite
