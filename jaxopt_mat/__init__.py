@@ -43,6 +43,7 @@ from jaxopt_mat.pareto import hypervolume, non_dominated_mask
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.base import Posterior
 from jaxopt_mat.surrogates.gp import GPModel, fit_gp
+from jaxopt_mat.surrogates.spectrum_gp import SpectrumGP, fit_spectrum_gp
 
 __version__ = "0.1.0"
 
@@ -59,12 +60,14 @@ __all__ = [
     "Posterior",
     "RepeatedBatchError",
     "SearchSpace",
+    "SpectrumGP",
     "__version__",
     "combine_replicates",
     "ehvi_batch",
     "expected_hypervolume_improvement",
     "expected_improvement",
     "fit_gp",
+    "fit_spectrum_gp",
     "greedy_pool_batch",
     "hypervolume",
     "kernel_mean_embedding",

@@ -129,8 +129,8 @@ def suggest(
     batch: int = typer.Option(..., "--batch", "-n", help="Number of conditions to suggest (1-32)."),
     method: Optional[str] = typer.Option(
         None, "--method", "-m",
-        help="gp (batch log-EI with local penalization), random or lhs; spectrum campaigns also dnn, mixed and "
-             "auto (their default).",
+        help="gp (batch log-EI with local penalization), random or lhs; spectrum campaigns also cgp (GPs on the "
+             "spectrum's principal components), dnn, mixed and auto (their default).",
     ),
     kappa: float = typer.Option(0.0, "--kappa", help="Spectrum network: weight of the members' disagreement (exploration)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (default: the campaign's)."),

@@ -22,7 +22,7 @@ from jaxopt_mat.surrogates.gp import fit_gp, fit_quality
 
 METHODS = ("gp", "random", "lhs")
 POOL_METHODS = ("gp", "random", "spread")
-SPECTRUM_METHODS = ("auto", "gp", "dnn", "mixed", "random", "lhs")
+SPECTRUM_METHODS = ("auto", "gp", "cgp", "dnn", "mixed", "random", "lhs")
 # A suggestion within this fraction of an input's range from a bound "touches" it.
 _BOUND_TOL = 0.01
 # Share of a batch touching the same bound, in this batch and the previous one,
@@ -123,7 +123,7 @@ def suggest(
         return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
                                  ensemble_cache)
 
-    model_based = method in ("gp", "dnn", "mixed", "auto")
+    model_based = method in ("gp", "cgp", "dnn", "mixed", "auto")
     if method == "lhs" or (model_based and cond.x.shape[0] < config.initial_design):
         if model_based:
             notes.append(
@@ -135,6 +135,8 @@ def suggest(
         result = Suggestion(random_design(space, batch, seed=rng_seed), "random", {}, notes)
     elif method == "gp":
         result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
+    elif method == "cgp":
+        result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
     else:
         result = _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache,
                                    ensemble_cache)
@@ -455,6 +457,49 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
         "log_ei": np.asarray(result.log_acquisition),
     }
     return Suggestion(x, "gp", extra, notes)
+
+
+def spectrum_gp_view(campaign: Campaign, *, key, program_cache=None):
+    """The composite spectrum GP of a campaign and each condition's posterior expected loss.
+
+    Returns ``(model, conditions, expected_loss)``: the
+    :class:`~jaxopt_mat.surrogates.spectrum_gp.SpectrumGP` fitted to the median
+    spectrum of every measured condition, those conditions, and the posterior
+    expected exact loss of each (Monte Carlo over 256 score draws). The expected
+    loss weighs each measurement against all the others, so a single lucky
+    reading at the intensity window's edge does not make a condition look best.
+    """
+    from jaxopt_mat.acquisition.spectrum import expected_spectrum_loss
+    from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp
+
+    space = campaign.space
+    x, spectra, _ = campaign.read_table()
+    med = combine_replicates(x, spectra)
+    k_fit, k_z = jax.random.split(key)
+    model = fit_spectrum_gp(med.x, med.y, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
+    z = jax.random.normal(k_z, (256, model.n_components), dtype=model.mean.dtype)
+    target = jax.numpy.asarray(campaign.target(campaign.wavelengths()))
+    losses = expected_spectrum_loss(model, jax.numpy.asarray(med.x), target, z, window=campaign.config.objective.window)
+    return model, med, np.asarray(losses.mean(axis=0))
+
+
+def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache) -> Suggestion:
+    """``cgp``: expected improvement of the loss under GPs of the spectrum's principal components."""
+    from jaxopt_mat.acquisition.spectrum import spectrum_gp_batch
+
+    key = jax.random.key(rng_seed)
+    k_fit, k_acq = jax.random.split(key)
+    progress("fitting GPs to the principal components of the measured spectra")
+    model, _, expected = spectrum_gp_view(campaign, key=k_fit, program_cache=program_cache)
+    progress(f"optimizing the expected improvement of the loss for a batch of {batch}")
+    target = campaign.target(campaign.wavelengths())
+    sb = spectrum_gp_batch(model, campaign.space, target, batch, key=k_acq, best=float(np.min(expected)),
+                           window=campaign.config.objective.window)
+    x = np.asarray(sb.x)
+    if not np.all(np.asarray(campaign.space.is_feasible(x, atol=0.0))):  # the repair guarantees this
+        raise AssertionError("internal error: an infeasible suggestion escaped the projection")
+    extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std)}
+    return Suggestion(x, "cgp", extra, notes)
 
 
 def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache,

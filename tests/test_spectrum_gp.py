@@ -1,0 +1,142 @@
+"""Composite spectrum GP: principal components, posterior spectra, expected loss and its batch."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import jaxopt_mat as jm
+from jaxopt_mat.acquisition.spectrum import (
+    LOSS_FLOOR,
+    expected_spectrum_loss,
+    log_expected_loss_improvement,
+    spectrum_gp_batch,
+)
+from jaxopt_mat.campaign import Campaign
+from jaxopt_mat.cli import app
+from jaxopt_mat.errors import DataError
+from jaxopt_mat.simulate import measurements_csv
+from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp, principal_components
+from jaxopt_mat.virtual_lab import INPUT_NAMES, SilverLab
+from tests.test_two_step import spectrum_config
+
+WL = np.linspace(380.0, 800.0, 120)
+SPACE = jm.SearchSpace([0.0, 0.0], [1.0, 1.0], A=[[1.0, 1.0]], b=[1.6])
+
+
+def band_spectra(x):
+    """A band whose position and height follow the two inputs smoothly, plus a fixed background."""
+    x = np.atleast_2d(x)
+    centre = 450.0 + 200.0 * x[:, :1]
+    height = 0.4 + 0.8 * x[:, 1:]
+    return height * np.exp(-0.5 * ((WL - centre) / 40.0) ** 2) + 0.05
+
+
+def reference_loss(s, t, lo=0.7, hi=1.2):
+    """The study's loss written out with numpy, one spectrum at a time."""
+    def mm(v):
+        return (v - v.min()) / (v.max() - v.min())
+    a, b = mm(s), mm(t)
+    cos = a @ b / np.sqrt((a @ a) * (b @ b))
+    peak = s.max()
+    factor = 0.0 if peak > hi else min(peak / lo, 1.0)
+    return 1.0 - cos * factor
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x = np.asarray(jm.latin_hypercube(SPACE, 30, seed=0))
+    rng = np.random.default_rng(0)
+    spectra = band_spectra(x) + 0.002 * rng.standard_normal((30, WL.size))
+    return x, spectra, fit_spectrum_gp(x, spectra, key=jax.random.key(0), low=SPACE.low, high=SPACE.high)
+
+
+def test_principal_components_explain_the_asked_fraction_and_are_orthonormal():
+    x = np.random.default_rng(1).uniform(size=(40, 2))
+    s = band_spectra(x)
+    mean, basis = principal_components(s, explained=0.999, max_components=10)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(basis.shape[0]), atol=1e-10)
+    centred = s - mean
+    kept = np.sum((centred @ basis.T) ** 2) / np.sum(centred**2)
+    assert kept >= 0.999
+    fewer = basis[:-1]
+    assert np.sum((centred @ fewer.T) ** 2) / np.sum(centred**2) < 0.999  # the smallest such number
+
+
+def test_identical_spectra_and_too_few_conditions_are_refused():
+    with pytest.raises(DataError, match="identical"):
+        principal_components(np.ones((5, 10)))
+    with pytest.raises(DataError, match="at least 3"):
+        fit_spectrum_gp(np.zeros((2, 2)), np.ones((2, 10)), key=jax.random.key(0))
+
+
+def test_posterior_mean_spectra_predict_held_out_recipes(fitted):
+    _, _, model = fitted
+    x_new = np.random.default_rng(2).uniform(0.1, 0.7, size=(20, 2))
+    pred = np.asarray(model.mean_spectra(jnp.asarray(x_new)))
+    true = band_spectra(x_new)
+    cos = np.sum(pred * true, 1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(true, axis=1)
+    assert np.median(cos) > 0.99
+    # Zero draws give the mean spectra.
+    z0 = jnp.zeros((1, model.n_components))
+    np.testing.assert_allclose(np.asarray(model.sample_spectra(jnp.asarray(x_new), z0))[0], pred, atol=1e-12)
+
+
+def test_expected_loss_matches_a_monte_carlo_reference(fitted):
+    """Fixed-draw average against independent numpy draws of the scores and the numpy loss (4 standard errors)."""
+    x, spectra, model = fitted
+    target = band_spectra(np.array([[0.5, 0.4]]))[0]
+    x_new = jnp.asarray(np.random.default_rng(3).uniform(0.0, 0.8, size=(4, 2)))
+    z = jax.random.normal(jax.random.key(4), (4000, model.n_components))
+    fast = np.asarray(expected_spectrum_loss(model, x_new, jnp.asarray(target), z)).mean(axis=0)
+    mu, sigma = (np.asarray(a) for a in model.scores(x_new))
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        draws = mu[i] + sigma[i] * rng.standard_normal((4000, model.n_components))
+        losses = np.array([reference_loss(np.asarray(model.mean) + d @ np.asarray(model.basis), target) for d in draws])
+        assert abs(fast[i] - losses.mean()) <= 4 * np.sqrt(2.0) * losses.std() / np.sqrt(4000) + 1e-9
+
+
+def test_log_improvement_is_finite_with_gradients_and_converges_to_expected_improvement(fitted):
+    _, _, model = fitted
+    target = jnp.asarray(band_spectra(np.array([[0.5, 0.4]]))[0])
+    z = jax.random.normal(jax.random.key(6), (64, model.n_components))
+    x = jnp.asarray(np.random.default_rng(7).uniform(0.0, 0.8, size=(6, 2)))
+    for best in (1e-6, 0.05, 0.5):  # hopeless, typical, easy incumbents
+        value = log_expected_loss_improvement(model, x, target, z, best)
+        grad = jax.grad(lambda x: jnp.sum(log_expected_loss_improvement(model, x, target, z, best)))(x)
+        assert np.all(np.isfinite(np.asarray(value))) and np.all(np.isfinite(np.asarray(grad)))
+    losses = np.asarray(expected_spectrum_loss(model, x, target, z, smoothness=0.01))
+    gain = np.maximum(np.log(0.5 + LOSS_FLOOR) - np.log(losses + LOSS_FLOOR), 0.0).mean(axis=0)
+    sharp = np.exp(np.asarray(log_expected_loss_improvement(model, x, target, z, 0.5, tau=1e-4)))
+    np.testing.assert_allclose(sharp, gain, rtol=1e-2, atol=1e-4)
+
+
+def test_batch_is_feasible_distinct_and_lands_near_the_target_recipe(fitted):
+    _, _, model = fitted
+    target = band_spectra(np.array([[0.5, 0.4]]))[0]
+    sb = spectrum_gp_batch(model, SPACE, target, 4, key=jax.random.key(8), best=0.05)
+    x = np.asarray(sb.x)
+    assert x.shape == (4, 2) and np.all(np.asarray(SPACE.is_feasible(x, atol=0.0)))
+    assert min(np.linalg.norm(x[i] - x[j]) for i in range(4) for j in range(i)) > 1e-3
+    true = np.array([reference_loss(s, target) for s in band_spectra(x)])
+    assert true.min() < 0.01  # the band at (0.5, 0.4) is reachable: the first pick comes close
+    assert np.all(np.isfinite(np.asarray(sb.loss_mean))) and np.all(np.asarray(sb.loss_std) >= 0)
+
+
+@pytest.mark.heavy
+def test_cgp_suggestions_through_the_cli(tmp_path):
+    lab = SilverLab()
+    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    x = jm.latin_hypercube(camp.space, 16, seed=0)
+    text = measurements_csv(list(INPUT_NAMES), [f"{w:g}" for w in lab.wavelengths], x,
+                            lab.measure(x, rng=np.random.default_rng(0)))
+    camp.append_observations(camp.validate_table(text, "m.csv"))
+    res = CliRunner().invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "3", "--method", "cgp"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split(",") == list(INPUT_NAMES) + ["predicted_loss", "predicted_loss_std"]
+    rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+    assert rows.shape == (3, 7) and np.all(rows[:, :4].sum(axis=1) <= 90.0)
+    assert np.all((rows[:, 5] >= 0) & (rows[:, 5] <= 1))
