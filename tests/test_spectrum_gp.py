@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import jaxopt_mat as jm
@@ -111,6 +113,20 @@ def test_log_improvement_is_finite_with_gradients_and_converges_to_expected_impr
     gain = np.maximum(np.log(0.5 + LOSS_FLOOR) - np.log(losses + LOSS_FLOOR), 0.0).mean(axis=0)
     sharp = np.exp(np.asarray(log_expected_loss_improvement(model, x, target, z, 0.5, tau=1e-4)))
     np.testing.assert_allclose(sharp, gain, rtol=1e-2, atol=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(1e-5, 0.9), st.floats(1e-5, 0.9), st.integers(0, 2**31 - 1))
+def test_expected_loss_lies_in_the_unit_interval_and_improvement_grows_with_the_incumbent(fitted, b1, b2, seed):
+    _, _, model = fitted
+    target = jnp.asarray(band_spectra(np.array([[0.3, 0.7]]))[0])
+    z = jax.random.normal(jax.random.key(seed), (16, model.n_components))
+    x = jnp.asarray(np.random.default_rng(seed).uniform(0.0, 0.8, size=(5, 2)))
+    losses = np.asarray(expected_spectrum_loss(model, x, target, z))
+    assert np.all((losses >= 0) & (losses <= 1))
+    lo, hi = sorted((b1, b2))
+    assert np.all(np.asarray(log_expected_loss_improvement(model, x, target, z, lo))
+                  <= np.asarray(log_expected_loss_improvement(model, x, target, z, hi)) + 1e-12)
 
 
 def test_batch_is_feasible_distinct_and_lands_near_the_target_recipe(fitted):
