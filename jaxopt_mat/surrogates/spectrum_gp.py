@@ -92,13 +92,11 @@ def principal_components(spectra, *, explained: float = 0.9995, max_components: 
 
 
 def fit_spectrum_gp(x, spectra, *, key, low=None, high=None, explained: float = 0.9995, max_components: int = 8,
-                    inits=None, program_cache=None) -> SpectrumGP:
+                    program_cache=None) -> SpectrumGP:
     """Fit a :class:`SpectrumGP` to recipes ``x`` ``(n, d)`` and their spectra ``(n, w)``.
 
     Combine replicates first (e.g. the median spectrum of each condition).
-    ``inits``: optional warm start per component (``fit_gp``'s ``init``; the
-    components of a later fit are not the same vectors, but the leading ones
-    change little). Other arguments as in :func:`fit_gp`.
+    Other arguments as in :func:`fit_gp`.
 
     Example:
         >>> model = fit_spectrum_gp(x, spectra, key=jax.random.key(0), low=space.low, high=space.high)
@@ -114,9 +112,7 @@ def fit_spectrum_gp(x, spectra, *, key, low=None, high=None, explained: float = 
     mean, basis = principal_components(spectra, explained=explained, max_components=max_components)
     scores = (spectra - mean) @ basis.T
     keys = jax.random.split(key, basis.shape[0])
-    inits = list(inits or ())
-    inits += [None] * (basis.shape[0] - len(inits))
-    models = tuple(fit_gp(x, scores[:, j], key=keys[j], low=low, high=high, init=inits[j],
+    models = tuple(fit_gp(x, scores[:, j], key=keys[j], low=low, high=high,
                           program_cache=program_cache) for j in range(basis.shape[0]))
     return SpectrumGP(models, jnp.asarray(mean), jnp.asarray(basis))
 
