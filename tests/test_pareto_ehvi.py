@@ -117,17 +117,19 @@ def test_chunked_pool_scores_equal_direct_scores():
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(1, 300), chunk=st.integers(1, 64), seed=st.integers(0, 1000))
-def test_pool_scores_cover_every_row_once_whatever_the_chunking(n, chunk, seed):
-    # The last chunk overlaps the one before it: no row may be lost, repeated or shifted.
+@given(n=st.integers(1, 300), chunk=st.integers(1, 64), threads=st.integers(1, 5), seed=st.integers(0, 1000))
+def test_pool_scores_cover_every_row_once_whatever_the_chunking(n, chunk, threads, seed):
+    # The last chunk of a part, and the last of the threads' parts, overlap the one before:
+    # no row may be lost, repeated or shifted.
     rng = np.random.default_rng(seed)
     feats = jnp.asarray(rng.normal(size=(n, 4)))
     w = jnp.asarray(rng.normal(size=(4, 2)))
     front = jnp.asarray(rng.normal(size=(6, 2)))
     ref = jnp.array([-3.0, -3.0])
     direct = expected_hypervolume_improvement(*_predict(feats, w), front, ref)
-    np.testing.assert_allclose(score_pool(_predict, (w,), feats, front, ref, chunk=chunk), direct, rtol=1e-10, atol=1e-14)
-    in32 = score_pool(_predict, (w,), feats, front, ref, chunk=chunk, dtype=jnp.float32)
+    np.testing.assert_allclose(score_pool(_predict, (w,), feats, front, ref, chunk=chunk, threads=threads), direct,
+                               rtol=1e-10, atol=1e-14)
+    in32 = score_pool(_predict, (w,), feats, front, ref, chunk=chunk, dtype=jnp.float32, threads=threads)
     assert in32.dtype == jnp.float32
     # float32: cancellation in the box terms leaves absolute errors of a few float32 epsilons of the
     # problem's scale (the front's hypervolume), whatever the size of the scores themselves

@@ -17,6 +17,8 @@ over any number of candidates in fixed-size chunks, so memory stays bounded.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import jax
@@ -134,18 +136,18 @@ def monte_carlo_ehvi(mean, std, front, ref, *, key, n_samples: int = 4096):
     return jnp.mean(imp), jnp.std(imp) / math.sqrt(n_samples)
 
 
-def _score_local(predict, model_args, features, boxes, chunk, dtype):
-    """EHVI of ``features`` ``(n, d)``, ``n >= chunk``, one chunk of rows at a time.
+def _score_local(predict, model_args, features, boxes, chunk, dtype, start=0, length=None):
+    """EHVI of rows ``start .. start + length`` of ``features`` ``(N, d)`` (default: all), one chunk at a time.
 
-    Chunk ``i`` starts at row ``min(i * chunk, n - chunk)``: the last chunk
-    overlaps the one before instead of being padded, so the pool is never
-    copied; rows are cast to ``dtype`` chunk by chunk.
+    ``length >= chunk``. Chunk ``i`` starts at ``start + min(i * chunk, length - chunk)``:
+    the last chunk overlaps the one before instead of being padded, so the pool
+    is never copied; rows are cast to ``dtype`` chunk by chunk.
     """
-    n = features.shape[0]
+    n = features.shape[0] if length is None else length
     n_chunks = -(-n // chunk)
 
     def body(_, i):
-        f = jax.lax.dynamic_slice_in_dim(features, jnp.minimum(i * chunk, n - chunk), chunk)
+        f = jax.lax.dynamic_slice_in_dim(features, start + jnp.minimum(i * chunk, n - chunk), chunk)
         mean, std = predict(f if dtype is None else f.astype(dtype), *model_args)
         return None, jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
 
@@ -154,15 +156,42 @@ def _score_local(predict, model_args, features, boxes, chunk, dtype):
     return jnp.concatenate([out[:-1].reshape(-1), out[-1, chunk - last:]])
 
 
+def _default_threads() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, 8)
+
+
+def _score_threads(predict, model_args, features, boxes, chunk, dtype, threads):
+    """Rows cut into ``threads`` equal contiguous ranges (the last overlapping), each scored by one host thread."""
+    n = features.shape[0]
+    parts = max(1, min(int(threads), n // chunk))
+    length = -(-n // parts)
+    while parts > 1 and (parts - 1) * length >= n:  # every part must hold rows of its own
+        parts -= 1
+        length = -(-n // parts)
+    if parts == 1:
+        return _score_range(predict, model_args, features, boxes, 0, length=n, chunk=chunk, dtype=dtype)
+
+    def part(i):
+        start = min(i * length, n - length)
+        return _score_range(predict, model_args, features, boxes, start, length=length, chunk=chunk,
+                            dtype=dtype).block_until_ready()
+
+    with ThreadPoolExecutor(parts) as pool:
+        outs = list(pool.map(part, range(parts)))
+    last = n - (parts - 1) * length  # rows of the last part not already in the one before
+    return jnp.concatenate(outs[:-1] + [outs[-1][length - last:]])
+
+
 def _pad_rows(features, multiple):
     n = features.shape[0]
     pad = -n % multiple
     return jnp.concatenate([features, jnp.repeat(features[-1:], pad, axis=0)]) if pad else features
 
 
-@partial(jax.jit, static_argnames=("predict", "chunk", "dtype"))
-def _score_chunks(predict, model_args, features, boxes, *, chunk, dtype):
-    return _score_local(predict, model_args, features, boxes, chunk, dtype)
+@partial(jax.jit, static_argnames=("predict", "length", "chunk", "dtype"))
+def _score_range(predict, model_args, features, boxes, start, *, length, chunk, dtype):
+    return _score_local(predict, model_args, features, boxes, chunk, dtype, start, length)
 
 
 @partial(jax.jit, static_argnames=("predict", "chunk", "mesh", "dtype"))
@@ -175,7 +204,7 @@ def _score_sharded(predict, model_args, features, boxes, *, chunk, mesh, dtype):
 
 
 def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, front_valid=None, devices=None,
-               dtype=None):
+               dtype=None, threads: int | None = None):
     """EHVI of every row of ``features`` ``(N, d)``, in chunks of ``chunk`` rows.
 
     ``predict(features, *model_args) -> (mean, std)`` with shapes ``(c, m)``;
@@ -195,6 +224,13 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
     each device scores its shard (model and front replicated); the result
     equals the single-device one. Peak memory per device stays at one chunk's
     working set.
+
+    On a single CPU device the pool is cut into ``threads`` contiguous parts
+    (default: the cores available to the process, at most 8) that host
+    threads score at the same time: XLA runs one program's element-wise passes
+    (the kernel rows, the box terms) on one core, so one program leaves the
+    other cores mostly idle. ``threads=1`` scores in one program. Each part
+    holds at least one chunk, so small pools use fewer threads.
     """
     if dtype is not None:
         model_args = jax.tree.map(
@@ -209,7 +245,9 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
         return jnp.zeros((0,), boxes.lower.dtype)
     devs = list(jax.devices() if devices is None else devices)
     if len(devs) == 1:
-        return _score_chunks(predict, tuple(model_args), features, boxes, chunk=min(chunk, n), dtype=dtype)
+        return _score_threads(predict, tuple(model_args), features, boxes, min(chunk, n), dtype,
+                              threads if threads is not None else
+                              _default_threads() if devs[0].platform == "cpu" else 1)
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
