@@ -494,7 +494,7 @@ def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cac
     progress(f"optimizing the expected improvement of the loss for a batch of {batch}")
     target = campaign.target(campaign.wavelengths())
     sb = spectrum_gp_batch(model, campaign.space, target, batch, key=k_acq, best=float(np.min(expected)),
-                           window=campaign.config.objective.window)
+                           window=campaign.config.objective.window, program_cache=program_cache)
     x = np.asarray(sb.x)
     if not np.all(np.asarray(campaign.space.is_feasible(x, atol=0.0))):  # the repair guarantees this
         raise AssertionError("internal error: an infeasible suggestion escaped the projection")
@@ -531,7 +531,7 @@ def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, 
     progress(f"minimising the predicted loss for {n_dnn} recipes")
     target = campaign.target(campaign.wavelengths())
     sb = spectrum_batch(ensemble, campaign.space, target, n_dnn, key=jax.random.key(rng_seed), window=objective.window,
-                        smoothness=objective.smoothness, kappa=kappa)
+                        smoothness=objective.smoothness, kappa=kappa, program_cache=program_cache)
     parts.insert(0, (np.asarray(sb.x), np.asarray(sb.loss_mean), np.asarray(sb.loss_std), "dnn"))
     x = np.concatenate([p[0] for p in parts])
     extra = {

@@ -91,6 +91,7 @@ def spectrum_batch(
     n_raw: int = 2048,
     n_steps: int = 150,
     learning_rate: float = 0.02,
+    program_cache=None,
 ) -> SpectrumBatch:
     """``q`` distinct feasible recipes minimising the ensemble's predicted loss against ``target``.
 
@@ -104,14 +105,24 @@ def spectrum_batch(
         smoothness: width of the smooth window edge used while optimising.
         kappa: exploration weight on the members' disagreement.
         repulsion, radius: height and width (unit cube) of the repulsion between batch members.
+        program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
+            that keeps the compiled program between processes (used by the CLI).
 
     Returns:
         :class:`SpectrumBatch` with the exact predicted loss of each recipe.
     """
-    return _spectrum_batch(
-        ensemble, space, key, jnp.asarray(target), jnp.asarray(window), smoothness, kappa, repulsion, radius,
-        learning_rate, q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps,
-    )
+    dtype = jnp.asarray(target).dtype
+    args = (ensemble, space, key, jnp.asarray(target), jnp.asarray(window, dtype),
+            *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)))
+    return _cached(program_cache, "spectrum_batch", _spectrum_batch, args,
+                   dict(q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
+
+
+def _cached(program_cache, name, fn, args, static) -> SpectrumBatch:
+    """``fn(*args, **static)``, through ``program_cache`` when one is given."""
+    if program_cache is None:
+        return fn(*args, **static)
+    return SpectrumBatch(*program_cache.call(name, lambda *a, **k: tuple(fn(*a, **k)), args, static))
 
 
 # ---------------------------------------------------------------------------
@@ -188,6 +199,7 @@ def spectrum_gp_batch(
     n_raw: int = 1024,
     n_steps: int = 100,
     learning_rate: float = 0.02,
+    program_cache=None,
 ) -> SpectrumBatch:
     """``q`` feasible recipes by sequential expected improvement of the loss under a :class:`SpectrumGP`.
 
@@ -208,12 +220,16 @@ def spectrum_gp_batch(
         n_samples: score draws per recipe.
         stride: the acquisition evaluates every ``stride``-th wavelength (spectra are
             smooth; halves the cost). Reported losses use all wavelengths.
+        program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
+            that keeps the compiled program between processes (used by the CLI).
 
     Returns:
         :class:`SpectrumBatch`: recipes with the posterior mean and spread of their exact loss.
     """
     k_z, k_opt = jax.random.split(key)
-    z = jax.random.normal(k_z, (n_samples, model.n_components), dtype=jnp.asarray(model.mean).dtype)
-    return _spectrum_gp_batch(model, space, k_opt, jnp.asarray(target), z, jnp.asarray(best), jnp.asarray(window),
-                              smoothness, tau, learning_rate, q=q, stride=stride, n_starts=n_starts, n_raw=n_raw,
-                              n_steps=n_steps)
+    dtype = jnp.asarray(model.mean).dtype
+    z = jax.random.normal(k_z, (n_samples, model.n_components), dtype=dtype)
+    args = (model, space, k_opt, jnp.asarray(target), z,
+            *(jnp.asarray(v, dtype) for v in (best, window, smoothness, tau, learning_rate)))
+    return _cached(program_cache, "spectrum_gp_batch", _spectrum_gp_batch, args,
+                   dict(q=q, stride=stride, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
