@@ -25,6 +25,7 @@ from jaxopt_mat.acquisition.ehvi import (
     q_expected_hypervolume_improvement,
     score_pool,
 )
+from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.embedding import kernel_mean_embedding
 from jaxopt_mat.objectives import spectrum_loss
 from jaxopt_mat.data import combine_replicates
@@ -71,6 +72,7 @@ __all__ = [
     "greedy_pool_batch",
     "hypervolume",
     "kernel_mean_embedding",
+    "map_rows",
     "latin_hypercube",
     "local_penalization_batch",
     "log_expected_improvement",

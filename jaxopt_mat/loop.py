@@ -261,6 +261,7 @@ def _pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, n
 def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggestion:
     """A batch of unmeasured rows of the candidate table."""
     from jaxopt_mat.acquisition.ehvi import greedy_pool_batch
+    from jaxopt_mat.chunked import map_rows
     from jaxopt_mat.pool import farthest_point_design, penalized_pool_batch
 
     config = campaign.config
@@ -291,7 +292,7 @@ def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggest
             front = cond.y * signs
             ref = campaign.reference_point(front)
             progress(f"scoring EHVI over {len(pool.ids)} candidates")
-            mean, std = predict_objectives(feats, models, signs)
+            mean, std = map_rows(predict_objectives, (models, jax.numpy.asarray(signs)), feats)
             idx, ehvi = greedy_pool_batch(mean, std, front, ref, batch, exclude=measured)
             idx = np.asarray(idx)
             extra = _pareto_extra(config, np.asarray(mean)[idx], np.asarray(std)[idx], ehvi, "ehvi")

@@ -285,6 +285,28 @@ def test_lazy_greedy_equals_the_full_greedy():
         np.testing.assert_allclose(lazy[1], full[1], rtol=1e-12)
 
 
+def test_lazy_greedy_lengthens_its_shortlist_until_the_bound_holds(monkeypatch):
+    # 300 near-copies of the best row: after the first pick the others' EHVI drops below the
+    # largest EHVI outside any shortlist shorter than the copies, so the shortlist must grow.
+    import jaxopt_mat.acquisition.ehvi as ehvi_module
+
+    rng = np.random.default_rng(9)
+    mean = rng.normal(size=(3000, 2))
+    std = rng.uniform(0.05, 0.5, size=(3000, 2))
+    mean[:300] = 2.5 + 1e-6 * rng.normal(size=(300, 2))
+    std[:300] = 0.3
+    front = jnp.asarray(rng.normal(size=(15, 2)))
+    ref = jnp.array([-4.0, -4.0])
+    full = greedy_pool_batch(jnp.asarray(mean), jnp.asarray(std), front, ref, 10, shortlist=3000)
+    sizes = []
+    real = ehvi_module._greedy
+    monkeypatch.setattr(ehvi_module, "_greedy", lambda mu, *a, **k: (sizes.append(mu.shape[0]), real(mu, *a, **k))[1])
+    lazy = greedy_pool_batch(jnp.asarray(mean), jnp.asarray(std), front, ref, 10, shortlist=16)
+    assert sizes[0] == 16 and len(sizes) > 1 and sizes[-1] < 3000  # grew, and settled before the whole pool
+    np.testing.assert_array_equal(lazy[0], full[0])
+    np.testing.assert_allclose(lazy[1], full[1], rtol=1e-12)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([2, 3]), st.floats(-3.0, 3.0), st.floats(0.01, 2.0))
 def test_log_ehvi_equals_the_log_of_ehvi_where_ehvi_is_representable(seed, m, shift, scale):

@@ -17,14 +17,14 @@ over any number of candidates in fixed-size chunks, so memory stays bounded.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_mat.chunked import map_rows, scan_rows
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -136,51 +136,19 @@ def monte_carlo_ehvi(mean, std, front, ref, *, key, n_samples: int = 4096):
     return jnp.mean(imp), jnp.std(imp) / math.sqrt(n_samples)
 
 
-def _score_local(predict, model_args, features, boxes, chunk, dtype, start=0, length=None):
-    """EHVI of rows ``start .. start + length`` of ``features`` ``(N, d)`` (default: all), one chunk at a time.
+class _EhviOfRows(NamedTuple):
+    """Row function of :func:`score_pool`: EHVI of a chunk of rows through ``predict`` (hashable, so compiled once)."""
 
-    ``length >= chunk``. Chunk ``i`` starts at ``start + min(i * chunk, length - chunk)``:
-    the last chunk overlaps the one before instead of being padded, so the pool
-    is never copied; rows are cast to ``dtype`` chunk by chunk.
-    """
-    n = features.shape[0] if length is None else length
-    n_chunks = -(-n // chunk)
+    predict: Callable
 
-    def body(_, i):
-        f = jax.lax.dynamic_slice_in_dim(features, start + jnp.minimum(i * chunk, n - chunk), chunk)
-        mean, std = predict(f if dtype is None else f.astype(dtype), *model_args)
-        return None, jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
-
-    _, out = jax.lax.scan(body, None, jnp.arange(n_chunks))
-    last = n - (n_chunks - 1) * chunk  # rows of the last chunk not already in the one before
-    return jnp.concatenate([out[:-1].reshape(-1), out[-1, chunk - last:]])
+    def __call__(self, rows, model_args, boxes):
+        mean, std = self.predict(rows, *model_args)
+        return jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
 
 
-def _default_threads() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores, 8)
-
-
-def _score_threads(predict, model_args, features, boxes, chunk, dtype, threads):
-    """Rows cut into ``threads`` equal contiguous ranges (the last overlapping), each scored by one host thread."""
-    n = features.shape[0]
-    parts = max(1, min(int(threads), n // chunk))
-    length = -(-n // parts)
-    while parts > 1 and (parts - 1) * length >= n:  # every part must hold rows of its own
-        parts -= 1
-        length = -(-n // parts)
-    if parts == 1:
-        return _score_range(predict, model_args, features, boxes, 0, length=n, chunk=chunk, dtype=dtype)
-
-    def part(i):
-        start = min(i * length, n - length)
-        return _score_range(predict, model_args, features, boxes, start, length=length, chunk=chunk,
-                            dtype=dtype).block_until_ready()
-
-    with ThreadPoolExecutor(parts) as pool:
-        outs = list(pool.map(part, range(parts)))
-    last = n - (parts - 1) * length  # rows of the last part not already in the one before
-    return jnp.concatenate(outs[:-1] + [outs[-1][length - last:]])
+def _ehvi_of_moments(rows, boxes):
+    mean, std = rows
+    return jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
 
 
 def _pad_rows(features, multiple):
@@ -189,16 +157,11 @@ def _pad_rows(features, multiple):
     return jnp.concatenate([features, jnp.repeat(features[-1:], pad, axis=0)]) if pad else features
 
 
-@partial(jax.jit, static_argnames=("predict", "length", "chunk", "dtype"))
-def _score_range(predict, model_args, features, boxes, start, *, length, chunk, dtype):
-    return _score_local(predict, model_args, features, boxes, chunk, dtype, start, length)
-
-
 @partial(jax.jit, static_argnames=("predict", "chunk", "mesh", "dtype"))
 def _score_sharded(predict, model_args, features, boxes, *, chunk, mesh, dtype):
     from jax.sharding import PartitionSpec as P
 
-    fn = jax.shard_map(lambda f, a, b: _score_local(predict, a, f, b, chunk, dtype), mesh=mesh,
+    fn = jax.shard_map(lambda f, a, b: scan_rows(_EhviOfRows(predict), (a, b), f, chunk, dtype), mesh=mesh,
                        in_specs=(P("pool"), P(), P()), out_specs=P("pool"))
     return fn(features, model_args, boxes)
 
@@ -227,10 +190,9 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
 
     On a single CPU device the pool is cut into ``threads`` contiguous parts
     (default: the cores available to the process, at most 8) that host
-    threads score at the same time: XLA runs one program's element-wise passes
-    (the kernel rows, the box terms) on one core, so one program leaves the
-    other cores mostly idle. ``threads=1`` scores in one program. Each part
-    holds at least one chunk, so small pools use fewer threads.
+    threads score at the same time (:func:`~jaxopt_mat.chunked.map_rows`): XLA
+    runs one program's element-wise passes (the kernel rows, the box terms) on
+    one core. ``threads=1`` scores in one program.
     """
     if dtype is not None:
         model_args = jax.tree.map(
@@ -245,9 +207,8 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
         return jnp.zeros((0,), boxes.lower.dtype)
     devs = list(jax.devices() if devices is None else devices)
     if len(devs) == 1:
-        return _score_threads(predict, tuple(model_args), features, boxes, min(chunk, n), dtype,
-                              threads if threads is not None else
-                              _default_threads() if devs[0].platform == "cpu" else 1)
+        return map_rows(_EhviOfRows(predict), (tuple(model_args), boxes), features, chunk=chunk, dtype=dtype,
+                        threads=threads)
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
@@ -269,7 +230,10 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist:
     greedy steps run over the ``shortlist`` rows of largest initial EHVI, and
     the result is kept only if every pick beats the largest initial EHVI left
     outside the shortlist (then it is the full greedy's result exactly);
-    otherwise the greedy reruns over the whole pool.
+    otherwise the greedy reruns over a shortlist four times longer, up to the
+    whole pool. In big pools many rows share nearly the largest EHVI, so the
+    first shortlist often fails the test; the longer ones settle it long
+    before the whole pool.
 
     Returns:
         ``(indices (q,), ehvi at pick time (q,))``.
@@ -281,11 +245,15 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist:
     p = front.shape[0]
     blocked = jnp.zeros(n, bool) if exclude is None else jnp.asarray(exclude, bool)
     if shortlist < n and shortlist > q:
-        first = jnp.where(blocked, -jnp.inf, expected_hypervolume_improvement(mean, std, front, ref))
-        top_vals, top = jax.lax.top_k(first, shortlist + 1)
-        idx, vals = _greedy(mean[top[:-1]], std[top[:-1]], front, ref, blocked[top[:-1]], q=q, p=p)
-        if bool(jnp.all(vals >= top_vals[-1])):
-            return top[idx], vals
+        # in chunks: a million rows times the front's boxes would not fit in memory at once
+        first = map_rows(_ehvi_of_moments, (non_dominated_boxes(front, ref),), (mean, std))
+        first = jnp.where(blocked, -jnp.inf, first)
+        while shortlist < n:
+            top_vals, top = jax.lax.top_k(first, shortlist + 1)
+            idx, vals = _greedy(mean[top[:-1]], std[top[:-1]], front, ref, blocked[top[:-1]], q=q, p=p)
+            if bool(jnp.all(vals >= top_vals[-1])):
+                return top[idx], vals
+            shortlist *= 4
     return _greedy(mean, std, front, ref, blocked, q=q, p=p)
 
 

@@ -1,0 +1,107 @@
+"""Row-wise functions over big tables, in fixed-size chunks: bounded memory, every core busy.
+
+A candidate pool of a million rows times a GP's ``n`` training points does not
+fit in memory as one ``(N, n)`` kernel matrix, and need not: a row's posterior
+or acquisition depends on that row alone. :func:`map_rows` runs such a
+function over ``chunk`` rows at a time in one compiled ``lax.scan`` (the last
+chunk overlaps the one before it instead of padding, so the table is never
+copied) and, on a CPU, over contiguous parts of the table from one host thread
+per core: XLA runs one program's element-wise passes on one core.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+
+def default_threads() -> int:
+    """Host threads for a CPU device: the cores this process may use, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, 8)
+
+
+def _leading(rows) -> int:
+    return jax.tree.leaves(rows)[0].shape[0]
+
+
+def scan_rows(fn, args, rows, chunk, dtype=None, start=0, length=None):
+    """Traceable core of :func:`map_rows`: ``fn`` over rows ``start .. start + length`` (default: all).
+
+    ``length >= chunk``. Chunk ``i`` starts at ``start + min(i * chunk, length - chunk)``;
+    floating-point rows are cast to ``dtype`` chunk by chunk.
+    """
+    n = _leading(rows) if length is None else length
+    n_chunks = -(-n // chunk)
+
+    def body(_, i):
+        at = start + jnp.minimum(i * chunk, n - chunk)
+        part = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, at, chunk), rows)
+        if dtype is not None:
+            part = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, part)
+        return None, fn(part, *args)
+
+    _, out = jax.lax.scan(body, None, jnp.arange(n_chunks))
+    last = n - (n_chunks - 1) * chunk  # rows of the last chunk not already in the one before
+    return jax.tree.map(lambda o: jnp.concatenate([o[:-1].reshape(-1, *o.shape[2:]), o[-1, chunk - last:]]), out)
+
+
+@partial(jax.jit, static_argnames=("fn", "length", "chunk", "dtype"))
+def _map_range(fn, args, rows, start, *, length, chunk, dtype):
+    return scan_rows(fn, args, rows, chunk, dtype, start, length)
+
+
+def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | None = None):
+    """``fn(rows, *args)`` computed ``chunk`` rows at a time, for tables of any length.
+
+    Args:
+        fn: maps a chunk of rows (an array ``(c, ...)`` or a pytree of them) and
+            ``*args`` to a pytree of arrays whose leading axis is the chunk's
+            rows; each output row may depend only on its own input row. Pass a
+            module-level function (or another hashable callable) so the
+            compiled program is reused between calls.
+        args: pytree of arrays passed to every call (a model, a front).
+        rows: ``(N, ...)`` array or a pytree of arrays with the same leading ``N``.
+        chunk: rows per step; memory grows with it, not with ``N``.
+        dtype: cast floating-point rows to this dtype chunk by chunk (cast ``args``
+            yourself), e.g. ``jnp.float32`` for screening.
+        threads: on a CPU, the table is cut into this many contiguous parts scored
+            by one host thread each (default :func:`default_threads`; each part
+            holds at least one chunk, so small tables use fewer). Other devices
+            use one program.
+
+    Returns:
+        The outputs of ``fn`` for all ``N`` rows, in order.
+
+    Example:
+        >>> mean, std = map_rows(predict_objectives, (models, signs), pool_features)
+    """
+    rows = jax.tree.map(jnp.asarray, rows)  # once: the threads share the table on the device
+    n = _leading(rows)
+    if n == 0:
+        raise ValueError("map_rows needs at least one row")
+    chunk = min(chunk, n)
+    dtype = None if dtype is None else jnp.dtype(dtype)  # hashable, for the compiled scan's static arguments
+    if threads is None:
+        leaf = jax.tree.leaves(rows)[0]
+        threads = default_threads() if all(d.platform == "cpu" for d in leaf.devices()) else 1
+    parts = max(1, min(int(threads), n // chunk))
+    length = -(-n // parts)
+    while parts > 1 and (parts - 1) * length >= n:  # every part must hold rows of its own
+        parts -= 1
+        length = -(-n // parts)
+    if parts == 1:
+        return _map_range(fn, args, rows, 0, length=n, chunk=chunk, dtype=dtype)
+
+    def part(i):
+        start = min(i * length, n - length)
+        return jax.block_until_ready(_map_range(fn, args, rows, start, length=length, chunk=chunk, dtype=dtype))
+
+    with ThreadPoolExecutor(parts) as pool:
+        outs = list(pool.map(part, range(parts)))
+    last = n - (parts - 1) * length  # rows of the last part not already in the one before
+    return jax.tree.map(lambda *o: jnp.concatenate(list(o[:-1]) + [o[-1][length - last:]]), *outs)
