@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxopt_mat.acquisition.analytic import log_expected_improvement
 from jaxopt_mat.acquisition.batch import log_penalizer
+from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.errors import DataError, read_data_file, refuse_repeated_columns
 
 ID_COLUMN = "id"
@@ -194,16 +195,25 @@ def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True
     blocked = jnp.zeros(feats.shape[0], bool) if exclude is None else jnp.asarray(exclude, bool)
     if int(jnp.sum(~blocked)) < q:
         raise DataError(f"the pool has {int(jnp.sum(~blocked))} unmeasured candidates, fewer than the {q} asked for")
-    return _penalized_pool(model, feats, blocked, jnp.asarray(best, feats.dtype), q=q, maximize=maximize)
+    # Per row, in chunks (a million rows' kernel matrix would not fit in memory at once):
+    # the posterior and the slope of its mean, which bounds the Lipschitz constant.
+    mean, std, slope = map_rows(_posterior_and_slope, (model,), feats)
+    return _penalized_pool(model, feats, blocked, jnp.asarray(best, feats.dtype), mean, std, slope, q=q,
+                           maximize=maximize)
+
+
+def _posterior_and_slope(rows, model):
+    """Posterior mean and std of each row, and the norm of the mean's gradient in the model's unit cube."""
+    post = model.predict(rows)
+    u = (rows - model.low) / (model.high - model.low)
+    grad = jax.vmap(jax.grad(lambda p: model.predict((model.low + p * (model.high - model.low))[None]).mean[0]))(u)
+    return post.mean, post.std, jnp.sqrt(jnp.sum(grad * grad, axis=-1) + 1e-300)
 
 
 @partial(jax.jit, static_argnames=("q", "maximize"))
-def _penalized_pool(model, feats, blocked, best, *, q, maximize):
-    post = model.predict(feats)
-    log_ei = log_expected_improvement(post.mean, post.std, best, maximize=maximize)
+def _penalized_pool(model, feats, blocked, best, mean, std, norms, *, q, maximize):
+    log_ei = log_expected_improvement(mean, std, best, maximize=maximize)
     u = (feats - model.low) / (model.high - model.low)
-    grad = jax.vmap(jax.grad(lambda p: model.predict((model.low + p * (model.high - model.low))[None]).mean[0]))(u)
-    norms = jnp.sqrt(jnp.sum(grad * grad, axis=-1) + 1e-300)
     L = jnp.max(norms)
     L = jnp.where(L > 1e-7, L, 10.0)
     d = feats.shape[1]
@@ -214,11 +224,11 @@ def _penalized_pool(model, feats, blocked, best, *, q, maximize):
         pen = log_penalizer(u, centers, c_mean, c_std, best, L, mask, maximize=maximize)
         score = jnp.where(blocked, -jnp.inf, log_ei + pen)
         i = jnp.argmax(score)
-        carry = (blocked.at[i].set(True), centers.at[k].set(u[i]), c_mean.at[k].set(post.mean[i]),
-                 c_std.at[k].set(post.std[i]), mask.at[k].set(1.0))
+        carry = (blocked.at[i].set(True), centers.at[k].set(u[i]), c_mean.at[k].set(mean[i]),
+                 c_std.at[k].set(std[i]), mask.at[k].set(1.0))
         return carry, i
 
     init = (blocked, jnp.zeros((q, d), feats.dtype), jnp.zeros(q, feats.dtype), jnp.ones(q, feats.dtype),
             jnp.zeros(q, feats.dtype))
     _, idx = jax.lax.scan(step, init, jnp.arange(q))
-    return PoolBatch(idx, post.mean[idx], post.std[idx], log_ei[idx])
+    return PoolBatch(idx, mean[idx], std[idx], log_ei[idx])
