@@ -248,10 +248,11 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist:
         # in chunks: a million rows times the front's boxes would not fit in memory at once
         first = map_rows(_ehvi_of_moments, (non_dominated_boxes(front, ref),), (mean, std))
         first = jnp.where(blocked, -jnp.inf, first)
+        order = jnp.argsort(-first)  # once, for every shortlist length
         while shortlist < n:
-            top_vals, top = jax.lax.top_k(first, shortlist + 1)
-            idx, vals = _greedy(mean[top[:-1]], std[top[:-1]], front, ref, blocked[top[:-1]], q=q, p=p)
-            if bool(jnp.all(vals >= top_vals[-1])):
+            top = order[:shortlist]
+            idx, vals = _greedy(mean[top], std[top], front, ref, blocked[top], q=q, p=p)
+            if bool(jnp.all(vals >= first[order[shortlist]])):
                 return top[idx], vals
             shortlist *= 4
     return _greedy(mean, std, front, ref, blocked, q=q, p=p)
