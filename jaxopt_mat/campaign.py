@@ -4,6 +4,7 @@
     DIR/observations.csv   every measurement, one row each, append-only
     DIR/suggestions/       every batch ``suggest`` returned, numbered
     DIR/.lock              serialises writers
+    DIR/.candidates.npz    a pool campaign's parsed candidate table (a cache, rebuilt when the table changes)
 
 Writes are atomic (a temporary file in the same folder, flushed and fsynced,
 then ``os.replace``), and every writer holds an exclusive lock while it reads,
@@ -33,6 +34,7 @@ from jaxopt_mat.space import SearchSpace, constraints_from_strings
 CONFIG_FILE = "campaign.toml"
 OBSERVATIONS_FILE = "observations.csv"
 SUGGESTIONS_DIR = "suggestions"
+POOL_CACHE_FILE = ".candidates.npz"
 STATE_FILE = "state.json"
 BATCH_COLUMN = "batch"
 # Columns of observations.csv that no input or objective may be named after.
@@ -600,6 +602,7 @@ class Campaign:
         self.config = load_config(cfg)
         self._target = None
         self._pool = None
+        self._pool_index = None
 
     @classmethod
     def create(cls, directory: Path, config: Config, *, source_dir: Path | None = None) -> "Campaign":
@@ -641,10 +644,20 @@ class Campaign:
         if not self.config.is_pool:
             raise CampaignError(f"{self.dir} is not a pool campaign (no candidates in {CONFIG_FILE})")
         if self._pool is None:
-            from jaxopt_mat.pool import read_pool
+            from jaxopt_mat.pool import load_pool_cache, read_pool, store_pool_cache
 
-            self._pool = read_pool(self.dir / self.config.candidates, list(self.config.features))
+            source, features = self.dir / self.config.candidates, list(self.config.features)
+            self._pool = load_pool_cache(self.dir / POOL_CACHE_FILE, source, features)
+            if self._pool is None:
+                self._pool = read_pool(source, features)
+                store_pool_cache(self.dir / POOL_CACHE_FILE, source, features, self._pool)
         return self._pool
+
+    def pool_index(self) -> dict[str, int]:
+        """Row of each candidate id in :attr:`pool` (built once per campaign object)."""
+        if self._pool_index is None:
+            self._pool_index = self.pool.index_of()
+        return self._pool_index
 
     @contextlib.contextmanager
     def lock(self):
@@ -702,7 +715,7 @@ class Campaign:
             k = len(header) - 2
             if not body:
                 return np.zeros((0, d)), np.zeros((0, k)), np.zeros(0, dtype=int)
-            index = self.pool.index_of()
+            index = self.pool_index()
             try:
                 rows = [index[r[0]] for r in body]
             except KeyError as e:
@@ -735,7 +748,7 @@ class Campaign:
 
     def measured_mask(self) -> np.ndarray:
         """Pool campaigns: ``(N,)`` True for candidates with at least one measurement."""
-        index = self.pool.index_of()
+        index = self.pool_index()
         mask = np.zeros(len(self.pool.ids), bool)
         mask[[index[i] for i in self.read_ids() if i in index]] = True
         return mask
@@ -851,7 +864,7 @@ class Campaign:
             raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need)})")
         refuse_repeated_columns(header, need, source)
         pos = [header.index(c) for c in need]
-        index = self.pool.index_of()
+        index = self.pool_index()
         ids, values = [], []
         for line, row in enumerate(reader, start=2):
             if not any(cell.strip() for cell in row):
@@ -886,7 +899,7 @@ class Campaign:
         if self.config.is_pool:
             if ids is None or len(ids) != rows.shape[0]:
                 raise CampaignError("rows of a pool campaign need their candidate ids (use validate_table)")
-            index = self.pool.index_of()
+            index = self.pool_index()
             unknown = [i for i in ids if i not in index]
             if unknown:
                 raise CampaignError(f"id {unknown[0]!r} is not in the candidate table {self.config.candidates}")

@@ -111,14 +111,14 @@ def suggest(
     rng_seed = next_suggestion_seed(campaign, seed)
     notes: list[str] = []
     if config.is_pool:
-        result = _suggest_pool(campaign, batch, method, rng_seed, progress, notes)
+        result = _suggest_pool(campaign, batch, method, rng_seed, progress, notes, program_cache)
         _stop_note(campaign, result, method, program_cache)
         return result
     space = campaign.space
     x_obs, y_obs, _ = campaign.read_observations()
     cond = combine_replicates(x_obs, y_obs)
     if config.objective.is_pareto and method == "gp" and cond.x.shape[0] >= config.initial_design:
-        result = _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
+        result = _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes, program_cache)
         _stop_note(campaign, result, method, program_cache)
         return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
                                  ensemble_cache)
@@ -258,7 +258,7 @@ def _pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, n
     return extra
 
 
-def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggestion:
+def _suggest_pool(campaign, batch, method, rng_seed, progress, notes, program_cache=None) -> Suggestion:
     """A batch of unmeasured rows of the candidate table."""
     from jaxopt_mat.acquisition.ehvi import greedy_pool_batch
     from jaxopt_mat.chunked import map_rows
@@ -288,7 +288,8 @@ def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggest
         if config.objective.is_pareto:
             signs = config.objective.signs
             progress(f"fitting {len(signs)} GPs to {cond.x.shape[0]} candidates")
-            models = _fit_objectives_warm(campaign, cond, key=key, low=pool.low, high=pool.high)
+            models = _fit_objectives_warm(campaign, cond, key=key, low=pool.low, high=pool.high,
+                                          program_cache=program_cache)
             front = cond.y * signs
             ref = campaign.reference_point(front)
             progress(f"scoring EHVI over {len(pool.ids)} candidates")
@@ -299,7 +300,8 @@ def _suggest_pool(campaign, batch, method, rng_seed, progress, notes) -> Suggest
         else:
             maximize = config.objective.maximize
             progress(f"fitting GP to {cond.x.shape[0]} candidates")
-            model = _fit_warm(campaign, config.objective.name, cond.x, cond.y, key=key, low=pool.low, high=pool.high)
+            model = _fit_warm(campaign, config.objective.name, cond.x, cond.y, key=key, low=pool.low, high=pool.high,
+                              program_cache=program_cache)
             remember_fits(campaign, cond.x.shape[0], {config.objective.name: model})
             best = float(np.max(cond.y) if maximize else np.min(cond.y))
             progress(f"scoring log-EI over {len(pool.ids)} candidates")
@@ -320,17 +322,18 @@ def _fit_warm(campaign, name, x, y, *, key, low, high, program_cache=None):
                   program_cache=program_cache)
 
 
-def _fit_objectives_warm(campaign, cond, *, key, low, high) -> tuple:
+def _fit_objectives_warm(campaign, cond, *, key, low, high, program_cache=None) -> tuple:
     """:func:`fit_objectives` for a Pareto campaign, warm-started and remembered (see :func:`warm_start`)."""
     names = campaign.config.objective.measured_names
     n, d = cond.x.shape
     models = fit_objectives(cond.x, cond.y, key=key, low=low, high=high,
-                            inits=tuple(warm_start(campaign, name, n, d) for name in names))
+                            inits=tuple(warm_start(campaign, name, n, d) for name in names),
+                            program_cache=program_cache)
     remember_fits(campaign, n, dict(zip(names, models)))
     return models
 
 
-def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes) -> Suggestion:
+def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes, program_cache=None) -> Suggestion:
     """Sequential greedy EHVI with Kriging-believer fantasies, each point by the gradient maximizer."""
     from jaxopt_mat.acquisition.ehvi import ehvi_batch
 
@@ -340,7 +343,8 @@ def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes)
     key = jax.random.key(rng_seed)
     k_fit, k_acq = jax.random.split(key)
     progress(f"fitting {len(signs)} GPs to {cond.x.shape[0]} conditions")
-    models = _fit_objectives_warm(campaign, cond, key=k_fit, low=space.low, high=space.high)
+    models = _fit_objectives_warm(campaign, cond, key=k_fit, low=space.low, high=space.high,
+                                  program_cache=program_cache)
     front = cond.y * signs
     ref = campaign.reference_point(front)
     progress(f"optimizing EHVI for a batch of {batch}")

@@ -67,6 +67,20 @@ def _parse_float(cell: str):
     return v if math.isfinite(v) else None
 
 
+def _finite_column(cells: list[str]):
+    """The column as float64 when every cell is a finite number, else ``None`` (numpy's parser: fast for big pools)."""
+    try:
+        values = np.asarray(cells, dtype=np.float64)
+    except ValueError:
+        return None
+    return values if np.all(np.isfinite(values)) else None
+
+
+def _numeric_or_empty(cells: list[str]) -> bool:
+    filled = [v for v in cells if v]
+    return _finite_column(filled) is not None or all(_parse_float(v) is not None for v in filled)
+
+
 def parse_pool(text: str, source: str, features: list[str] | None = None, *, exclude=()) -> Pool:
     """Parse a candidate table.
 
@@ -79,7 +93,7 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
             empty ids, a listed feature column that is missing or not numeric,
             a missing value, a constant column, or no feature at all.
     """
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    rows = [r for r in csv.reader(io.StringIO(text)) if "".join(r).strip()]  # skip blank lines
     if not rows:
         raise DataError(f"{source}: the candidate table is empty")
     header = [h.strip() for h in rows[0]]
@@ -92,7 +106,7 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
     for line, r in enumerate(body, start=2):
         if len(r) != len(header):
             raise DataError(f"{source} row {line}: {len(r)} fields, expected {len(header)}")
-    cols = {h: [r[i].strip() for r in body] for i, h in enumerate(header)}
+    cols = {h: list(map(str.strip, col)) for h, col in zip(header, zip(*body))}
     ids = cols[ID_COLUMN]
     seen: dict[str, int] = {}
     for line, c in enumerate(ids, start=2):
@@ -103,7 +117,7 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
         seen[c] = line
     if features is None:
         names = [h for h in header if h != ID_COLUMN and h not in exclude
-                 and any(v for v in cols[h]) and all(_parse_float(v) is not None for v in cols[h] if v)]
+                 and any(v for v in cols[h]) and _numeric_or_empty(cols[h])]
         if not names:
             raise DataError(f"{source}: no numeric feature columns besides '{ID_COLUMN}'")
     else:
@@ -115,7 +129,11 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
             raise DataError(f"{source}: '{ID_COLUMN}' cannot be a feature")
     arr = np.empty((len(body), len(names)))
     for j, name in enumerate(names):
-        for line, cell in enumerate(cols[name], start=2):
+        fast = _finite_column(cols[name])
+        if fast is not None:
+            arr[:, j] = fast
+            continue
+        for line, cell in enumerate(cols[name], start=2):  # find the first bad cell for the message
             if cell == "":
                 raise DataError(f"{source} row {line}: feature {name} is missing (fill it or leave the column out)")
             v = _parse_float(cell)
@@ -126,6 +144,37 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
     if constant:
         raise DataError(f"{source}: feature column(s) {', '.join(constant)} are constant; leave them out of features")
     return Pool(ids, names, arr)
+
+
+# Parsing a candidate table is slow in Python (about 15 s for a million rows); a campaign keeps the
+# parsed table beside it, stamped with the table's size, modification time and feature list.
+_POOL_CACHE_FORMAT = "1"
+
+
+def _pool_stamp(source: Path, features: list[str]) -> str:
+    st = Path(source).stat()
+    return f"{_POOL_CACHE_FORMAT}:{st.st_size}:{st.st_mtime_ns}:{','.join(features)}"
+
+
+def load_pool_cache(path: Path, source: Path, features: list[str]) -> Pool | None:
+    """The pool stored by :func:`store_pool_cache` if it was made from ``source`` as it is now, else ``None``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["stamp"]) != _pool_stamp(source, features):
+                return None
+            return Pool(z["ids"].tolist(), z["names"].tolist(), np.array(z["features"], np.float64))
+    except Exception:  # missing, torn or foreign file: parse the table again
+        return None
+
+
+def store_pool_cache(path: Path, source: Path, features: list[str], pool: Pool) -> None:
+    """Keep ``pool``, parsed from ``source``, for :func:`load_pool_cache` (best effort, atomic)."""
+    from jaxopt_mat.program_cache import store_atomically
+
+    buf = io.BytesIO()
+    np.savez(buf, stamp=np.asarray(_pool_stamp(source, features)), ids=np.asarray(pool.ids),
+             names=np.asarray(pool.names), features=pool.features)
+    store_atomically(Path(path), buf.getvalue())
 
 
 def read_pool(path: Path, features: list[str] | None = None) -> Pool:

@@ -355,3 +355,38 @@ def test_pareto_plateau_rule_watches_the_hypervolume(tmp_path):
     hv = [float(hypervolume(jnp.asarray(values[:k]), jnp.asarray(ref))) for k in (2, 3, 4, 5)]
     assert rules["plateau"]["value"] == pytest.approx((hv[3] - hv[1]) / hv[3])
     assert rules["threshold"]["value"] == pytest.approx(hv[3])
+
+
+def test_parsed_candidate_table_is_kept_and_rebuilt_when_the_table_changes(tmp_path, monkeypatch):
+    import os
+
+    import jaxopt_mat.pool as pool_module
+
+    write_pool(tmp_path / "candidates.csv", n=40)
+    (tmp_path / "campaign.toml").write_text(PARETO_POOL)
+    Campaign.create(tmp_path / "c", parse_config(__import__("tomllib").loads(PARETO_POOL)), source_dir=tmp_path)
+    first = Campaign(tmp_path / "c").pool
+    assert (tmp_path / "c" / ".candidates.npz").is_file()
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("the table was parsed again although it did not change")
+
+    real = pool_module.read_pool
+    monkeypatch.setattr(pool_module, "read_pool", no_parse)
+    again = Campaign(tmp_path / "c").pool
+    assert again.ids == first.ids and again.names == first.names
+    np.testing.assert_array_equal(again.features, first.features)
+
+    # A changed table (a row's value edited) is parsed again, not served stale.
+    monkeypatch.setattr(pool_module, "read_pool", real)
+    table = tmp_path / "c" / "candidates.csv"
+    lines = table.read_text().splitlines()
+    head, row = lines[0].split(","), lines[1].split(",")
+    row[head.index(first.names[0])] = "0.123456789"
+    table.write_text("\n".join([lines[0], ",".join(row)] + lines[2:]) + "\n")
+    os.utime(table, ns=(table.stat().st_atime_ns, table.stat().st_mtime_ns + 10**9))
+    assert Campaign(tmp_path / "c").pool.features[0, 0] == 0.123456789
+
+    # A torn cache file is ignored.
+    (tmp_path / "c" / ".candidates.npz").write_bytes(b"torn")
+    np.testing.assert_array_equal(Campaign(tmp_path / "c").pool.features[1:], first.features[1:])
