@@ -69,10 +69,10 @@ def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | No
         chunk: rows per step; memory grows with it, not with ``N``.
         dtype: cast floating-point rows to this dtype chunk by chunk (cast ``args``
             yourself), e.g. ``jnp.float32`` for screening.
-        threads: on a CPU, the table is cut into this many contiguous parts scored
-            by one host thread each (default :func:`default_threads`; each part
-            holds at least one chunk, so small tables use fewer). Other devices
-            use one program.
+        threads: the table is cut into this many contiguous parts computed by one
+            host thread each; each part holds at least one chunk, so small tables
+            use fewer. Default: :func:`default_threads` when the rows sit on a
+            CPU, else 1 (an accelerator runs one program at a time anyway).
 
     Returns:
         The outputs of ``fn`` for all ``N`` rows, in order.
