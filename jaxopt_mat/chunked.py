@@ -73,6 +73,7 @@ def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | No
             host thread each; each part holds at least one chunk, so small tables
             use fewer. Default: :func:`default_threads` when the rows sit on a
             CPU, else 1 (an accelerator runs one program at a time anyway).
+            Under ``jit``, ``vmap`` or ``grad`` (traced rows or ``args``) it is always one program.
 
     Returns:
         The outputs of ``fn`` for all ``N`` rows, in order.
@@ -86,9 +87,10 @@ def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | No
         raise ValueError("map_rows needs at least one row")
     chunk = min(chunk, n)
     dtype = None if dtype is None else jnp.dtype(dtype)  # hashable, for the compiled scan's static arguments
-    if threads is None:
-        leaf = jax.tree.leaves(rows)[0]
-        threads = default_threads() if all(d.platform == "cpu" for d in leaf.devices()) else 1
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((rows, args))):
+        threads = 1  # inside a trace (jit, vmap, grad): one program, part of the caller's
+    elif threads is None:
+        threads = default_threads() if all(d.platform == "cpu" for d in jax.tree.leaves(rows)[0].devices()) else 1
     parts = max(1, min(int(threads), n // chunk))
     length = -(-n // parts)
     while parts > 1 and (parts - 1) * length >= n:  # every part must hold rows of its own

@@ -38,3 +38,15 @@ def test_map_rows_casts_floating_rows_only():
 def test_map_rows_refuses_an_empty_table():
     with pytest.raises(ValueError, match="at least one row"):
         map_rows(_rows_fn, (jnp.ones((3, 2)),), (np.zeros((0, 3)), np.zeros(0, int)))
+
+
+def test_map_rows_works_inside_jit_and_under_grad():
+    import jax
+
+    rng = np.random.default_rng(1)
+    x, tag = rng.normal(size=(100, 3)), np.arange(100)
+    w = jnp.asarray(rng.normal(size=(3, 2)))
+    inside = jax.jit(lambda x: map_rows(_rows_fn, (w,), (x, tag), chunk=16, threads=4)["linear"])(x)
+    np.testing.assert_allclose(inside, x @ np.asarray(w), rtol=1e-12)
+    g = jax.grad(lambda w: jnp.sum(map_rows(_rows_fn, (w,), (x, tag), chunk=16)["linear"]))(w)
+    np.testing.assert_allclose(g, np.tile(x.sum(0)[:, None], (1, 2)), rtol=1e-10)
