@@ -116,7 +116,7 @@ def test_chunked_pool_scores_equal_direct_scores():
     np.testing.assert_allclose(chunked, expected_hypervolume_improvement(mean, std, front, ref), rtol=1e-10)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)  # the chunking itself is covered at length in test_chunked.py
 @given(n=st.integers(1, 300), chunk=st.integers(1, 64), threads=st.integers(1, 5), seed=st.integers(0, 1000))
 def test_pool_scores_cover_every_row_once_whatever_the_chunking(n, chunk, threads, seed):
     # The last chunk of a part, and the last of the threads' parts, overlap the one before:
@@ -279,7 +279,7 @@ def test_lazy_greedy_equals_the_full_greedy():
     ref = jnp.array([-4.0, -4.0])
     exclude = rng.uniform(size=3000) < 0.1
     full = greedy_pool_batch(mean, std, front, ref, 10, exclude=exclude, shortlist=3000)
-    for k in (11, 64, 512):
+    for k in (11, 512):
         lazy = greedy_pool_batch(mean, std, front, ref, 10, exclude=exclude, shortlist=k)
         np.testing.assert_array_equal(lazy[0], full[0])
         np.testing.assert_allclose(lazy[1], full[1], rtol=1e-12)
