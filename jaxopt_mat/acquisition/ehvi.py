@@ -142,11 +142,11 @@ class _EhviOfRows(NamedTuple):
     predict: Callable
 
     def __call__(self, rows, model_args, boxes):
-        mean, std = self.predict(rows, *model_args)
-        return jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
+        return _ehvi_of_moments(self.predict(rows, *model_args), boxes)
 
 
 def _ehvi_of_moments(rows, boxes):
+    """EHVI of rows given as ``(mean, std)``, each ``(c, m)``."""
     mean, std = rows
     return jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
 
