@@ -116,7 +116,7 @@ def test_chunked_pool_scores_equal_direct_scores():
     np.testing.assert_allclose(chunked, expected_hypervolume_improvement(mean, std, front, ref), rtol=1e-10)
 
 
-@settings(max_examples=12, deadline=None)  # the chunking itself is covered at length in test_chunked.py
+@settings(max_examples=8, deadline=None)  # the chunking itself is covered at length in test_chunked.py
 @given(n=st.integers(1, 300), chunk=st.integers(1, 64), threads=st.integers(1, 5), seed=st.integers(0, 1000))
 def test_pool_scores_cover_every_row_once_whatever_the_chunking(n, chunk, threads, seed):
     # The last chunk of a part, and the last of the threads' parts, overlap the one before:
