@@ -28,6 +28,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 from jaxopt_mat import fit_gp, map_rows  # noqa: E402
+from jaxopt_mat.chunked import default_threads  # noqa: E402
 from jaxopt_mat.acquisition.ehvi import greedy_pool_batch, score_pool  # noqa: E402
 from jaxopt_mat.loop import predict_objectives  # noqa: E402
 from jaxopt_mat.pareto import default_reference, hypervolume, non_dominated_mask  # noqa: E402
@@ -65,12 +66,11 @@ def bench_throughput(out):
     out.append("| implementation | candidates | time (median of 3, warm, variants interleaved) | candidates per second |")
     out.append("| --- | --- | --- | --- |")
     trimmed = tuple(m.without_padding() for m in models)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     variants = [("float64", models, None, None),
                 ("float64, padding removed (`model.without_padding()`)", trimmed, None, None),
                 ("float32 scoring (`dtype=jnp.float32`), padding removed, one program (`threads=1`)", trimmed,
                  jnp.float32, 1),
-                (f"float32 scoring (`dtype=jnp.float32`), padding removed, default threads ({min(cores, 8)})", trimmed,
+                (f"float32 scoring (`dtype=jnp.float32`), padding removed, default threads ({default_threads()})", trimmed,
                  jnp.float32, None)]
     errors, speedups = {}, {}
     for n in (100_000, 1_000_000):
