@@ -1,9 +1,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxopt_mat import SearchSpace, fit_gp, latin_hypercube
-from jaxopt_mat.explain import integrated_gradients, landscape, shap_values
+from jaxopt_mat.explain import exact_shapley, integrated_gradients, landscape, shap_values
 from jaxopt_mat.virtual_lab import SilverLab, peak_wavelength
 
 
@@ -19,6 +20,31 @@ def test_shap_ranks_the_two_inputs_that_matter_first_and_the_rest_near_zero():
     assert np.all(exp.importance[[0, 2, 4]] < 0.05 * top)
     # Efficiency: SHAP values add up to the prediction minus the base value.
     np.testing.assert_allclose(exp.values.sum(axis=1) + exp.base_value, np.asarray(predict(x[:30])), atol=1e-6)
+
+
+@pytest.mark.parametrize("d", [1, 3, 6])
+def test_exact_shapley_equals_shaps_exact_explainer_on_a_function_with_interactions(d, monkeypatch):
+    import shap
+
+    from jaxopt_mat import explain
+
+    monkeypatch.setattr(explain, "_ROWS_PER_CALL", 1000)  # d = 6: two points a call, the last call padded
+
+    rng = np.random.default_rng(d)
+    w, b = rng.normal(size=(d, d)), rng.normal(size=d)
+    calls = []
+
+    def f(z):
+        calls.append(z.shape[0])
+        return np.sin(z @ b) + np.einsum("ni,ij,nj->n", z, w, z) * np.cos(z[:, 0])
+
+    x, background = rng.normal(size=(9, d)), rng.normal(size=(7, d))
+    values, base = exact_shapley(f, x, background)
+    assert len(set(calls)) == 1  # every call the same size: a jitted f compiles once
+    assert len(calls) == (5 if d == 6 else 1)
+    ref = shap.explainers.Exact(f, shap.maskers.Independent(background, max_samples=100))(x, silent=True)
+    np.testing.assert_allclose(values, ref.values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(base, np.mean(ref.base_values), rtol=1e-12)
 
 
 def test_integrated_gradients_add_up_to_the_change_of_the_spectrum():
