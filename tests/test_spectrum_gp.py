@@ -12,6 +12,7 @@ import jaxopt_mat as jm
 from jaxopt_mat.acquisition.spectrum import (
     LOSS_FLOOR,
     expected_spectrum_loss,
+    log_exclusion,
     log_expected_loss_improvement,
     spectrum_gp_batch,
 )
@@ -139,6 +140,19 @@ def test_batch_is_feasible_distinct_and_lands_near_the_target_recipe(fitted):
     true = np.array([reference_loss(s, target) for s in band_spectra(x)])
     assert true.min() < 0.01  # the band at (0.5, 0.4) is reachable: the first pick comes close
     assert np.all(np.isfinite(np.asarray(sb.loss_mean))) and np.all(np.asarray(sb.loss_std) >= 0)
+
+
+def test_log_exclusion_vanishes_far_away_forbids_chosen_recipes_and_ignores_unchosen_rows():
+    chosen = jnp.array([[0.2, 0.2], [0.9, 0.9]])
+    u = jnp.array([[0.2, 0.2], [0.2 + 1e-9, 0.2], [0.23, 0.2], [0.6, 0.6], [0.9, 0.9]])
+    mask = jnp.array([1.0, 0.0])  # only the first row is chosen
+    v = np.asarray(log_exclusion(u, chosen, mask, 0.03))
+    assert np.all(np.isfinite(v)) and np.all(v <= 0)
+    assert v[0] == pytest.approx(np.log(1e-12)) and v[1] < -20  # at (and next to) a chosen recipe: forbidden
+    np.testing.assert_allclose(v[2], np.log(1 - np.exp(-0.5)), rtol=1e-9)  # one radius away
+    assert v[3] == 0 and v[4] == 0  # far away, or at an unchosen row
+    g = jax.grad(lambda z: jnp.sum(log_exclusion(z, chosen, mask, 0.03)))(u)
+    assert np.all(np.isfinite(np.asarray(g)))
 
 
 def test_batch_from_a_program_cache_equals_the_direct_batch(fitted, tmp_path):
