@@ -537,10 +537,11 @@ def _csv_cell(text: str) -> str:
     return buf.getvalue()
 
 
-def _prepare_pool(config: Config, source_dir: Path) -> tuple[Config, dict[str, bytes]]:
+def _prepare_pool(config: Config, source_dir: Path):
     """Validate a pool campaign's candidate table (embedding a long table first) and fix its feature list.
 
-    Returns the config as it is saved (explicit ``features``) and the files to copy into the folder.
+    Returns the config as it is saved (explicit ``features``), the files to copy
+    into the folder and the parsed :class:`~jaxopt_mat.pool.Pool`.
     """
     from jaxopt_mat.pool import parse_pool
 
@@ -558,13 +559,13 @@ def _prepare_pool(config: Config, source_dir: Path) -> tuple[Config, dict[str, b
         pool = parse_pool(embedded, name)
         embedding = {**config.embedding, "source": src.name}
         config = dataclasses.replace(config, candidates=name, features=tuple(pool.names), embedding=embedding)
-        return config, files
+        return config, files, pool
     pool = parse_pool(text, src.name, list(config.features) or None,
                       exclude=config.objective.measured_names)
     clash = [n for n in config.objective.measured_names if n in pool.names]
     if clash:
         raise ConfigError(f"objective {clash[0]!r} is also a feature column of {src.name}; leave it out of features")
-    return dataclasses.replace(config, candidates=src.name, features=tuple(pool.names)), files
+    return dataclasses.replace(config, candidates=src.name, features=tuple(pool.names)), files, pool
 
 
 def _all_finite(cells: list[str]) -> bool:
@@ -612,19 +613,23 @@ class Campaign:
             raise CampaignError(f"{directory} already holds a campaign; choose another folder")
         if directory.exists() and not directory.is_dir():
             raise CampaignError(f"{directory} exists and is not a folder")
-        copies = {}
+        copies, pool = {}, None
         if config.objective.is_spectrum:
             src = Path(source_dir or ".") / config.objective.target
             read_target(src)  # validate before creating anything
             copies[src.name] = src.read_bytes()
             config = dataclasses.replace(config, objective=dataclasses.replace(config.objective, target=src.name))
         if config.is_pool:
-            config, pool_files = _prepare_pool(config, Path(source_dir or "."))
+            config, pool_files, pool = _prepare_pool(config, Path(source_dir or "."))
             copies.update(pool_files)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / SUGGESTIONS_DIR).mkdir(exist_ok=True)
         for name, content in copies.items():
             (directory / name).write_bytes(content)
+        if pool is not None:  # parsed once here; the first command loads it instead of parsing the copy again
+            from jaxopt_mat.pool import store_pool_cache
+
+            store_pool_cache(directory / POOL_CACHE_FILE, directory / config.candidates, list(config.features), pool)
         header = config.key_columns + ([] if config.objective.is_spectrum else config.objective.measured_names) + [BATCH_COLUMN]
         atomic_write_text(directory / OBSERVATIONS_FILE, ",".join(header) + "\n")
         atomic_write_text(directory / CONFIG_FILE, config_to_toml(config))

@@ -364,15 +364,20 @@ def test_parsed_candidate_table_is_kept_and_rebuilt_when_the_table_changes(tmp_p
 
     write_pool(tmp_path / "candidates.csv", n=40)
     (tmp_path / "campaign.toml").write_text(PARETO_POOL)
-    Campaign.create(tmp_path / "c", parse_config(__import__("tomllib").loads(PARETO_POOL)), source_dir=tmp_path)
-    first = Campaign(tmp_path / "c").pool
-    assert (tmp_path / "c" / ".candidates.npz").is_file()
+    created = Campaign.create(tmp_path / "c", parse_config(__import__("tomllib").loads(PARETO_POOL)),
+                              source_dir=tmp_path)
+    assert (tmp_path / "c" / ".candidates.npz").is_file()  # stored by init from its own parse
 
     def no_parse(*args, **kwargs):
         raise AssertionError("the table was parsed again although it did not change")
 
     real = pool_module.read_pool
     monkeypatch.setattr(pool_module, "read_pool", no_parse)
+    first = created.pool
+    parsed = pool_module.parse_pool((tmp_path / "candidates.csv").read_text(), "candidates.csv",
+                                    list(created.config.features))
+    assert first.ids == parsed.ids and first.names == parsed.names
+    np.testing.assert_array_equal(first.features, parsed.features)
     again = Campaign(tmp_path / "c").pool
     assert again.ids == first.ids and again.names == first.names
     np.testing.assert_array_equal(again.features, first.features)
