@@ -7,8 +7,10 @@ Everything here returns arrays; plotting lives in :mod:`jaxopt_mat.plots`.
   background set as the distribution of absent inputs (what shap's ``Exact``
   explainer with an ``Independent`` masker computes, and checked against it in
   the tests). Every coalition of every point goes to the prediction function
-  in a few large batches, which suits a jitted surrogate: a tenth of a second
-  for 36 conditions of a 5-input recipe, where shap's own loop takes 11 s. Above 10 inputs, e.g. a pool's descriptors, ``2^d`` is too many and
+  in a few large batches, which suits a jitted surrogate: 0.2 s for 36
+  conditions of a 5-input recipe in a new process, where shap's explainer
+  spends 11 s on its first call (compiling its own routines), which a CLI
+  command would pay every time. Above 10 inputs, e.g. a pool's descriptors, ``2^d`` is too many and
   shap's ``Permutation`` explainer samples them.
 - :func:`spectrum_attributions` gives, for each input, how it moves each
   wavelength of a predicted spectrum: integrated gradients (Sundararajan et
