@@ -237,7 +237,7 @@ def spectrum_gp_batch(
         window, smoothness: the loss's intensity window and the width of its smooth edge while optimising.
         tau: smoothing of the improvement, in log-loss units.
         radius: width of the exclusion zone around each chosen recipe, in unit-cube
-            coordinates (0.03: 3 % of each input's range, the size of a flow's jitter).
+            coordinates (0.03: 3 % of each input's range).
         n_samples: score draws per recipe.
         stride: the acquisition evaluates every ``stride``-th wavelength (spectra are
             smooth; halves the cost). Reported losses use all wavelengths.
