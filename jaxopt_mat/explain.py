@@ -98,6 +98,8 @@ def exact_shapley(f: Callable, x: np.ndarray, background: np.ndarray) -> tuple[n
     """
     n, d = x.shape
     m = background.shape[0]
+    if n == 0 or m == 0:
+        raise ValueError(f"exact_shapley needs points to explain and background rows, got {n} and {m}")
     coalitions = ((np.arange(2**d)[:, None] >> np.arange(d)) & 1).astype(bool)  # (2^d, d), row k = bits of k
     weights = _shapley_weights(d)  # (2^d, d)
     per_point = 2**d * m

@@ -45,6 +45,8 @@ def test_exact_shapley_equals_shaps_exact_explainer_on_a_function_with_interacti
     ref = shap.explainers.Exact(f, shap.maskers.Independent(background, max_samples=100))(x, silent=True)
     np.testing.assert_allclose(values, ref.values, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(base, np.mean(ref.base_values), rtol=1e-12)
+    with pytest.raises(ValueError, match="points to explain"):
+        exact_shapley(f, x[:0], background)
 
 
 def test_integrated_gradients_add_up_to_the_change_of_the_spectrum():
