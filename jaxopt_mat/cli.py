@@ -233,6 +233,12 @@ def _print_status(info: dict) -> None:
         value, reps = best.pop("value"), best.pop("replicates")
         recipe = ", ".join(f"{k} = {_fmt(v)}" for k, v in best.items())
         typer.echo(f"  best: {obj['name']} = {value:.6g} (median of {reps}) at {recipe}")
+    if info.get("recommended"):
+        rec = dict(info["recommended"])
+        expected, measured, reps = rec.pop("expected_loss"), rec.pop("measured"), rec.pop("replicates")
+        recipe = ", ".join(f"{k} = {_fmt(v)}" for k, v in rec.items())
+        typer.echo(f"  recommended: expected {obj['name']} = {expected:.6g} under the composite spectrum GP "
+                   f"(measured {measured:.6g}, median of {reps}) at {recipe}")
     if info["model"] is not None:
         models = info["model"] if "objectives" in obj else {None: info["model"]}
         for name, m in models.items():

@@ -593,6 +593,8 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
     campaigns, ``pareto`` holds the reference point, the hypervolume (now and
     after each batch) and the Pareto set; ``model`` then maps each objective to
     its GP's fit quality. Pool campaigns add ``pool`` (candidates, unmeasured).
+    Spectrum campaigns with at least 3 conditions add ``recommended``
+    (:func:`recommended_condition`).
     """
     config = campaign.config
     obj = config.objective
@@ -659,7 +661,32 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
                                            ("spectrum_stability", ready.stability_cos, COS_STABILITY)):
                 out["stop_rules"][rule] = {"value": value, "threshold": threshold,
                                            "met": value is not None and value >= threshold}
+    if with_model and obj.is_spectrum and cond.x.shape[0] >= 3:
+        out["recommended"] = recommended_condition(campaign, cond, describe, key=jax.random.key(key_seed),
+                                                   program_cache=program_cache)
     return out
+
+
+def recommended_condition(campaign: Campaign, cond, describe, *, key, program_cache=None) -> dict:
+    """The measured condition with the lowest posterior expected loss (spectrum campaigns).
+
+    The lowest measured loss is a noisy choice: a single reading whose peak
+    noise lands inside the intensity window makes a recipe at the window's
+    edge look best. The composite spectrum GP (:func:`spectrum_gp_view`)
+    weighs each measurement against all the others (``bench_closed_loop.py``
+    compares the two rules: README, benchmarks/RESULTS.md).
+
+    Returns:
+        the condition's inputs, ``expected_loss``,
+        ``measured`` (median of its replicates' losses) and ``replicates``.
+    """
+    _, med, expected = spectrum_gp_view(campaign, key=key, program_cache=program_cache)
+    if med.x.shape != cond.x.shape or not np.array_equal(med.x, cond.x):
+        raise AssertionError("internal error: spectra and losses grouped into different conditions")
+    i = int(np.argmin(expected))
+    row = describe(i)
+    row.update(expected_loss=float(expected[i]), measured=float(cond.y[i]), replicates=int(cond.counts[i]))
+    return row
 
 
 def _quality(config: Config, model, y) -> dict:

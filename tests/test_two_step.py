@@ -1,13 +1,16 @@
 import json
 
+import jax
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jaxopt_mat import two_step
+from jaxopt_mat import loop, two_step
 from jaxopt_mat.campaign import Campaign, parse_config
 from jaxopt_mat.cli import app
+from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.errors import DataError, RepeatedBatchError
+from jaxopt_mat.objectives import spectrum_loss
 from jaxopt_mat.simulate import measurements_csv
 from jaxopt_mat.virtual_lab import CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, SilverLab
 
@@ -133,6 +136,20 @@ def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_
     assert rules["spectrum_stability"]["value"] == step["stability_cosine"] is not None
     assert rules["spectrum_accuracy"]["met"] == (step["accuracy_cosine"] >= two_step.COS_ACCURACY)
     assert len(trained) == 2  # held-out batch left out, and all data
+    # The recommendation: a measured condition, its median measured loss, and the lowest expected loss.
+    rec = info["recommended"]
+    recipe = np.array([rec[n] for n in INPUT_NAMES])
+    cond = combine_replicates(*camp.read_observations()[:2])
+    i = int(np.flatnonzero(np.all(cond.x == recipe, axis=1))[0])
+    assert rec["measured"] == cond.y[i] and rec["replicates"] == cond.counts[i]
+    expected = loop.spectrum_gp_view(camp, key=jax.random.key(0))[2]
+    np.testing.assert_allclose(rec["expected_loss"], expected.min(), rtol=1e-6)
+    assert 0.0 <= rec["expected_loss"] <= 1.0
+    true = np.array([float(spectrum_loss(s, camp.target(lab.wavelengths))) for s in lab.spectra(cond.x)])
+    assert true[i] <= np.sort(true)[2], (true[i], np.sort(true)[:5])  # among the three truly best conditions
+    res = runner.invoke(app, ["status", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert f"recommended: expected loss = {rec['expected_loss']:.6g} under the composite spectrum GP" in res.stdout
     res = runner.invoke(app, ["plot", str(tmp_path / "c"), "--out", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
     assert "no prediction band" not in res.stderr
