@@ -207,7 +207,7 @@ def spectrum_gp_batch(
     window=(0.7, 1.2),
     smoothness: float = 0.01,
     tau: float = 0.05,
-    radius: float = 0.03,
+    radius: float = 0.15,
     n_samples: int = 32,
     stride: int = 2,
     n_starts: int = 16,
@@ -237,7 +237,8 @@ def spectrum_gp_batch(
         window, smoothness: the loss's intensity window and the width of its smooth edge while optimising.
         tau: smoothing of the improvement, in log-loss units.
         radius: width of the exclusion zone around each chosen recipe, in unit-cube
-            coordinates (0.03: 3 % of each input's range).
+            coordinates (0.15: 15 % of each input's range). Chosen on batches of 15
+            in 5 inputs, among 0.03, 0.08, 0.15 and 0.25 (benchmarks/RESULTS.md).
         n_samples: score draws per recipe.
         stride: the acquisition evaluates every ``stride``-th wavelength (spectra are
             smooth; halves the cost). Reported losses use all wavelengths.
