@@ -238,7 +238,7 @@ def spectrum_gp_batch(
         tau: smoothing of the improvement, in log-loss units.
         radius: width of the exclusion zone around each chosen recipe, in unit-cube
             coordinates (0.15: 15 % of each input's range). Chosen on batches of 15
-            in 5 inputs, among 0.03, 0.08, 0.15 and 0.25 (benchmarks/RESULTS.md).
+            in 5 inputs, among radii from 0.03 to 0.25 (benchmarks/RESULTS.md).
         n_samples: score draws per recipe.
         stride: the acquisition evaluates every ``stride``-th wavelength (spectra are
             smooth; halves the cost). Reported losses use all wavelengths.
