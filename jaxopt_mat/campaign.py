@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxopt_mat.errors import (CampaignError, ConfigError, DataError, RepeatedBatchError, read_data_file,
-                               refuse_repeated_columns)
+                               refuse_repeated_columns, separator_hint)
 from jaxopt_mat.space import SearchSpace, constraints_from_strings
 
 CONFIG_FILE = "campaign.toml"
@@ -343,11 +343,11 @@ def _parse_objective(raw: dict, names: list[str], source: str) -> Objective:
 def load_config(path: Path) -> Config:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror if isinstance(e, OSError) else e}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -416,7 +416,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     except OSError as e:  # name the file the caller asked for, not the temporary one
         raise OSError(e.errno, e.strerror, str(path)) from None
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -478,10 +478,7 @@ def read_target(path: Path) -> tuple[np.ndarray, np.ndarray]:
         DataError: if the file is missing, malformed or has fewer than 3 points.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DataError(f"target spectrum file not found: {path}") from None
+    text = read_data_file(path, "target spectrum file")
     rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
     values = []
     for line, row in enumerate(rows, 1):
@@ -679,7 +676,7 @@ class Campaign:
         path = self.dir / OBSERVATIONS_FILE
         if not path.is_file():
             raise CampaignError(f"{path} is missing; the campaign folder is incomplete")
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         if not rows:
             raise CampaignError(f"{path} has no header")
@@ -833,7 +830,7 @@ class Campaign:
         missing = [c for c in need if c not in header]
         if missing:
             raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need[:len(names) + 1])}"
-                            f"{', ...' if len(need) > len(names) + 1 else ''})")
+                            f"{', ...' if len(need) > len(names) + 1 else ''}){separator_hint(header)}")
         refuse_repeated_columns(header, need, source)
         pos = [header.index(c) for c in need]
         space = self.space
@@ -910,7 +907,7 @@ class Campaign:
                 raise CampaignError(f"id {unknown[0]!r} is not in the candidate table {self.config.candidates}")
         with self.lock():
             header, body = self._read_rows()
-            old = path.read_text()
+            old = path.read_text(encoding="utf-8")
             if self.config.objective.is_spectrum and len(header) == len(self.config.key_columns) + 1:  # no data yet: the grid comes with these rows
                 if not isinstance(measurements, Measurements):
                     raise CampaignError("the first spectra of a campaign need their wavelength columns (use validate_table)")
@@ -947,7 +944,7 @@ class Campaign:
         return path
 
     def read_suggestion(self, path: Path) -> np.ndarray:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         header = rows[0]
         pos = [header.index(n) for n in self.config.input_names]
@@ -961,7 +958,7 @@ class Campaign:
         if not path.is_file():
             return {}
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             raise CampaignError(f"{path} is not valid JSON; restore it or delete it to reset the loop's state") from None
 

@@ -336,7 +336,7 @@ def explain(
         plots.landscape_map(gi, gj, peaks, folder / "colour_palette.png", xlabel=names[i], ylabel=names[j],
                             zlabel="predicted peak wavelength (nm)", points=cond.x[:, [i, j]], cmap="turbo")
         result["wavelength_attributions"] = {n: float(np.max(a)) for n, a in zip(names, attr)}
-    (folder / "importance.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "importance.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

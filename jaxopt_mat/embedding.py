@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_mat.errors import DataError
+from jaxopt_mat.errors import DataError, separator_hint
 from jaxopt_mat.pool import ID_COLUMN, parse_pool
 
 
@@ -112,7 +112,8 @@ def embed_long_table(text: str, source: str, *, features: list[str] | None = Non
     """
     rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
     if not rows or ID_COLUMN not in [h.strip() for h in rows[0]]:
-        raise DataError(f"{source}: a long candidate table needs an '{ID_COLUMN}' column")
+        hint = separator_hint(rows[0]) if rows else ""
+        raise DataError(f"{source}: a long candidate table needs an '{ID_COLUMN}' column{hint}")
     header = [h.strip() for h in rows[0]]
     j = header.index(ID_COLUMN)
     # Give every element row a unique id so the table validates as a plain table, then group.

@@ -29,7 +29,7 @@ import numpy as np
 from jaxopt_mat.acquisition.analytic import log_expected_improvement
 from jaxopt_mat.acquisition.batch import log_penalizer
 from jaxopt_mat.chunked import map_rows
-from jaxopt_mat.errors import DataError, read_data_file, refuse_repeated_columns
+from jaxopt_mat.errors import DataError, read_data_file, refuse_repeated_columns, separator_hint
 
 ID_COLUMN = "id"
 
@@ -99,7 +99,7 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
     if ID_COLUMN not in header:
-        raise DataError(f"{source}: the candidate table needs an '{ID_COLUMN}' column")
+        raise DataError(f"{source}: the candidate table needs an '{ID_COLUMN}' column{separator_hint(header)}")
     refuse_repeated_columns(header, [h for h in header if h], source)
     if not body:
         raise DataError(f"{source}: the candidate table has no rows")

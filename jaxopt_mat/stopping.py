@@ -192,7 +192,7 @@ def _last_max_acquisition(campaign: Campaign):
     """Largest expected improvement (``log_ei``) or EHVI (``ehvi``, ``log_ehvi``) in the newest suggestion
     batch that recorded one."""
     for path in reversed(campaign.suggestion_files()):
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         if not rows:
             continue

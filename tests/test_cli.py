@@ -173,6 +173,24 @@ def test_refusals_are_one_line_with_an_exit_code(campaign, tmp_path, args, code,
     assert message.format(tmp=tmp_path) in one_line_error(invoke(*args), code)
 
 
+def test_spreadsheet_exports_are_read_or_refused_in_one_line(campaign, tmp_path):
+    data = tmp_path / "m.csv"
+    # "CSV UTF-8" from a spreadsheet: a byte-order mark before the first column's name, CRLF line ends.
+    data.write_bytes(b"\xef\xbb\xbfx1,x2,cost\r\n1.0,2.0,3.0\r\n")
+    assert invoke("observe", campaign, data).exit_code == 0
+    x, y, _ = Campaign(campaign).read_observations()
+    np.testing.assert_allclose(np.c_[x, y], [[1.0, 2.0, 3.0]])
+    before = (campaign / "observations.csv").read_bytes()
+    for content, message in (
+        (b"x1;x2;cost\r\n4,0;5,0;6,0\r\n", "separated by ';': save the file with commas as separators"),
+        (b"x1\tx2\tcost\n4.0\t5.0\t6.0\n", "separated by tabs"),
+        (b"x1,x2,cost\n4.0,5.0,6.0 \xb5g\n", "m.csv line 2: not UTF-8 text (byte 0xb5); save it as UTF-8"),
+    ):
+        data.write_bytes(content)
+        assert message in one_line_error(invoke("observe", campaign, data), 3)
+    assert (campaign / "observations.csv").read_bytes() == before
+
+
 @pytest.mark.parametrize("row, message", [
     ("1.0,oops,3.0,1", "the row '1.0,oops,3.0,1' holds a value that is not a finite number"),
     ("1.0,2.0,inf,1", "the row '1.0,2.0,inf,1' holds a value that is not a finite number"),
