@@ -115,9 +115,13 @@ def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
 @pytest.mark.heavy
 def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_path, monkeypatch):
     # status trains what the next suggest will use; plot, explain and suggest then load it from the cache.
+    from jaxopt_mat import cli
     from jaxopt_mat.design import latin_hypercube
+    from jaxopt_mat.ensemble_cache import EnsembleCache
 
-    monkeypatch.setenv("JAXOPT_MAT_CACHE", str(tmp_path / "cache"))
+    # A fresh ensemble cache, so that the training counted below happens here. Only that cache:
+    # the compilation cache stays where the suite keeps it (the first CLI call of a process fixes it).
+    monkeypatch.setattr(cli, "_ensemble_cache", lambda: EnsembleCache(tmp_path / "ensembles"))
     trained = []
     fit = two_step.fit_spectrum_ensemble
     monkeypatch.setattr(two_step, "fit_spectrum_ensemble", lambda *a, **k: trained.append(1) or fit(*a, **k))
