@@ -488,10 +488,20 @@ def simulate(
     if tuple(camp.config.input_names) != INPUT_NAMES or not camp.config.objective.is_spectrum:
         raise DataError(f"simulated labs measure spectra of the flows {', '.join(INPUT_NAMES)}; "
                         "the campaign must be a spectrum campaign with exactly these inputs")
-    if rounds < 1 or replicates < 1:
-        raise DataError("--rounds and --replicates must be at least 1")
+    _check_loop_sizes(rounds, batch, replicates)
     sim.run(camp, the_lab, rounds=rounds, batch=batch, replicates=replicates, method=method, seed=seed,
             on_round=lambda r: typer.echo(_round_line(r)), program_cache=_program_cache())
+
+
+def _check_loop_sizes(rounds: int, batch: int, replicates: int = 1) -> None:
+    """Refuse a simulated loop's sizes before anything is run or replaced."""
+    from jaxopt_mat.acquisition.batch import MAX_BATCH
+    from jaxopt_mat.errors import DataError
+
+    if rounds < 1 or replicates < 1:
+        raise DataError("--rounds and --replicates must be at least 1")
+    if not 1 <= batch <= MAX_BATCH:
+        raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
 
 
 DEMO_TARGET_RECIPE = (18.0, 22.0, 12.0, 3.0, 450.0)
@@ -514,6 +524,7 @@ def demo(
     from jaxopt_mat.errors import CampaignError
     from jaxopt_mat.virtual_lab import CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, SilverLab
 
+    _check_loop_sizes(rounds, batch)
     if out.exists():
         if not (out / ".demo").exists():
             raise CampaignError(f"{out} exists and is not a demo folder; choose another --out")

@@ -167,10 +167,13 @@ def test_observing_the_same_file_twice_is_refused_unless_asked(campaign, tmp_pat
     (["init", "{camp}", "--config", "{tmp}/campaign.toml"], 5, "already holds a campaign"),
     (["init", "{tmp}/new", "--config", "{tmp}/nope.toml"], 2, "config file not found"),
     (["suggest", "{camp}", "--batch", "2", "--out", "{tmp}/no/such/folder/s.csv"], 3, "folder {tmp}/no/such/folder does not exist"),
+    (["demo", "--out", "{tmp}/d", "--rounds", "0"], 3, "--rounds and --replicates must be at least 1"),
+    (["demo", "--out", "{tmp}/d", "--batch", "40"], 3, "--batch must be between 1 and 32, got 40"),
 ])
 def test_refusals_are_one_line_with_an_exit_code(campaign, tmp_path, args, code, message):
     args = [a.format(camp=campaign, tmp=tmp_path) for a in args]
     assert message.format(tmp=tmp_path) in one_line_error(invoke(*args), code)
+    assert not (tmp_path / "d").exists()  # a refused demo creates (or replaces) nothing
 
 
 def test_spreadsheet_exports_are_read_or_refused_in_one_line(campaign, tmp_path):
