@@ -167,3 +167,13 @@ def test_an_existing_campaign_is_not_overwritten(camp):
 
     with pytest.raises(CampaignError, match="already holds a campaign"):
         Campaign.create(camp.dir, parse_config(BASE))
+
+
+def test_a_target_saved_with_a_byte_order_mark_keeps_its_first_point(tmp_path):
+    from jaxopt_mat.campaign import read_target
+
+    path = tmp_path / "target.csv"
+    path.write_bytes("\ufeff380,0.1\r\n381,0.2\r\n382,0.4\r\n".encode())  # no header: the first row is data
+    wl, absorbance = read_target(path)
+    np.testing.assert_allclose(wl, [380, 381, 382])
+    np.testing.assert_allclose(absorbance, [0.1, 0.2, 0.4])
