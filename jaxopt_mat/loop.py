@@ -503,7 +503,8 @@ def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cac
     x = np.asarray(sb.x)
     if not np.all(np.asarray(campaign.space.is_feasible(x, atol=0.0))):  # the repair guarantees this
         raise AssertionError("internal error: an infeasible suggestion escaped the projection")
-    extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std)}
+    extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std),
+             "log_ei": np.asarray(sb.log_acquisition)}
     return Suggestion(x, "cgp", extra, notes)
 
 

@@ -18,7 +18,8 @@ Rules (thresholds in ``[stopping]`` of ``campaign.toml``; defaults below):
   fraction of itself).
 - ``acquisition``: the largest expected improvement in the newest GP batch
   (from its ``log_ei`` column) is below ``min_improvement`` (0.001) of that range
-  (spectrum campaigns: of the range of the log-loss the GP step models).
+  (spectrum campaigns: of the range of the capped log-loss the GP step models;
+  ``cgp`` records the expected improvement of the log-loss, in the same units).
 - ``budget``: at least ``budget`` measurements recorded. Off unless set.
 
 ``should_stop`` is true when the threshold or the budget is met, or when the
@@ -135,7 +136,7 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
         rules["plateau"] = _rule(None, s["plateau_fraction"], False)
 
     acq = _last_max_acquisition(campaign)
-    if cfg.objective.is_spectrum:  # the GP step's EI is in the units of its modelled log-loss
+    if cfg.objective.is_spectrum:  # EI of a log-loss (GP step: capped; cgp: not), against the capped log-loss's range
         from jaxopt_mat.loop import gp_target
 
         scale = float(np.ptp(gp_target(cfg, combine_replicates(x, y).y))) if y.size else 0.0

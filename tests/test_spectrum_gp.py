@@ -20,7 +20,7 @@ from jaxopt_mat.campaign import Campaign
 from jaxopt_mat.cli import app
 from jaxopt_mat.errors import DataError
 from jaxopt_mat.simulate import measurements_csv
-from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp, principal_components
+from jaxopt_mat.surrogates.spectrum_gp import SpectrumGP, fit_spectrum_gp, principal_components
 from jaxopt_mat.virtual_lab import INPUT_NAMES, SilverLab
 from tests.test_two_step import spectrum_config
 
@@ -140,6 +140,14 @@ def test_batch_is_feasible_distinct_and_lands_near_the_target_recipe(fitted):
     true = np.array([reference_loss(s, target) for s in band_spectra(x)])
     assert true.min() < 0.01  # the band at (0.5, 0.4) is reachable: the first pick comes close
     assert np.all(np.isfinite(np.asarray(sb.loss_mean))) and np.all(np.asarray(sb.loss_std) >= 0)
+    # The first pick's recorded acquisition is the log-EI at that recipe (nothing believed or excluded yet),
+    # evaluated as the batch does: the same 32 draws, every second wavelength, the smooth window edge.
+    z = jax.random.normal(jax.random.split(jax.random.key(8))[0], (32, model.n_components), dtype=model.mean.dtype)
+    coarse = SpectrumGP(model.models, model.mean[::2], model.basis[:, ::2])
+    first = log_expected_loss_improvement(coarse, sb.x[:1], jnp.asarray(target)[::2], z, 0.05, window=(0.7, 1.2),
+                                          smoothness=0.01, tau=0.05)
+    assert sb.log_acquisition.shape == (4,) and np.all(np.isfinite(np.asarray(sb.log_acquisition)))
+    np.testing.assert_allclose(sb.log_acquisition[0], first[0], rtol=1e-6)
 
 
 def test_log_exclusion_vanishes_far_away_forbids_chosen_recipes_and_ignores_unchosen_rows():
@@ -179,7 +187,7 @@ def test_cgp_suggestions_through_the_cli(tmp_path):
     res = CliRunner().invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "3", "--method", "cgp"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
-    assert lines[0].split(",") == list(INPUT_NAMES) + ["predicted_loss", "predicted_loss_std"]
+    assert lines[0].split(",") == list(INPUT_NAMES) + ["predicted_loss", "predicted_loss_std", "log_ei"]
     rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
-    assert rows.shape == (3, 7) and np.all(rows[:, :4].sum(axis=1) <= 90.0)
+    assert rows.shape == (3, 8) and np.all(rows[:, :4].sum(axis=1) <= 90.0) and np.all(np.isfinite(rows))
     assert np.all((rows[:, 5] >= 0) & (rows[:, 5] <= 1))

@@ -34,11 +34,15 @@ class SpectrumBatch(NamedTuple):
     Attributes:
         x: recipes, shape ``(q, d)``.
         loss_mean, loss_std: exact loss of the members' spectra, mean and spread, ``(q,)``.
+        log_acquisition: :func:`spectrum_gp_batch` only: the log expected improvement
+            each recipe reached when it was chosen (after the earlier picks were believed
+            and excluded), ``(q,)``; ``None`` from :func:`spectrum_batch`.
     """
 
     x: jnp.ndarray
     loss_mean: jnp.ndarray
     loss_std: jnp.ndarray
+    log_acquisition: jnp.ndarray | None = None
 
 
 def member_losses(ensemble: SpectrumEnsemble, x, target, window, smoothness=None):
@@ -186,14 +190,14 @@ def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, t
                                                    smoothness=smoothness, tau=tau, picked=picked, picked_mask=mask)
             return log_ei + log_exclusion(u, picked_unit, mask, radius)
 
-        bu, _, _, _ = maximize_unit(fn_unit, space, jax.random.fold_in(key, i), n_starts=n_starts, n_raw=n_raw,
-                                    n_steps=n_steps, learning_rate=learning_rate)
-        return (picked.at[i].set(space.from_unit(bu)), mask.at[i].set(1.0)), None
+        bu, bv, _, _ = maximize_unit(fn_unit, space, jax.random.fold_in(key, i), n_starts=n_starts, n_raw=n_raw,
+                                     n_steps=n_steps, learning_rate=learning_rate)
+        return (picked.at[i].set(space.from_unit(bu)), mask.at[i].set(1.0)), bv
 
     dtype = jnp.asarray(space.low).dtype
-    (x, _), _ = jax.lax.scan(body, (jnp.zeros((q, space.dim), dtype), jnp.zeros(q, dtype)), jnp.arange(q))
+    (x, _), log_acq = jax.lax.scan(body, (jnp.zeros((q, space.dim), dtype), jnp.zeros(q, dtype)), jnp.arange(q))
     losses = expected_spectrum_loss(model, x, target, z, window=window)
-    return SpectrumBatch(x, jnp.mean(losses, axis=0), jnp.std(losses, axis=0))
+    return SpectrumBatch(x, jnp.mean(losses, axis=0), jnp.std(losses, axis=0), log_acq)
 
 
 def spectrum_gp_batch(
@@ -246,7 +250,8 @@ def spectrum_gp_batch(
             that keeps the compiled program between processes (used by the CLI).
 
     Returns:
-        :class:`SpectrumBatch`: recipes with the posterior mean and spread of their exact loss.
+        :class:`SpectrumBatch`: recipes with the posterior mean and spread of their exact loss,
+        and the log expected improvement at which each was chosen.
     """
     k_z, k_opt = jax.random.split(key)
     dtype = jnp.asarray(model.mean).dtype
