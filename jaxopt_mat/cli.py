@@ -495,13 +495,12 @@ def simulate(
 
 def _check_loop_sizes(rounds: int, batch: int, replicates: int = 1) -> None:
     """Refuse a simulated loop's sizes before anything is run or replaced."""
-    from jaxopt_mat.acquisition.batch import MAX_BATCH
     from jaxopt_mat.errors import DataError
+    from jaxopt_mat.loop import check_batch_size
 
     if rounds < 1 or replicates < 1:
         raise DataError("--rounds and --replicates must be at least 1")
-    if not 1 <= batch <= MAX_BATCH:
-        raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
+    check_batch_size(batch)
 
 
 DEMO_TARGET_RECIPE = (18.0, 22.0, 12.0, 3.0, 450.0)

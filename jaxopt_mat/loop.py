@@ -77,6 +77,12 @@ def network_seed(campaign: Campaign) -> int:
     return next_suggestion_seed(campaign) % 2**31 + 1
 
 
+def check_batch_size(batch: int) -> None:
+    """A :class:`DataError` unless ``1 <= batch <= MAX_BATCH`` (what ``suggest`` can return in one call)."""
+    if not 1 <= batch <= MAX_BATCH:
+        raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
+
+
 def suggest(
     campaign: Campaign,
     batch: int,
@@ -99,8 +105,7 @@ def suggest(
     :class:`~jaxopt_mat.ensemble_cache.EnsembleCache`) keeps trained spectrum
     ensembles, e.g. those ``status`` trained for this very suggestion.
     """
-    if not 1 <= batch <= MAX_BATCH:
-        raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
+    check_batch_size(batch)
     config = campaign.config
     spectrum = config.objective.is_spectrum
     allowed = POOL_METHODS if config.is_pool else SPECTRUM_METHODS if spectrum else METHODS
