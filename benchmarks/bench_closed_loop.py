@@ -44,6 +44,7 @@ from jaxopt_mat import simulate  # noqa: E402
 from jaxopt_mat.campaign import Campaign, parse_config  # noqa: E402
 from jaxopt_mat.acquisition.spectrum import spectrum_batch  # noqa: E402
 from jaxopt_mat.data import combine_replicates  # noqa: E402
+from jaxopt_mat.ensemble_cache import EnsembleCache  # noqa: E402
 from jaxopt_mat.loop import gp_target, log_peak, peak_smoothed_losses, spectrum_gp_view  # noqa: E402
 from jaxopt_mat.two_step import train_on  # noqa: E402
 from jaxopt_mat.virtual_lab import CONSTRAINT_A, CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, NetworkLab, mlp_spectra  # noqa: E402
@@ -137,7 +138,9 @@ def run_campaign(lab, target_rows, method, seed, budget, batch, workdir, params,
         text = simulate.measurements_csv(list(INPUT_NAMES), [f"{w:g}" for w in lab.wavelengths], x, lab.measure(x, rng=rng))
         camp.append_observations(camp.validate_table(text, "all.csv"))
     else:
-        simulate.run(camp, lab, rounds=budget // batch, batch=batch, method=method, seed=seed)
+        # The campaign's own ensemble cache, as the CLI keeps one: the readiness check reuses last round's ensemble.
+        simulate.run(camp, lab, rounds=budget // batch, batch=batch, method=method, seed=seed,
+                     ensemble_cache=EnsembleCache(folder / "ensembles"))
     x, y, _ = camp.read_observations()
     cond = combine_replicates(x, y)
     low, high = camp.space.low, camp.space.high

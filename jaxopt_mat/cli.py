@@ -130,7 +130,8 @@ def suggest(
     method: Optional[str] = typer.Option(
         None, "--method", "-m",
         help="gp (batch log-EI with local penalization), random or lhs; spectrum campaigns also cgp (GPs on the "
-             "spectrum's principal components), dnn, mixed and auto (their default).",
+             "spectrum's principal components), dnn, mixed and auto (their default: cgp, then dnn once the "
+             "network is ready).",
     ),
     kappa: float = typer.Option(0.0, "--kappa", help="Spectrum network: weight of the members' disagreement (exploration)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (default: the campaign's)."),
@@ -490,7 +491,8 @@ def simulate(
                         "the campaign must be a spectrum campaign with exactly these inputs")
     _check_loop_sizes(rounds, batch, replicates)
     sim.run(camp, the_lab, rounds=rounds, batch=batch, replicates=replicates, method=method, seed=seed,
-            on_round=lambda r: typer.echo(_round_line(r)), program_cache=_program_cache())
+            on_round=lambda r: typer.echo(_round_line(r)), program_cache=_program_cache(),
+            ensemble_cache=_ensemble_cache())
 
 
 def _check_loop_sizes(rounds: int, batch: int, replicates: int = 1) -> None:
@@ -552,7 +554,8 @@ def demo(
             if n.startswith("auto:"):
                 typer.echo(f"          {n}")
 
-    sim.run(camp, lab, rounds=rounds, batch=batch, seed=seed, on_round=report, program_cache=_program_cache())
+    sim.run(camp, lab, rounds=rounds, batch=batch, seed=seed, on_round=report, program_cache=_program_cache(),
+            ensemble_cache=_ensemble_cache())
     x, values, batches = camp.read_observations()
     _, spectra, _ = camp.read_table()
     i = int(np.argmin(values))

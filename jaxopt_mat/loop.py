@@ -72,9 +72,15 @@ def next_suggestion_seed(campaign: Campaign, seed: int | None = None) -> int:
     return int(np.random.SeedSequence([base, len(campaign.suggestion_files())]).generate_state(1)[0])
 
 
-def network_seed(campaign: Campaign) -> int:
-    """Training seed of the all-data spectrum ensemble the next ``suggest`` uses (also for plots and attributions)."""
-    return next_suggestion_seed(campaign) % 2**31 + 1
+def network_seed(campaign: Campaign, seed: int | None = None) -> int:
+    """Training seed of the all-data spectrum ensemble the next ``suggest`` uses (also for plots and attributions).
+
+    ``seed`` overrides the campaign's, as in :func:`suggest`.
+    """
+    from jaxopt_mat.two_step import ensemble_seed
+
+    _, _, batches = campaign.read_table()
+    return ensemble_seed(campaign.config.seed if seed is None else seed, int(batches.max()) if batches.size else 0)
 
 
 def check_batch_size(batch: int) -> None:
@@ -143,8 +149,8 @@ def suggest(
     elif method == "cgp":
         result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
     else:
-        result = _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache,
-                                   ensemble_cache)
+        result = _suggest_spectrum(campaign, cond, batch, method, seed, rng_seed, kappa, progress, notes,
+                                   program_cache, ensemble_cache)
 
     _stop_note(campaign, result, method, program_cache)
     return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
@@ -367,13 +373,13 @@ def _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes,
 
 # Name of the spectrum campaigns' peak-intensity GP among the remembered fits.
 _PEAK_GP = "log_peak"
-# Spectrum losses: the GP step models log(min(loss, cap) + LOSS_FLOOR), cap = the median loss (see gp_target),
+# Spectrum losses: the `gp` method models log(min(loss, cap) + LOSS_FLOOR), cap = the median loss (see gp_target),
 # of the peak-smoothed losses (see peak_smoothed_losses).
 LOSS_FLOOR = 1e-4
 
 
 def gp_target(config: Config, y: np.ndarray) -> np.ndarray:
-    """What the GP step models for the objective values ``y`` (a monotone transform: same optimum).
+    """What ``suggest --method gp`` models for the objective values ``y`` (a monotone transform: same optimum).
 
     Scalar objectives: ``y`` itself. Spectrum losses span orders of magnitude
     near the optimum and jump to 1 where the peak leaves the intensity window;
@@ -406,7 +412,7 @@ def peak_smoothed_losses(campaign: Campaign, cond, peak_model, table=None) -> np
     by far more than the shape term varies between good recipes (replicate
     losses scatter by about 0.02 there, against about 0.0005 for the shape
     term alone). The peak is a smooth function of the recipe that its GP
-    estimates from all conditions at once, so the GP step models
+    estimates from all conditions at once, so ``gp`` models
     ``1 - median(cos) * delta(exp(posterior mean of log peak))``: the same
     loss, with the intensity noise averaged out. ``table``: as in :func:`log_peak`.
     """
@@ -479,7 +485,7 @@ def spectrum_gp_view(campaign: Campaign, *, key, program_cache=None):
     loss weighs each measurement against all the others, so a single lucky
     reading at the intensity window's edge does not make a condition look best.
     """
-    from jaxopt_mat.acquisition.spectrum import expected_spectrum_loss
+    from jaxopt_mat.acquisition.spectrum import posterior_expected_loss
     from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp
 
     space = campaign.space
@@ -489,8 +495,11 @@ def spectrum_gp_view(campaign: Campaign, *, key, program_cache=None):
     model = fit_spectrum_gp(med.x, med.y, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
     z = jax.random.normal(k_z, (256, model.n_components), dtype=model.mean.dtype)
     target = jax.numpy.asarray(campaign.target(campaign.wavelengths()))
-    losses = expected_spectrum_loss(model, jax.numpy.asarray(med.x), target, z, window=campaign.config.objective.window)
-    return model, med, np.asarray(losses.mean(axis=0))
+    window = jax.numpy.asarray(campaign.config.objective.window, dtype=model.mean.dtype)
+    # Padded to the GPs' padded training size, so the compiled program serves every round of a padding bucket.
+    n, n_pad = med.x.shape[0], model.models.x_unit.shape[1]
+    x_pad = np.concatenate([med.x, np.repeat(med.x[:1], n_pad - n, axis=0)])
+    return model, med, np.asarray(posterior_expected_loss(model, jax.numpy.asarray(x_pad), target, z, window))[:n]
 
 
 def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache) -> Suggestion:
@@ -513,9 +522,9 @@ def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cac
     return Suggestion(x, "cgp", extra, notes)
 
 
-def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, notes, program_cache,
+def _suggest_spectrum(campaign, cond, batch, method, seed, rng_seed, kappa, progress, notes, program_cache,
                       ensemble_cache) -> Suggestion:
-    """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns."""
+    """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns (``seed``: :func:`suggest`'s override, or None)."""
     from jaxopt_mat.acquisition.spectrum import spectrum_batch
     from jaxopt_mat.two_step import network_readiness, train_on
 
@@ -523,11 +532,12 @@ def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, 
     ensemble = None
     if method == "auto":
         progress("training the spectrum network to judge its accuracy and stability")
-        ready = network_readiness(campaign, seed=rng_seed % 2**31, record=True, cache=ensemble_cache)
+        ready = network_readiness(campaign, seed=campaign.config.seed if seed is None else seed, record=True,
+                                  cache=ensemble_cache)
         notes.append(f"auto: {ready.step} step ({ready.reason})")
-        if ready.step == "gp":
-            result = _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
-            result.method = "auto:gp"
+        if ready.step == "gp":  # the GP step: the composite spectrum GP (``cgp``)
+            result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
+            result.method = "auto:cgp"
             return result
         ensemble, method = ready.ensemble, "dnn"
     n_dnn = batch if method == "dnn" else (batch + 1) // 2
@@ -538,7 +548,7 @@ def _suggest_spectrum(campaign, cond, batch, method, rng_seed, kappa, progress, 
         notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {batch - n_dnn} from the GP")
     if ensemble is None:
         progress("training the spectrum network")
-        ensemble = train_on(campaign, None, seed=rng_seed % 2**31 + 1, cache=ensemble_cache)
+        ensemble = train_on(campaign, None, seed=network_seed(campaign, seed), cache=ensemble_cache)
     progress(f"minimising the predicted loss for {n_dnn} recipes")
     target = campaign.target(campaign.wavelengths())
     sb = spectrum_batch(ensemble, campaign.space, target, n_dnn, key=jax.random.key(rng_seed), window=objective.window,
@@ -658,7 +668,7 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
     if with_model and obj.is_spectrum:
         from jaxopt_mat.two_step import COS_ACCURACY, COS_STABILITY, network_readiness
 
-        ready = (network_readiness(campaign, seed=next_suggestion_seed(campaign) % 2**31, cache=ensemble_cache)
+        ready = (network_readiness(campaign, seed=config.seed, cache=ensemble_cache)
                  if cond.x.shape[0] else None)
         out["step"] = ready.as_dict() if ready is not None else None
         if ready is not None and "stop_rules" in out:

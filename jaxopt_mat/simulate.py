@@ -79,18 +79,20 @@ def run(
     seed: int = 0,
     on_round: Callable[[Round], None] = lambda r: None,
     program_cache=None,
+    ensemble_cache=None,
 ) -> list[Round]:
     """Run ``rounds`` of suggest -> measure -> observe; return a summary per round.
 
     ``batch_values`` of each round are the measured objective of the batch (the
-    exact loss, for spectrum campaigns).
+    exact loss, for spectrum campaigns). ``program_cache`` and ``ensemble_cache``
+    are passed to :func:`~jaxopt_mat.loop.suggest`.
     """
     rng = np.random.default_rng(seed)
     config = campaign.config
     history = []
     for r in range(rounds):
         t0 = time.perf_counter()
-        sug = loop.suggest(campaign, batch, method=method, program_cache=program_cache)
+        sug = loop.suggest(campaign, batch, method=method, program_cache=program_cache, ensemble_cache=ensemble_cache)
         campaign.save_suggestion(loop.suggestion_csv(config, sug))
         x = np.repeat(sug.x, replicates, axis=0)
         y = lab.measure(x, rng=rng)

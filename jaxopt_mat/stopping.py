@@ -18,8 +18,9 @@ Rules (thresholds in ``[stopping]`` of ``campaign.toml``; defaults below):
   fraction of itself).
 - ``acquisition``: the largest expected improvement in the newest GP batch
   (from its ``log_ei`` column) is below ``min_improvement`` (0.001) of that range
-  (spectrum campaigns: of the range of the capped log-loss the GP step models;
-  ``cgp`` records the expected improvement of the log-loss, in the same units).
+  (spectrum campaigns: of the range of the capped log-loss that ``gp`` models;
+  ``cgp`` and ``auto``'s GP step record the expected improvement of the
+  log-loss, in the same units).
 - ``budget``: at least ``budget`` measurements recorded. Off unless set.
 
 ``should_stop`` is true when the threshold or the budget is met, or when the
@@ -136,7 +137,7 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
         rules["plateau"] = _rule(None, s["plateau_fraction"], False)
 
     acq = _last_max_acquisition(campaign)
-    if cfg.objective.is_spectrum:  # EI of a log-loss (GP step: capped; cgp: not), against the capped log-loss's range
+    if cfg.objective.is_spectrum:  # EI of a log-loss (gp: capped; cgp: not), against the capped log-loss's range
         from jaxopt_mat.loop import gp_target
 
         scale = float(np.ptp(gp_target(cfg, combine_replicates(x, y).y))) if y.size else 0.0

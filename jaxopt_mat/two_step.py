@@ -1,4 +1,4 @@
-"""The study's two-step workflow for spectrum campaigns: GP first, the spectrum network once it is ready.
+"""The study's two-step workflow for spectrum campaigns: a GP first, the spectrum network once it is ready.
 
 The network is ready when it is both
 
@@ -8,11 +8,11 @@ The network is ready when it is both
 - **stable**: that network and one trained on all data agree on a fixed probe
   set of recipes (median cosine similarity of their predicted spectra).
 
-``auto`` uses the GP until then and the network afterwards, which is what the
-study decided by hand between its rounds. The switch is one-way: once the
-network step has begun (recorded in the campaign's ``state.json``), later
-rounds stay in it, so that noise in a single held-out batch cannot send the
-campaign back and forth.
+``auto`` uses the composite spectrum GP (``suggest --method cgp``) until then
+and the network afterwards, which is what the study decided by hand between
+its rounds. The switch is one-way: once the network step has begun (recorded
+in the campaign's ``state.json``), later rounds stay in it, so that noise in a
+single held-out batch cannot send the campaign back and forth.
 """
 
 from __future__ import annotations
@@ -78,6 +78,17 @@ def train_on(campaign: Campaign, keep: np.ndarray | None = None, *, seed: int,
     return cache.put(key, fit_spectrum_ensemble(x, spectra, key=jax.random.key(seed), low=space.low, high=space.high))
 
 
+def ensemble_seed(seed: int, last_batch: int) -> int:
+    """Training seed of the ensemble fitted on the batches up to ``last_batch`` of a campaign with ``seed``.
+
+    The seed follows the data, not the round: one round's all-data ensemble is
+    the next round's held-out ensemble, so with a cache each round trains one
+    new ensemble instead of two. The two ensembles of one round still differ in
+    their initialisation, so stability is judged across initialisations too.
+    """
+    return int(np.random.SeedSequence([seed, last_batch]).generate_state(1)[0] % 2**31)
+
+
 def decide_step(accuracy_cos: float, accuracy_rel_mse: float, stability_cos: float) -> tuple[str, str]:
     """The rule: network step when accurate (both accuracy thresholds) and stable; returns (step, verdict)."""
     accurate = accuracy_cos >= COS_ACCURACY and accuracy_rel_mse <= REL_MSE_ACCURACY
@@ -92,22 +103,25 @@ def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False
                       cache: EnsembleCache | None = None) -> Readiness:
     """Decide the step by the accuracy and stability rule above; the all-data ensemble comes with it.
 
-    With ``record``, a first switch to the network step is written to the
-    campaign's state so later rounds keep it. ``cache`` is passed to :func:`train_on`.
+    ``seed``: the campaign's seed; each ensemble's training seed is
+    :func:`ensemble_seed` of it and the newest batch it sees. With ``record``,
+    a first switch to the network step is written to the campaign's state so
+    later rounds keep it. ``cache`` is passed to :func:`train_on`.
     """
     x, _, batches = campaign.read_table()
+    newest_batch = int(batches.max()) if batches.size else 0
     since = campaign.read_state().get("network_step_since_batch")
     if since is not None:
         return Readiness("dnn", f"network step since batch {since} (the switch is one-way)",
-                         ensemble=train_on(campaign, None, seed=seed + 1, cache=cache))
+                         ensemble=train_on(campaign, None, seed=ensemble_seed(seed, newest_batch), cache=cache))
     n_cond = len({tuple(np.round(r, 9)) for r in x})
     if n_cond < MIN_CONDITIONS:
         return Readiness("gp", f"{n_cond} conditions measured; the network needs at least {MIN_CONDITIONS}")
     if batches.size == 0 or len(set(batches.tolist())) < 2:
         return Readiness("gp", "the network's accuracy is judged on a newest batch held out; need two batches")
-    newest = batches == batches.max()
-    before = train_on(campaign, ~newest, seed=seed, cache=cache)
-    full = train_on(campaign, None, seed=seed + 1, cache=cache)
+    newest = batches == newest_batch
+    before = train_on(campaign, ~newest, seed=ensemble_seed(seed, int(batches[~newest].max())), cache=cache)
+    full = train_on(campaign, None, seed=ensemble_seed(seed, newest_batch), cache=cache)
     _, measured, _ = campaign.read_table()
     pred = np.asarray(before.predict(x[newest])[0])
     cos = float(np.median(np.asarray(cosine_similarity(pred, measured[newest]))))

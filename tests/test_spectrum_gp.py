@@ -14,12 +14,14 @@ from jaxopt_mat.acquisition.spectrum import (
     expected_spectrum_loss,
     log_exclusion,
     log_expected_loss_improvement,
+    posterior_expected_loss,
     spectrum_gp_batch,
 )
 from jaxopt_mat.campaign import Campaign
 from jaxopt_mat.cli import app
 from jaxopt_mat.errors import DataError
 from jaxopt_mat.simulate import measurements_csv
+from jaxopt_mat.surrogates.gp import fit_gp
 from jaxopt_mat.surrogates.spectrum_gp import SpectrumGP, fit_spectrum_gp, principal_components
 from jaxopt_mat.virtual_lab import INPUT_NAMES, SilverLab
 from tests.test_two_step import spectrum_config
@@ -67,6 +69,27 @@ def test_principal_components_explain_the_asked_fraction_and_are_orthonormal():
     assert np.sum((centred @ fewer.T) ** 2) / np.sum(centred**2) < 0.999  # the smallest such number
 
 
+def test_stacked_component_gps_predict_as_the_separate_gps_would(fitted):
+    """One vmapped prediction over the stacked GPs equals each component's own GP, plain and believed."""
+    x, spectra, model = fitted
+    mean, basis = principal_components(spectra)
+    scores = (spectra - mean) @ basis.T
+    keys = jax.random.split(jax.random.key(0), basis.shape[0])
+    x_new = jnp.asarray(np.random.default_rng(9).uniform(0.0, 0.8, size=(7, 2)))
+    picked, picked_mask = x_new[:3] + 0.05, jnp.array([1.0, 1.0, 0.0])
+    mu, sd = model.scores(x_new)
+    mu_b, sd_b = model.scores(x_new, picked, picked_mask)
+    assert model.n_components == basis.shape[0] and mu.shape == (7, basis.shape[0])
+    for j in (0, basis.shape[0] - 1):
+        gp = fit_gp(x, scores[:, j], key=keys[j], low=SPACE.low, high=SPACE.high)
+        plain, believed = gp.predict(x_new), gp.predict_believer(x_new, picked, picked_mask)
+        np.testing.assert_allclose(mu[:, j], plain.mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sd[:, j], plain.std, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(mu_b[:, j], believed.mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sd_b[:, j], believed.std, rtol=1e-9, atol=1e-12)
+    assert np.all(np.asarray(sd_b) <= np.asarray(sd) + 1e-12)
+
+
 def test_identical_spectra_and_too_few_conditions_are_refused():
     with pytest.raises(DataError, match="identical"):
         principal_components(np.ones((5, 10)))
@@ -93,6 +116,8 @@ def test_expected_loss_matches_a_monte_carlo_reference(fitted):
     x_new = jnp.asarray(np.random.default_rng(3).uniform(0.0, 0.8, size=(4, 2)))
     z = jax.random.normal(jax.random.key(4), (4000, model.n_components))
     fast = np.asarray(expected_spectrum_loss(model, x_new, jnp.asarray(target), z)).mean(axis=0)
+    compiled = posterior_expected_loss(model, x_new, jnp.asarray(target), z, jnp.array([0.7, 1.2]))
+    np.testing.assert_allclose(compiled, fast, rtol=1e-10, atol=1e-14)
     mu, sigma = (np.asarray(a) for a in model.scores(x_new))
     rng = np.random.default_rng(5)
     for i in range(4):

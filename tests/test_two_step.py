@@ -81,7 +81,12 @@ def test_simulate_runs_the_loop_through_the_files(tmp_path):
     info = json.loads(runner.invoke(app, ["status", str(tmp_path / "c"), "--json"]).stdout)
     assert info["n_observations"] == 32 and info["n_conditions"] == 16
     assert info["step"]["step"] == "gp" and "at least" in info["step"]["reason"]
-    assert len(list((tmp_path / "c" / "suggestions").glob("batch_*.csv"))) == 2
+    batches = sorted((tmp_path / "c" / "suggestions").glob("batch_*.csv"))
+    assert len(batches) == 2
+    # Round 2 is auto's GP step: the composite spectrum GP, with its predicted loss and log-EI per recipe.
+    assert "auto:cgp" in res.stdout.splitlines()[1]
+    header = batches[1].read_text().splitlines()[0].split(",")
+    assert header[:5] == list(INPUT_NAMES) and {"predicted_loss", "predicted_loss_std", "log_ei"} <= set(header)
 
 
 @pytest.mark.heavy
@@ -165,6 +170,13 @@ def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_
     assert res.exit_code == 0, res.output
     assert f"auto: {step['step']} step ({step['reason']})" in res.stderr  # the decision status announced
     assert len(trained) == 2
+    # A round later one ensemble is trained, not two: the held-out one is this round's all-data ensemble.
+    x = latin_hypercube(camp.space, 12, seed=2)
+    camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=rng)),
+                                                 "m.csv"))
+    camp.update_state(network_step_since_batch=None)  # judge readiness again even if suggest switched
+    ready = two_step.network_readiness(camp, seed=camp.config.seed, cache=cli._ensemble_cache())
+    assert ready.stability_cos is not None and len(trained) == 3
 
 
 def test_gp_step_models_a_capped_log_loss_that_keeps_the_order_of_good_recipes():

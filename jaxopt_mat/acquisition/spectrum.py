@@ -149,6 +149,12 @@ def expected_spectrum_loss(model: SpectrumGP, x, target, z, *, window=(0.7, 1.2)
     return spectrum_loss(model.sample_spectra(x, z, picked, picked_mask), target, window=window, smoothness=smoothness)
 
 
+@jax.jit
+def posterior_expected_loss(model: SpectrumGP, x, target, z, window):
+    """:func:`expected_spectrum_loss` of the exact loss averaged over the draws ``z``: shape ``(n,)``, compiled."""
+    return jnp.mean(expected_spectrum_loss(model, x, target, z, window=window), axis=0)
+
+
 def log_expected_loss_improvement(model: SpectrumGP, x, target, z, best, *, window=(0.7, 1.2), smoothness=0.01,
                                   tau=0.05, picked=None, picked_mask=None):
     """Log of the expected improvement of ``log(loss + 1e-4)`` over ``log(best + 1e-4)``, shape ``(n,)``.

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_mat.errors import DataError
-from jaxopt_mat.surrogates.gp import fit_gp
+from jaxopt_mat.surrogates.gp import GPModel, fit_gp
 
 
 @partial(jax.tree_util.register_dataclass, data_fields=["models", "mean", "basis"], meta_fields=[])
@@ -34,18 +34,21 @@ class SpectrumGP:
     """A fitted composite spectrum GP: a pytree usable inside ``jit``/``vmap``/``grad``.
 
     Attributes:
-        models: one :class:`~jaxopt_mat.surrogates.gp.GPModel` per component, for that component's score.
+        models: the GPs of the ``k`` component scores, stacked into one
+            :class:`~jaxopt_mat.surrogates.gp.GPModel` whose arrays have a leading axis of
+            length ``k`` (so a prediction is one ``vmap`` over components, and the
+            compiled program does not grow with ``k``).
         mean: mean measured spectrum, shape ``(w,)``.
         basis: principal components (orthonormal rows), shape ``(k, w)``.
     """
 
-    models: tuple
+    models: GPModel
     mean: jnp.ndarray
     basis: jnp.ndarray
 
     @property
     def n_components(self) -> int:
-        return len(self.models)
+        return self.models.mean_const.shape[0]
 
     def scores(self, x, picked=None, picked_mask=None):
         """Posterior mean and standard deviation of the component scores, each ``(n, k)``.
@@ -55,10 +58,10 @@ class SpectrumGP:
         :meth:`~jaxopt_mat.surrogates.gp.GPModel.predict_believer`), what a sequential batch uses.
         """
         if picked is None:
-            posts = [m.predict(x) for m in self.models]
+            post = jax.vmap(GPModel.predict, in_axes=(0, None))(self.models, x)
         else:
-            posts = [m.predict_believer(x, picked, picked_mask) for m in self.models]
-        return jnp.stack([p.mean for p in posts], -1), jnp.stack([p.std for p in posts], -1)
+            post = jax.vmap(GPModel.predict_believer, in_axes=(0, None, None, None))(self.models, x, picked, picked_mask)
+        return post.mean.T, post.std.T
 
     def mean_spectra(self, x):
         """Spectra of the posterior mean scores, ``(n, w)``, for recipes ``x`` ``(n, d)``."""
@@ -112,7 +115,7 @@ def fit_spectrum_gp(x, spectra, *, key, low=None, high=None, explained: float = 
     mean, basis = principal_components(spectra, explained=explained, max_components=max_components)
     scores = (spectra - mean) @ basis.T
     keys = jax.random.split(key, basis.shape[0])
-    models = tuple(fit_gp(x, scores[:, j], key=keys[j], low=low, high=high,
-                          program_cache=program_cache) for j in range(basis.shape[0]))
-    return SpectrumGP(models, jnp.asarray(mean), jnp.asarray(basis))
+    models = [fit_gp(x, scores[:, j], key=keys[j], low=low, high=high, program_cache=program_cache)
+              for j in range(basis.shape[0])]
+    return SpectrumGP(jax.tree.map(lambda *leaves: jnp.stack(leaves), *models), jnp.asarray(mean), jnp.asarray(basis))
 
