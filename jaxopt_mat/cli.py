@@ -130,8 +130,8 @@ def suggest(
     method: Optional[str] = typer.Option(
         None, "--method", "-m",
         help="gp (batch log-EI with local penalization), random or lhs; spectrum campaigns also cgp (GPs on the "
-             "spectrum's principal components), dnn, mixed and auto (their default: cgp, then dnn once the "
-             "network is ready).",
+             "spectrum's principal components), dnn (the spectrum network), mixed (half dnn, half cgp) and auto "
+             "(their default: cgp, then mixed once the network is ready).",
     ),
     kappa: float = typer.Option(0.0, "--kappa", help="Spectrum network: weight of the members' disagreement (exploration)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (default: the campaign's)."),

@@ -63,13 +63,18 @@ def suggestion_csv(config: Config, sug: Suggestion) -> str:
     return buf.getvalue()
 
 
+def _base_seed(campaign: Campaign, seed: int | None) -> int:
+    """``seed`` if given (a command's override), else the campaign's own."""
+    return campaign.config.seed if seed is None else seed
+
+
 def next_suggestion_seed(campaign: Campaign, seed: int | None = None) -> int:
     """The random seed of the campaign's next ``suggest`` (``seed`` overrides the campaign's own).
 
     It depends on the seed and on the number of batches suggested so far.
     """
-    base = campaign.config.seed if seed is None else seed
-    return int(np.random.SeedSequence([base, len(campaign.suggestion_files())]).generate_state(1)[0])
+    n_suggested = len(campaign.suggestion_files())
+    return int(np.random.SeedSequence([_base_seed(campaign, seed), n_suggested]).generate_state(1)[0])
 
 
 def network_seed(campaign: Campaign, seed: int | None = None) -> int:
@@ -80,7 +85,7 @@ def network_seed(campaign: Campaign, seed: int | None = None) -> int:
     from jaxopt_mat.two_step import ensemble_seed
 
     _, _, batches = campaign.read_table()
-    return ensemble_seed(campaign.config.seed if seed is None else seed, int(batches.max()) if batches.size else 0)
+    return ensemble_seed(_base_seed(campaign, seed), int(batches.max()) if batches.size else 0)
 
 
 def check_batch_size(batch: int) -> None:
@@ -149,7 +154,7 @@ def suggest(
     elif method == "cgp":
         result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
     else:
-        result = _suggest_spectrum(campaign, cond, batch, method, seed, rng_seed, kappa, progress, notes,
+        result = _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, notes,
                                    program_cache, ensemble_cache)
 
     _stop_note(campaign, result, method, program_cache)
@@ -522,30 +527,37 @@ def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cac
     return Suggestion(x, "cgp", extra, notes)
 
 
-def _suggest_spectrum(campaign, cond, batch, method, seed, rng_seed, kappa, progress, notes, program_cache,
+def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, notes, program_cache,
                       ensemble_cache) -> Suggestion:
-    """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns (``seed``: :func:`suggest`'s override, or None)."""
+    """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns (``seed``: :func:`suggest`'s override, or None).
+
+    ``mixed`` takes the first half of the batch (rounded up) from the network and
+    the rest from the composite spectrum GP (``cgp``); ``auto`` suggests with
+    ``cgp`` until the network is ready and then as ``mixed``.
+    """
     from jaxopt_mat.acquisition.spectrum import spectrum_batch
     from jaxopt_mat.two_step import network_readiness, train_on
 
     objective = campaign.config.objective
     ensemble = None
+    label = method
     if method == "auto":
         progress("training the spectrum network to judge its accuracy and stability")
-        ready = network_readiness(campaign, seed=campaign.config.seed if seed is None else seed, record=True,
+        ready = network_readiness(campaign, seed=_base_seed(campaign, seed), record=True,
                                   cache=ensemble_cache)
         notes.append(f"auto: {ready.step} step ({ready.reason})")
         if ready.step == "gp":  # the GP step: the composite spectrum GP (``cgp``)
             result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
             result.method = "auto:cgp"
             return result
-        ensemble, method = ready.ensemble, "dnn"
+        ensemble, method, label = ready.ensemble, "mixed", "auto:mixed"
     n_dnn = batch if method == "dnn" else (batch + 1) // 2
     parts = []
     if n_dnn < batch:
-        gp = _suggest_gp(campaign, cond, batch - n_dnn, rng_seed, progress, notes, program_cache)
-        parts.append((gp.x, gp.extra["predicted_mean"], gp.extra["predicted_std"], "gp"))
-        notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {batch - n_dnn} from the GP")
+        gp = _suggest_spectrum_gp(campaign, batch - n_dnn, rng_seed, progress, notes, program_cache)
+        parts.append((gp.x, gp.extra["predicted_loss"], gp.extra["predicted_loss_std"]))
+        notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {batch - n_dnn} from the composite "
+                     "spectrum GP")
     if ensemble is None:
         progress("training the spectrum network")
         ensemble = train_on(campaign, None, seed=network_seed(campaign, seed), cache=ensemble_cache)
@@ -553,13 +565,13 @@ def _suggest_spectrum(campaign, cond, batch, method, seed, rng_seed, kappa, prog
     target = campaign.target(campaign.wavelengths())
     sb = spectrum_batch(ensemble, campaign.space, target, n_dnn, key=jax.random.key(rng_seed), window=objective.window,
                         smoothness=objective.smoothness, kappa=kappa, program_cache=program_cache)
-    parts.insert(0, (np.asarray(sb.x), np.asarray(sb.loss_mean), np.asarray(sb.loss_std), "dnn"))
+    parts.insert(0, (np.asarray(sb.x), np.asarray(sb.loss_mean), np.asarray(sb.loss_std)))
     x = np.concatenate([p[0] for p in parts])
     extra = {
         "predicted_loss": np.concatenate([p[1] for p in parts]),
         "predicted_loss_std": np.concatenate([p[2] for p in parts]),
     }
-    return Suggestion(x, method, extra, notes)
+    return Suggestion(x, label, extra, notes)
 
 
 def bound_pressure(campaign: Campaign, x_new: np.ndarray) -> list[tuple[str, str, float, float]]:

@@ -8,10 +8,13 @@ The network is ready when it is both
 - **stable**: that network and one trained on all data agree on a fixed probe
   set of recipes (median cosine similarity of their predicted spectra).
 
-``auto`` uses the composite spectrum GP (``suggest --method cgp``) until then
-and the network afterwards, which is what the study decided by hand between
-its rounds. The switch is one-way: once the network step has begun (recorded
-in the campaign's ``state.json``), later rounds stay in it, so that noise in a
+``auto`` decides between the rounds what the study decided by hand: it
+suggests with the composite spectrum GP (``suggest --method cgp``) until the
+network is ready, and from then on splits each batch as ``suggest --method
+mixed`` does (the first half, rounded up, minimises the network's predicted
+loss; the rest comes from the composite GP), as the study did in its last
+rounds. The switch is one-way: once the network step has begun (recorded in
+the campaign's ``state.json``), later rounds stay in it, so that noise in a
 single held-out batch cannot send the campaign back and forth.
 """
 
@@ -108,7 +111,7 @@ def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False
     a first switch to the network step is written to the campaign's state so
     later rounds keep it. ``cache`` is passed to :func:`train_on`.
     """
-    x, _, batches = campaign.read_table()
+    x, measured, batches = campaign.read_table()
     newest_batch = int(batches.max()) if batches.size else 0
     since = campaign.read_state().get("network_step_since_batch")
     if since is not None:
@@ -122,7 +125,6 @@ def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False
     newest = batches == newest_batch
     before = train_on(campaign, ~newest, seed=ensemble_seed(seed, int(batches[~newest].max())), cache=cache)
     full = train_on(campaign, None, seed=ensemble_seed(seed, newest_batch), cache=cache)
-    _, measured, _ = campaign.read_table()
     pred = np.asarray(before.predict(x[newest])[0])
     cos = float(np.median(np.asarray(cosine_similarity(pred, measured[newest]))))
     rel_mse = float(np.mean((pred - measured[newest]) ** 2) / max(np.mean(measured[newest] ** 2), 1e-12))

@@ -91,6 +91,8 @@ def test_simulate_runs_the_loop_through_the_files(tmp_path):
 
 @pytest.mark.heavy
 def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path):
+    from jaxopt_mat import cli
+
     lab = SilverLab()
     camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
     from jaxopt_mat.design import latin_hypercube
@@ -98,7 +100,7 @@ def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path):
     x = latin_hypercube(camp.space, 24, seed=0)
     text = measurements_csv(list(INPUT_NAMES), [f"{w:g}" for w in lab.wavelengths], x, lab.measure(x, rng=np.random.default_rng(0)))
     camp.append_observations(camp.validate_table(text, "m.csv"))
-    for method, n in (("dnn", 4), ("mixed", 5)):
+    for method, n in (("dnn", 3), ("mixed", 5)):
         res = runner.invoke(app, ["suggest", str(tmp_path / "c"), "--batch", str(n), "--method", method])
         assert res.exit_code == 0, res.output
         lines = res.stdout.splitlines()
@@ -106,7 +108,15 @@ def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path):
         rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
         assert rows.shape == (n, 7)
         assert np.all(rows[:, :4].sum(axis=1) <= 90.0)
-    assert "mixed: 3 recipes from the spectrum network, then 2 from the GP" in res.stderr
+    assert "mixed: 3 recipes from the spectrum network, then 2 from the composite spectrum GP" in res.stderr
+    # Once the network step has begun, auto suggests as mixed does.
+    camp.update_state(network_step_since_batch=1)
+    sug = loop.suggest(camp, 5, method="auto", program_cache=cli._program_cache(), ensemble_cache=cli._ensemble_cache())
+    assert sug.method == "auto:mixed" and sug.x.shape == (5, 5)
+    assert any(n.startswith("auto: dnn step (network step since batch 1") for n in sug.notes), sug.notes
+    assert any(n.startswith("mixed: 3 recipes from the spectrum network, then 2") for n in sug.notes), sug.notes
+    assert np.all(np.asarray(camp.space.is_feasible(sug.x, atol=0.0)))
+    assert np.all((sug.extra["predicted_loss"] >= 0) & (sug.extra["predicted_loss"] <= 1))
 
 
 def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
