@@ -463,7 +463,7 @@ def _lab(spec: str):
 
 def _round_line(r) -> str:
     vals = np.asarray(r.batch_values)
-    return (f"round {r.index:2d}  {r.method:<8} n = {r.n_measured:3d}  best = {r.best:.4f}  "
+    return (f"round {r.index:2d}  {r.method:<10} n = {r.n_measured:3d}  best = {r.best:.4f}  "
             f"batch median = {np.median(vals):.4f}  ({r.seconds:.1f} s)")
 
 
