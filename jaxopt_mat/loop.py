@@ -554,8 +554,8 @@ def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, 
     n_dnn = batch if method == "dnn" else (batch + 1) // 2
     parts = []
     if n_dnn < batch:
-        gp = _suggest_spectrum_gp(campaign, batch - n_dnn, rng_seed, progress, notes, program_cache)
-        parts.append((gp.x, gp.extra["predicted_loss"], gp.extra["predicted_loss_std"]))
+        cgp = _suggest_spectrum_gp(campaign, batch - n_dnn, rng_seed, progress, notes, program_cache)
+        parts.append((cgp.x, cgp.extra["predicted_loss"], cgp.extra["predicted_loss_std"]))
         notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {batch - n_dnn} from the composite "
                      "spectrum GP")
     if ensemble is None:
