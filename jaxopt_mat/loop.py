@@ -571,6 +571,8 @@ def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, 
         "predicted_loss": np.concatenate([p[1] for p in parts]),
         "predicted_loss_std": np.concatenate([p[2] for p in parts]),
     }
+    if n_dnn < batch:  # the composite GP's recipes keep their log-EI (the acquisition stop rule reads it)
+        extra["log_ei"] = np.concatenate([np.full(n_dnn, np.nan), cgp.extra["log_ei"]])
     return Suggestion(x, label, extra, notes)
 
 

@@ -19,8 +19,8 @@ Rules (thresholds in ``[stopping]`` of ``campaign.toml``; defaults below):
 - ``acquisition``: the largest expected improvement in the newest GP batch
   (from its ``log_ei`` column) is below ``min_improvement`` (0.001) of that range
   (spectrum campaigns: of the range of the capped log-loss that ``gp`` models;
-  ``cgp`` and ``auto``'s GP step record the expected improvement of the
-  log-loss, in the same units).
+  ``cgp``, ``auto``'s GP step and the ``cgp`` half of ``mixed`` batches record
+  the expected improvement of the log-loss, in the same units).
 - ``budget``: at least ``budget`` measurements recorded. Off unless set.
 
 ``should_stop`` is true when the threshold or the budget is met, or when the
@@ -201,7 +201,8 @@ def _last_max_acquisition(campaign: Campaign):
         for column, log in (("log_ei", True), ("log_ehvi", True), ("ehvi", False)):
             if column in rows[0]:
                 j = rows[0].index(column)
-                vals = [float(r[j]) for r in rows[1:] if r]
+                # Rows without an acquisition value (a mixed batch's network recipes) hold nan.
+                vals = [v for v in (float(r[j]) for r in rows[1:] if r) if np.isfinite(v)]
                 if not vals:
                     return None
                 return float(np.exp(max(vals))) if log else float(max(vals))

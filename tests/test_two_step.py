@@ -106,8 +106,13 @@ def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path):
         lines = res.stdout.splitlines()
         assert lines[0].split(",")[:5] == list(INPUT_NAMES) and "predicted_loss" in lines[0]
         rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
-        assert rows.shape == (n, 7)
+        assert rows.shape == (n, 7 if method == "dnn" else 8)
         assert np.all(rows[:, :4].sum(axis=1) <= 90.0)
+    # mixed: the composite GP's recipes keep their log-EI, the network's have none; the stop rule reads the former.
+    assert lines[0].split(",")[-1] == "log_ei"
+    assert np.all(np.isnan(rows[:3, 7])) and np.all(np.isfinite(rows[3:, 7]))
+    acquisition = json.loads(runner.invoke(app, ["status", str(tmp_path / "c"), "--json"]).stdout)["stop_rules"]["acquisition"]
+    assert acquisition["value"] is not None and np.isfinite(acquisition["value"])
     assert "mixed: 3 recipes from the spectrum network, then 2 from the composite spectrum GP" in res.stderr
     # Once the network step has begun, auto suggests as mixed does.
     camp.update_state(network_step_since_batch=1)
