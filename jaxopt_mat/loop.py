@@ -563,8 +563,10 @@ def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, 
         ensemble = train_on(campaign, None, seed=network_seed(campaign, seed), cache=ensemble_cache)
     progress(f"minimising the predicted loss for {n_dnn} recipes")
     target = campaign.target(campaign.wavelengths())
+    # In a mixed batch the network's recipes keep away from the composite GP's, as they keep away from each other.
     sb = spectrum_batch(ensemble, campaign.space, target, n_dnn, key=jax.random.key(rng_seed), window=objective.window,
-                        smoothness=objective.smoothness, kappa=kappa, program_cache=program_cache)
+                        smoothness=objective.smoothness, kappa=kappa, pending=cgp.x if n_dnn < batch else None,
+                        program_cache=program_cache)
     parts.insert(0, (np.asarray(sb.x), np.asarray(sb.loss_mean), np.asarray(sb.loss_std)))
     x = np.concatenate([p[0] for p in parts])
     extra = {

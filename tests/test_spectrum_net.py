@@ -126,3 +126,17 @@ def test_stored_ensembles_round_trip_and_bad_files_are_misses(lab_data, tmp_path
         ensemble_from_arrays(arrays)
     with pytest.raises(DataError, match="not a stored spectrum ensemble"):
         ensemble_from_arrays({"low": LOW})
+
+
+def test_spectrum_batch_keeps_away_from_pending_recipes(lab_data):
+    """Recipes already in the batch from elsewhere repel the network's new recipes as its own picks do."""
+    space, lab, x, spectra, _, _ = lab_data
+    ens = fit_spectrum_ensemble(x, spectra, key=jax.random.key(2), low=LOW, high=HIGH, n_members=3, epochs=600)
+    target = jnp.asarray(lab.spectra(np.array([[18.0, 22.0, 12.0, 3.0, 450.0]]))[0])
+    alone = spectrum_batch(ens, space, target, 1, key=jax.random.key(0))
+    beside = spectrum_batch(ens, space, target, 1, key=jax.random.key(0), pending=alone.x)
+    free = spectrum_batch(ens, space, target, 1, key=jax.random.key(0), pending=np.zeros((0, space.dim)))
+    np.testing.assert_allclose(np.asarray(free.x), np.asarray(alone.x))
+    gap = float(np.linalg.norm(np.asarray(space.to_unit(beside.x) - space.to_unit(alone.x))))
+    assert gap > 0.025  # the repulsion's radius is 0.05 in the unit cube
+    assert bool(jnp.all(space.is_feasible(beside.x, atol=0.0)))

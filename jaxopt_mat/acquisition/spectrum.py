@@ -58,8 +58,9 @@ def lower_confidence_score(x, ensemble, target, window, smoothness, kappa):
 
 @partial(jax.jit, static_argnames=("q", "n_starts", "n_raw", "n_steps"))
 def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, repulsion, radius, learning_rate,
-                    *, q, n_starts, n_raw, n_steps):
+                    pending, *, q, n_starts, n_raw, n_steps):
     d = space.dim
+    p = pending.shape[0]
 
     def body(carry, k):
         chosen, mask = carry
@@ -71,11 +72,13 @@ def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, rep
 
         bu, _, _, _ = maximize_unit(fn_unit, space, jax.random.fold_in(key, k), n_starts=n_starts, n_raw=n_raw,
                                     n_steps=n_steps, learning_rate=learning_rate)
-        return (chosen.at[k].set(bu), mask.at[k].set(1.0)), None
+        return (chosen.at[p + k].set(bu), mask.at[p + k].set(1.0)), None
 
     dtype = jnp.asarray(space.low).dtype
-    (chosen, _), _ = jax.lax.scan(body, (jnp.zeros((q, d), dtype), jnp.zeros(q, dtype)), jnp.arange(q))
-    x = space.from_unit(chosen)
+    chosen = jnp.concatenate([space.to_unit(pending).astype(dtype), jnp.zeros((q, d), dtype)])
+    mask = jnp.concatenate([jnp.ones(p, dtype), jnp.zeros(q, dtype)])
+    (chosen, _), _ = jax.lax.scan(body, (chosen, mask), jnp.arange(q))
+    x = space.from_unit(chosen[p:])
     losses = member_losses(ensemble, x, target, window)
     return SpectrumBatch(x, jnp.mean(losses, axis=0), jnp.std(losses, axis=0))
 
@@ -96,6 +99,7 @@ def spectrum_batch(
     n_raw: int = 2048,
     n_steps: int = 150,
     learning_rate: float = 0.02,
+    pending=None,
     program_cache=None,
 ) -> SpectrumBatch:
     """``q`` distinct feasible recipes minimising the ensemble's predicted loss against ``target``.
@@ -110,6 +114,9 @@ def spectrum_batch(
         smoothness: width of the smooth window edge used while optimising.
         kappa: exploration weight on the members' disagreement.
         repulsion, radius: height and width (unit cube) of the repulsion between batch members.
+        pending: recipes already in the batch from elsewhere, ``(p, d)`` (e.g. the
+            composite GP's half of a ``mixed`` batch): the new recipes are repelled
+            from them as from each other.
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled program between processes (used by the CLI).
 
@@ -117,8 +124,9 @@ def spectrum_batch(
         :class:`SpectrumBatch` with the exact predicted loss of each recipe.
     """
     dtype = jnp.asarray(target).dtype
+    pending = jnp.zeros((0, space.dim), dtype) if pending is None else jnp.asarray(pending, dtype)
     args = (ensemble, space, key, jnp.asarray(target), jnp.asarray(window, dtype),
-            *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)))
+            *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)), pending)
     return _cached(program_cache, "spectrum_batch", _spectrum_batch, args,
                    dict(q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
 
