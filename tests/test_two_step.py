@@ -90,8 +90,9 @@ def test_simulate_runs_the_loop_through_the_files(tmp_path):
 
 
 @pytest.mark.heavy
-def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path):
+def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path, monkeypatch):
     from jaxopt_mat import cli
+    from jaxopt_mat.acquisition import spectrum
 
     lab = SilverLab()
     camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
@@ -114,9 +115,13 @@ def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path):
     acquisition = json.loads(runner.invoke(app, ["status", str(tmp_path / "c"), "--json"]).stdout)["stop_rules"]["acquisition"]
     assert acquisition["value"] is not None and np.isfinite(acquisition["value"])
     assert "mixed: 3 recipes from the spectrum network, then 2 from the composite spectrum GP" in res.stderr
-    # Once the network step has begun, auto suggests as mixed does.
+    # Once the network step has begun, auto suggests as mixed does, the network's recipes kept away from cgp's.
     camp.update_state(network_step_since_batch=1)
+    pending = []
+    batch_fn = spectrum.spectrum_batch
+    monkeypatch.setattr(spectrum, "spectrum_batch", lambda *a, **k: pending.append(k["pending"]) or batch_fn(*a, **k))
     sug = loop.suggest(camp, 5, method="auto", program_cache=cli._program_cache(), ensemble_cache=cli._ensemble_cache())
+    np.testing.assert_array_equal(pending[0], sug.x[3:])
     assert sug.method == "auto:mixed" and sug.x.shape == (5, 5)
     assert any(n.startswith("auto: dnn step (network step since batch 1") for n in sug.notes), sug.notes
     assert any(n.startswith("mixed: 3 recipes from the spectrum network, then 2") for n in sug.notes), sug.notes
