@@ -13,9 +13,10 @@ suggests with the composite spectrum GP (``suggest --method cgp``) until the
 network is ready, and from then on splits each batch as ``suggest --method
 mixed`` does (the first half, rounded up, minimises the network's predicted
 loss, kept away from the rest, which comes from the composite GP), as the
-study did in its last rounds. The switch is one-way: once the network step has begun (recorded in
-the campaign's ``state.json``), later rounds stay in it, so that noise in a
-single held-out batch cannot send the campaign back and forth.
+study did in its last rounds. The switch is one-way: once the network step
+has begun (recorded in the campaign's ``state.json``), later rounds stay in
+it, so that noise in a single held-out batch cannot send the campaign back
+and forth.
 """
 
 from __future__ import annotations
