@@ -531,9 +531,10 @@ def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, 
                       ensemble_cache) -> Suggestion:
     """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns (``seed``: :func:`suggest`'s override, or None).
 
-    ``mixed`` takes the first half of the batch (rounded up) from the network and
-    the rest from the composite spectrum GP (``cgp``); ``auto`` suggests with
-    ``cgp`` until the network is ready and then as ``mixed``.
+    ``mixed`` takes the first half of the batch (rounded up) from the network,
+    kept away from the rest, which comes from the composite spectrum GP
+    (``cgp``); ``auto`` suggests with ``cgp`` until the network is ready and
+    then as ``mixed``.
     """
     from jaxopt_mat.acquisition.spectrum import spectrum_batch
     from jaxopt_mat.two_step import network_readiness, train_on
@@ -552,10 +553,9 @@ def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, 
             return result
         ensemble, method, label = ready.ensemble, "mixed", "auto:mixed"
     n_dnn = batch if method == "dnn" else (batch + 1) // 2
-    parts = []
+    cgp = None  # the composite GP's half of a mixed batch, chosen first so that the network's half keeps away from it
     if n_dnn < batch:
         cgp = _suggest_spectrum_gp(campaign, batch - n_dnn, rng_seed, progress, notes, program_cache)
-        parts.append((cgp.x, cgp.extra["predicted_loss"], cgp.extra["predicted_loss_std"]))
         notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {batch - n_dnn} from the composite "
                      "spectrum GP")
     if ensemble is None:
@@ -563,17 +563,14 @@ def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, 
         ensemble = train_on(campaign, None, seed=network_seed(campaign, seed), cache=ensemble_cache)
     progress(f"minimising the predicted loss for {n_dnn} recipes")
     target = campaign.target(campaign.wavelengths())
-    # In a mixed batch the network's recipes keep away from the composite GP's, as they keep away from each other.
     sb = spectrum_batch(ensemble, campaign.space, target, n_dnn, key=jax.random.key(rng_seed), window=objective.window,
-                        smoothness=objective.smoothness, kappa=kappa, pending=cgp.x if n_dnn < batch else None,
+                        smoothness=objective.smoothness, kappa=kappa, pending=None if cgp is None else cgp.x,
                         program_cache=program_cache)
-    parts.insert(0, (np.asarray(sb.x), np.asarray(sb.loss_mean), np.asarray(sb.loss_std)))
-    x = np.concatenate([p[0] for p in parts])
-    extra = {
-        "predicted_loss": np.concatenate([p[1] for p in parts]),
-        "predicted_loss_std": np.concatenate([p[2] for p in parts]),
-    }
-    if n_dnn < batch:  # the composite GP's recipes keep their log-EI (the acquisition stop rule reads it)
+    x = np.asarray(sb.x)
+    extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std)}
+    if cgp is not None:  # network rows first; the composite GP's keep their log-EI (the acquisition stop rule reads it)
+        x = np.concatenate([x, cgp.x])
+        extra = {k: np.concatenate([v, cgp.extra[k]]) for k, v in extra.items()}
         extra["log_ei"] = np.concatenate([np.full(n_dnn, np.nan), cgp.extra["log_ei"]])
     return Suggestion(x, label, extra, notes)
 
