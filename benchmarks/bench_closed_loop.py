@@ -45,7 +45,7 @@ from jaxopt_mat.campaign import Campaign, parse_config  # noqa: E402
 from jaxopt_mat.acquisition.spectrum import spectrum_batch  # noqa: E402
 from jaxopt_mat.data import combine_replicates  # noqa: E402
 from jaxopt_mat.ensemble_cache import EnsembleCache  # noqa: E402
-from jaxopt_mat.loop import gp_target, log_peak, peak_smoothed_losses, spectrum_gp_view  # noqa: E402
+from jaxopt_mat.loop import RECOMMENDATION_DRAWS, gp_target, log_peak, peak_smoothed_losses, spectrum_gp_view  # noqa: E402
 from jaxopt_mat.two_step import train_on  # noqa: E402
 from jaxopt_mat.virtual_lab import CONSTRAINT_A, CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, NetworkLab, mlp_spectra  # noqa: E402
 
@@ -150,7 +150,7 @@ def run_campaign(lab, target_rows, method, seed, budget, batch, workdir, params,
     ensemble = train_on(camp, None, seed=seed)
     window = camp.config.objective.window
     predicted = jm.spectrum_loss(ensemble.predict(cond.x)[0], jnp.asarray(camp.target(camp.wavelengths())), window=window)
-    _, med, expected = spectrum_gp_view(camp, key=jax.random.key(seed))
+    _, med, expected = spectrum_gp_view(camp, key=jax.random.key(seed), draws=RECOMMENDATION_DRAWS)  # as `status`
     picks = np.stack([cond.x[np.argmin(cond.y)], cond.x[np.argmin(np.asarray(model.predict(cond.x).mean))],
                       cond.x[np.argmin(smoothed)], cond.x[np.argmin(np.asarray(predicted))], med.x[np.argmin(expected)]])
     measured_true = true_loss(params, target, cond.x)

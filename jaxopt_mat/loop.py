@@ -28,6 +28,11 @@ _BOUND_TOL = 0.01
 # Share of a batch touching the same bound, in this batch and the previous one,
 # that counts as "pressing" against it.
 _PRESSURE_SHARE = 0.3
+# Score draws per evaluation of the composite GP's posterior expected loss (memory: draws x conditions x wavelengths).
+DRAW_CHUNK = 256
+# The recommendation is an argmin among conditions whose expected losses can differ by less than the
+# Monte Carlo error of 256 draws; 4,096 draws cut that error by four.
+RECOMMENDATION_DRAWS = 4096
 
 
 @dataclasses.dataclass
@@ -480,15 +485,16 @@ def _suggest_gp(campaign, cond, batch, rng_seed, progress, notes, program_cache)
     return Suggestion(x, "gp", extra, notes)
 
 
-def spectrum_gp_view(campaign: Campaign, *, key, program_cache=None):
+def spectrum_gp_view(campaign: Campaign, *, key, draws: int = DRAW_CHUNK, program_cache=None):
     """The composite spectrum GP of a campaign and each condition's posterior expected loss.
 
     Returns ``(model, conditions, expected_loss)``: the
     :class:`~jaxopt_mat.surrogates.spectrum_gp.SpectrumGP` fitted to the median
     spectrum of every measured condition, those conditions, and the posterior
-    expected exact loss of each (Monte Carlo over 256 score draws). The expected
-    loss weighs each measurement against all the others, so a single lucky
-    reading at the intensity window's edge does not make a condition look best.
+    expected exact loss of each (Monte Carlo over ``draws`` score draws, a
+    multiple of 256, evaluated 256 at a time). The expected loss weighs each
+    measurement against all the others, so a single lucky reading at the
+    intensity window's edge does not make a condition look best.
     """
     from jaxopt_mat.acquisition.spectrum import posterior_expected_loss
     from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp
@@ -498,13 +504,17 @@ def spectrum_gp_view(campaign: Campaign, *, key, program_cache=None):
     med = combine_replicates(x, spectra)
     k_fit, k_z = jax.random.split(key)
     model = fit_spectrum_gp(med.x, med.y, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
-    z = jax.random.normal(k_z, (256, model.n_components), dtype=model.mean.dtype)
+    if draws <= 0 or draws % DRAW_CHUNK:
+        raise ValueError(f"draws must be a positive multiple of {DRAW_CHUNK}, got {draws}")
+    z = jax.random.normal(k_z, (draws, model.n_components), dtype=model.mean.dtype)
     target = jax.numpy.asarray(campaign.target(campaign.wavelengths()))
     window = jax.numpy.asarray(campaign.config.objective.window, dtype=model.mean.dtype)
     # Padded to the GPs' padded training size, so the compiled program serves every round of a padding bucket.
     n, n_pad = med.x.shape[0], model.models.x_unit.shape[1]
-    x_pad = np.concatenate([med.x, np.repeat(med.x[:1], n_pad - n, axis=0)])
-    return model, med, np.asarray(posterior_expected_loss(model, jax.numpy.asarray(x_pad), target, z, window))[:n]
+    x_pad = jax.numpy.asarray(np.concatenate([med.x, np.repeat(med.x[:1], n_pad - n, axis=0)]))
+    chunks = [posterior_expected_loss(model, x_pad, target, z[i:i + DRAW_CHUNK], window)
+              for i in range(0, draws, DRAW_CHUNK)]  # equal chunks: their mean is the mean over all draws
+    return model, med, np.asarray(sum(chunks) / len(chunks))[:n]
 
 
 def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache) -> Suggestion:
@@ -703,13 +713,15 @@ def recommended_condition(campaign: Campaign, cond, describe, *, key, program_ca
     noise lands inside the intensity window makes a recipe at the window's
     edge look best. The composite spectrum GP (:func:`spectrum_gp_view`)
     weighs each measurement against all the others (``bench_closed_loop.py``
-    compares the two rules: README, benchmarks/RESULTS.md).
+    compares the two rules: README, benchmarks/RESULTS.md). The expected loss
+    is averaged over :data:`RECOMMENDATION_DRAWS` draws: near-equal conditions
+    are told apart by the model, not by the Monte Carlo error.
 
     Returns:
         the condition's inputs, ``expected_loss``,
         ``measured`` (median of its replicates' losses) and ``replicates``.
     """
-    _, med, expected = spectrum_gp_view(campaign, key=key, program_cache=program_cache)
+    _, med, expected = spectrum_gp_view(campaign, key=key, draws=RECOMMENDATION_DRAWS, program_cache=program_cache)
     if med.x.shape != cond.x.shape or not np.array_equal(med.x, cond.x):
         raise AssertionError("internal error: spectra and losses grouped into different conditions")
     i = int(np.argmin(expected))

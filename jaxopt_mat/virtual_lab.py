@@ -114,6 +114,10 @@ def absorbance(x, wavelengths=WAVELENGTHS, *, scale: float = 0.007):
     return scale * p["silver"] ** 0.6 * mix * 1000.0 / 3.0
 
 
+# One compiled program per input shape (op by op, the lab's many small operations cost a compilation each).
+_absorbance_rows = jax.jit(jax.vmap(absorbance, in_axes=(0, None)))
+
+
 @dataclasses.dataclass(frozen=True)
 class SilverLab:
     """The built-in virtual laboratory: recipes (n, 5) -> absorbance spectra (n, 421).
@@ -139,7 +143,7 @@ class SilverLab:
 
     def spectra(self, x):
         """Noise-free spectra, differentiable in ``x`` (physical units, (n, 5))."""
-        return jax.vmap(lambda r: absorbance(r, self.wavelengths))(jnp.asarray(x))
+        return _absorbance_rows(jnp.asarray(x), jnp.asarray(self.wavelengths))
 
     def measure(self, x, *, rng: np.random.Generator):
         """Noisy spectra of the recipes ``x`` (n, 5), as the platform would record them."""
