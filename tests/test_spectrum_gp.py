@@ -216,3 +216,14 @@ def test_cgp_suggestions_through_the_cli(tmp_path):
     rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
     assert rows.shape == (3, 8) and np.all(rows[:, :4].sum(axis=1) <= 90.0) and np.all(np.isfinite(rows))
     assert np.all((rows[:, 5] >= 0) & (rows[:, 5] <= 1))
+    # The expected loss of the measured conditions, averaged chunk by chunk, equals one average over all the draws.
+    from jaxopt_mat.loop import DRAW_CHUNK, spectrum_gp_view
+
+    key = jax.random.key(7)
+    model, med, chunked = spectrum_gp_view(camp, key=key, draws=2 * DRAW_CHUNK)
+    z = jax.random.normal(jax.random.split(key)[1], (2 * DRAW_CHUNK, model.n_components), dtype=model.mean.dtype)
+    target = jnp.asarray(camp.target(camp.wavelengths()))
+    whole = posterior_expected_loss(model, jnp.asarray(med.x), target, z, jnp.array([0.7, 1.2]))
+    np.testing.assert_allclose(chunked, whole, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="multiple of 256"):
+        spectrum_gp_view(camp, key=key, draws=300)
