@@ -499,13 +499,13 @@ def spectrum_gp_view(campaign: Campaign, *, key, draws: int = DRAW_CHUNK, progra
     from jaxopt_mat.acquisition.spectrum import posterior_expected_loss
     from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp
 
+    if draws <= 0 or draws % DRAW_CHUNK:
+        raise ValueError(f"draws must be a positive multiple of {DRAW_CHUNK}, got {draws}")
     space = campaign.space
     x, spectra, _ = campaign.read_table()
     med = combine_replicates(x, spectra)
     k_fit, k_z = jax.random.split(key)
     model = fit_spectrum_gp(med.x, med.y, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
-    if draws <= 0 or draws % DRAW_CHUNK:
-        raise ValueError(f"draws must be a positive multiple of {DRAW_CHUNK}, got {draws}")
     z = jax.random.normal(k_z, (draws, model.n_components), dtype=model.mean.dtype)
     target = jax.numpy.asarray(campaign.target(campaign.wavelengths()))
     window = jax.numpy.asarray(campaign.config.objective.window, dtype=model.mean.dtype)

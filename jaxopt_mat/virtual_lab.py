@@ -114,7 +114,7 @@ def absorbance(x, wavelengths=WAVELENGTHS, *, scale: float = 0.007):
     return scale * p["silver"] ** 0.6 * mix * 1000.0 / 3.0
 
 
-# One compiled program per input shape (op by op, the lab's many small operations cost a compilation each).
+# Compiled once per input shape: run op by op, each of the lab's many small operations is compiled on its own.
 _absorbance_rows = jax.jit(jax.vmap(absorbance, in_axes=(0, None)))
 
 
