@@ -1,6 +1,6 @@
 """Closed-loop spectrum targeting on the study's trained network: LHS, random, GP only, two-step, composite GP.
 
-    .venv/bin/python benchmarks/bench_closed_loop.py [--seeds 10] [--budget 120] [--batch 15]
+    .venv/bin/python benchmarks/bench_closed_loop.py [--seeds 10] [--first-seed 0] [--budget 120] [--batch 15]
         [--methods lhs,random,gp,auto,cgp] [--targets hidden,inside,band]
 
 Targets: the spectra of two hidden recipes, one peaking below the intensity
@@ -170,12 +170,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("JAXOPT_MAT_DATA", str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data")))
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="run seeds first-seed .. first-seed + seeds - 1 (each seed's run is deterministic, so "
+                         "separate runs of disjoint seeds add up to one larger sample)")
     ap.add_argument("--budget", type=int, default=120)
     ap.add_argument("--batch", type=int, default=15)
     ap.add_argument("--methods", default="lhs,random,gp,auto,cgp", help='comma-separated; "" reports the targets only')
     ap.add_argument("--targets", default="hidden,inside,band", help="comma-separated, from: hidden, inside, band")
     ap.add_argument("--workdir", default=None, help="keep the campaign folders here (default: a temporary folder)")
     args = ap.parse_args()
+    if args.seeds < 1 or args.first_seed < 0:
+        ap.error("--seeds must be at least 1 and --first-seed at least 0")
 
     lab = NetworkLab.from_npz(Path(args.data) / "agbonn" / "agbonn_dnn.npz")
     params = {k: v for k, v in lab.params.items() if k != "wavelength_nm"}
@@ -190,7 +195,8 @@ def main():
     targets = [targets[k] for k in args.targets.split(",")]
     methods = [m for m in args.methods.split(",") if m]
     out = [f"Machine: {machine()}.\n",
-           f"## Closed loop on the study's network: {args.budget} evaluations, batches of {args.batch}, {args.seeds} seeds\n",
+           f"## Closed loop on the study's network: {args.budget} evaluations, batches of {args.batch}, {args.seeds} seeds "
+           f"({args.first_seed}-{args.first_seed + args.seeds - 1})\n",
            "Regret = true (noise-free) loss of the recommended recipe minus the best achievable loss. "
            "Median [25th, 75th percentile] over seeds.\n"]
     tables = {rule: [f"### Recommended: {title}\n",
@@ -227,7 +233,7 @@ def main():
                 t0 = time.perf_counter()
                 for rule in regrets:
                     regrets[rule][m] = []
-                for s in range(args.seeds):
+                for s in range(args.first_seed, args.first_seed + args.seeds):
                     losses = run_campaign(lab, rows, m, s, args.budget, args.batch, tmp, params, target)
                     for rule in regrets:
                         regrets[rule][m].append(losses[rule] - best)
