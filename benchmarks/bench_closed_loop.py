@@ -86,6 +86,11 @@ def neg_posterior_mean(x, model):
     return -model.predict(x).mean
 
 
+def format_spread(v) -> str:
+    """Median [25th, 75th percentile] of ``v``, five decimals."""
+    return f"{np.median(v):.5f} [{np.percentile(v, 25):.5f}, {np.percentile(v, 75):.5f}]"
+
+
 def median_ratio(a, b, *, level: float = 0.9, n_boot: int = 20_000, seed: int = 0) -> tuple[float, float, float]:
     """``median(a) / median(b)`` and its bootstrap interval (``level``), each sample's seeds resampled on its own.
 
@@ -252,7 +257,7 @@ def main():
             peak = float(np.max(np.asarray(mlp_spectra(params, jnp.asarray(x_best[None], jnp.float32)))))
             spread = jitter_spread(params, target, x_best, best, lab.flow_noise)
             info.append(f"| {label} | {best:.5f} | ({', '.join(f'{v:.1f}' for v in x_best)}) | {peak:.3f} | "
-                        f"{np.median(spread):.5f} [{np.percentile(spread, 25):.5f}, {np.percentile(spread, 75):.5f}] |")
+                        f"{format_spread(spread)} |")
             rows = "".join(f"{w:g},{float(a)!r}\n" for w, a in zip(wl, np.asarray(target)))
             regrets = {rule: {} for rule in (*RULES, BASIN)}
             for m in methods:
@@ -268,13 +273,12 @@ def main():
                           file=sys.stderr, flush=True)
                 print(f"  {label} {m}: median regret " + ", ".join(f"{r} {np.median(regrets[r][m]):.5f}" for r in RULES)
                       + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-            fmt = lambda v: f"{np.median(v):.5f} [{np.percentile(v, 25):.5f}, {np.percentile(v, 75):.5f}]"  # noqa: E731
             floors = regrets.pop(BASIN)
             basins.append(f"| {label} | " + " | ".join(
-                f"{sum(f <= GLOBAL_BASIN_TOL for f in floors[m])}/{len(floors[m])}, {fmt(floors[m])}" for m in methods) + " |")
+                f"{sum(f <= GLOBAL_BASIN_TOL for f in floors[m])}/{len(floors[m])}, {format_spread(floors[m])}" for m in methods) + " |")
             for rule, reg in regrets.items():
                 ratio = lambda a, b: format_ratio(reg[a], reg[b]) if a in reg and b in reg else "n/a"  # noqa: E731
-                tables[rule].append(f"| {label} | {best:.5f} | " + " | ".join(fmt(reg[m]) for m in methods)
+                tables[rule].append(f"| {label} | {best:.5f} | " + " | ".join(format_spread(reg[m]) for m in methods)
                                     + f" | {ratio('gp', 'random')} | {ratio('auto', 'random')} | {ratio('auto', 'gp')} | {ratio('cgp', 'random')} |")
     rule_lines = [line for rule in RULES for line in tables[rule] + [""]] + basins + [""] if methods else []
     print("\n".join(out + info + [""] + rule_lines))

@@ -21,10 +21,8 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_closed_loop import GLOBAL_BASIN_TOL, format_ratio  # noqa: E402
+from bench_closed_loop import GLOBAL_BASIN_TOL, format_ratio, format_spread  # noqa: E402
 
 SEED_LINE = re.compile(r"^\s+(?P<method>\w+) seed (?P<seed>\d+): regret (?P<rules>.*), basin floor (?P<floor>[-\d.e]+)\s*$")
 DONE_LINE = re.compile(r"^  (?P<label>.+) (?P<method>\w+): median regret ")
@@ -48,6 +46,7 @@ def read_log(path: Path) -> dict[tuple[str, str], dict[int, dict[str, float]]]:
 
 
 def merge(paths) -> dict:
+    """:func:`read_log` of every log, merged; a seed repeated across logs must agree."""
     merged: dict = {}
     for path in paths:
         for key, seeds in read_log(Path(path)).items():
@@ -73,7 +72,6 @@ def main() -> None:
         ap.error("no finished method in these logs")
     labels = list(dict.fromkeys(label for label, _ in merged))
     methods = list(dict.fromkeys(method for _, method in merged))
-    fmt = lambda v: f"{np.median(v):.5f} [{np.percentile(v, 25):.5f}, {np.percentile(v, 75):.5f}]"  # noqa: E731
     for rule in args.rules.split(","):
         print(f"### Recommended by: {rule}\n")
         print("| target | seeds | " + " | ".join(methods) + " | two-step / random |")
@@ -86,7 +84,7 @@ def main() -> None:
             seeds = {m: sorted(s) for m, s in runs.items()}
             values = {m: [runs[m][s][rule] for s in seeds[m]] for m in runs}
             spans = sorted({f"{s[0]}-{s[-1]} ({len(s)})" for s in seeds.values()})
-            cells = [fmt(values[m]) if m in values else "n/a" for m in methods]
+            cells = [format_spread(values[m]) if m in values else "n/a" for m in methods]
             ratio = format_ratio(values["auto"], values["random"]) if {"auto", "random"} <= values.keys() else "n/a"
             print(f"| {label} | {', '.join(spans)} | " + " | ".join(cells) + f" | {ratio} |")
         print()
