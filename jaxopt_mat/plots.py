@@ -16,6 +16,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path) -> Path:
+    """Lay out, write and close a figure; return its path."""
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return Path(path)
+
+
 def convergence(values: np.ndarray, batches: np.ndarray, path: Path, *, ylabel: str, minimize: bool = True) -> Path:
     """Box plot of each batch's measured values with the best-so-far line (the study's Fig. 2)."""
     plt = _pyplot()
@@ -29,10 +37,7 @@ def convergence(values: np.ndarray, batches: np.ndarray, path: Path, *, ylabel: 
     ax.set_ylabel(ylabel)
     ax.set_title("Measured values per round")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def best_spectrum(wavelengths, measured, target, path: Path, *, loss: float, band=None) -> Path:
@@ -47,10 +52,7 @@ def best_spectrum(wavelengths, measured, target, path: Path, *, loss: float, ban
     ax.set_ylabel("absorbance")
     ax.set_title("Best spectrum against the target")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def shap_bar(names, importance, path: Path, *, title: str) -> Path:
@@ -61,10 +63,7 @@ def shap_bar(names, importance, path: Path, *, title: str) -> Path:
     ax.barh([names[i] for i in order], np.asarray(importance)[order], color="tab:blue")
     ax.set_xlabel("mean |SHAP value| (units of the prediction)")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def shap_beeswarm(names, values, x, path: Path, *, title: str) -> Path:
@@ -82,10 +81,7 @@ def shap_beeswarm(names, values, x, path: Path, *, title: str) -> Path:
     ax.axvline(0.0, color="gray", lw=0.8)
     ax.set_xlabel("SHAP value (colour: input value, blue low, red high)")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def attribution_heatmap(names, wavelengths, attributions, path: Path) -> Path:
@@ -99,10 +95,7 @@ def attribution_heatmap(names, wavelengths, attributions, path: Path) -> Path:
     ax.set_xlabel("wavelength (nm)")
     ax.set_title("Mean |integrated gradient| of the predicted spectrum")
     fig.colorbar(im, ax=ax, label="absorbance attributed")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def landscape_map(gi, gj, values, path: Path, *, xlabel: str, ylabel: str, zlabel: str, points=None,
@@ -120,10 +113,7 @@ def landscape_map(gi, gj, values, path: Path, *, xlabel: str, ylabel: str, zlabe
     ax.set_ylabel(ylabel)
     if points is not None or optimum is not None:
         ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def parity(measured, predicted, path: Path, *, label: str) -> Path:
@@ -139,10 +129,7 @@ def parity(measured, predicted, path: Path, *, label: str) -> Path:
     ax.set_ylabel(f"predicted {label} (model before this batch)")
     ax.set_title("Parity on the held-out newest batch")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def pareto_front(values, front_mask, path: Path, *, names, batches=None, reference=None) -> Path:
@@ -168,10 +155,7 @@ def pareto_front(values, front_mask, path: Path, *, names, batches=None, referen
     ax.set_ylabel(names[1])
     ax.set_title("Evaluated candidates and the Pareto front")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def hypervolume_curve(evaluations, hypervolumes, path: Path) -> Path:
@@ -183,7 +167,4 @@ def hypervolume_curve(evaluations, hypervolumes, path: Path) -> Path:
     ax.set_ylabel("hypervolume")
     ax.set_title("Hypervolume against evaluations")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
