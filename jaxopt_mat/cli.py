@@ -77,6 +77,9 @@ def _guard(fn):
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # the reader of our output has gone (``status | head``): not an error to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            raise typer.Exit(141) from None  # 128 + SIGPIPE, as a shell reports a command its pipe ended
         except OSError as e:  # a file or folder the system refuses (missing folder, no permission, disk full)
             where = f"{e.filename}: " if e.filename else ""
             print(f"error: {where}{e.strerror or e}", file=sys.stderr)

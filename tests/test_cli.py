@@ -282,3 +282,20 @@ def test_suggest_warm_starts_the_gp_and_a_repeated_call_gives_the_same_batch(cam
     (campaign / "state.json").write_text(json.dumps(state))
     res = invoke("suggest", campaign, "--batch", 4)
     assert res.exit_code == 0, res.output
+
+
+def test_a_reader_that_stops_early_is_not_reported_as_an_error(campaign):
+    # `jaxopt-mat status DIR | head -1`: the pipe's reader has gone before the command writes.
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        res = subprocess.run([sys.executable, "-m", "jaxopt_mat", "status", str(campaign)], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert res.returncode == 141, res.stderr
+    assert res.stderr == ""
