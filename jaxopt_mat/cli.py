@@ -157,6 +157,7 @@ def suggest(
         _note(n)
     if out is None:
         sys.stdout.write(text)
+        sys.stdout.flush()  # a closed pipe is reported here, inside the guard, not at exit
     else:
         atomic_write_text(out, text)
         _note(f"{len(sug.x)} suggestions ({sug.method}) written to {out}; kept as {saved.relative_to(camp.dir)}")
