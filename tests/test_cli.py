@@ -1,6 +1,9 @@
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -287,10 +290,6 @@ def test_suggest_warm_starts_the_gp_and_a_repeated_call_gives_the_same_batch(cam
 @pytest.mark.parametrize("args", [("status",), ("suggest", "--batch", "3", "--method", "random")])
 def test_a_reader_that_stops_early_is_not_reported_as_an_error(campaign, args):
     # `jaxopt-mat status DIR | head -1`: the pipe's reader has gone before the command writes.
-    import os
-    import subprocess
-    import sys
-
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:

@@ -83,8 +83,9 @@ def principal_components(spectra, *, explained: float = 0.9995, max_components: 
     ``k`` is the smallest number explaining the fraction ``explained`` of the
     variance about the mean, at most ``max_components`` (and at most ``n - 1``).
     On measured spectra the cap is what binds: their noise is spread over every
-    component (in the closed-loop benchmark's campaigns the first 8 components
-    leave 0.2-0.3 % of the variance, an even floor of about 4e-5 per component).
+    component (in four of the closed-loop benchmark's campaigns the first 8
+    components leave 0.2-0.3 % of the variance, an even floor of about 4e-5 per
+    component).
     """
     spectra = np.asarray(spectra, dtype=np.float64)
     mean = spectra.mean(axis=0)
