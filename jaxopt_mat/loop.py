@@ -133,14 +133,14 @@ def suggest(
     notes: list[str] = []
     if config.is_pool:
         result = _suggest_pool(campaign, batch, method, rng_seed, progress, notes, program_cache)
-        _stop_note(campaign, result, method, program_cache)
+        _stop_note(campaign, result, method, program_cache, ensemble_cache)
         return result
     space = campaign.space
     x_obs, y_obs, _ = campaign.read_observations()
     cond = combine_replicates(x_obs, y_obs)
     if config.objective.is_pareto and method == "gp" and cond.x.shape[0] >= config.initial_design:
         result = _suggest_pareto_continuous(campaign, cond, batch, rng_seed, progress, notes, program_cache)
-        _stop_note(campaign, result, method, program_cache)
+        _stop_note(campaign, result, method, program_cache, ensemble_cache)
         return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
                                  ensemble_cache)
 
@@ -162,12 +162,12 @@ def suggest(
         result = _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, notes,
                                    program_cache, ensemble_cache)
 
-    _stop_note(campaign, result, method, program_cache)
+    _stop_note(campaign, result, method, program_cache, ensemble_cache)
     return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
                              ensemble_cache)
 
 
-def _stop_note(campaign, result, method, program_cache) -> None:
+def _stop_note(campaign, result, method, program_cache, ensemble_cache) -> None:
     """Warn in the suggestion's notes when the stop rules say the campaign should stop."""
     if method in ("lhs", "random", "spread") or result.method in ("lhs", "spread"):
         return
@@ -176,7 +176,8 @@ def _stop_note(campaign, result, method, program_cache) -> None:
         return
     from jaxopt_mat.stopping import evaluate
 
-    verdict = evaluate(campaign, campaign.config.stopping, lazy=True, program_cache=program_cache)
+    verdict = evaluate(campaign, campaign.config.stopping, lazy=True, program_cache=program_cache,
+                       ensemble_cache=ensemble_cache)
     if verdict["should_stop"]:
         met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
         result.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")
@@ -685,21 +686,19 @@ def status(campaign: Campaign, *, with_model: bool = True, key_seed: int = 0, pr
         else:
             model = fit_gp(cond.x, cond.y, key=key, low=space.low, high=space.high, program_cache=program_cache)
             out["model"] = _quality(config, model, cond.y)
-        from jaxopt_mat.stopping import evaluate
-
-        out.update(evaluate(campaign, config.stopping, program_cache=program_cache))
+    ready = None
     if with_model and obj.is_spectrum:
-        from jaxopt_mat.two_step import COS_ACCURACY, COS_STABILITY, network_readiness
+        from jaxopt_mat.two_step import network_readiness
 
-        ready = (network_readiness(campaign, seed=config.seed, cache=ensemble_cache)
+        # Measured in the network step too: the stop rules read the same numbers.
+        ready = (network_readiness(campaign, seed=config.seed, cache=ensemble_cache, assess=True)
                  if cond.x.shape[0] else None)
         out["step"] = ready.as_dict() if ready is not None else None
-        if ready is not None and "stop_rules" in out:
-            # The spectrum network's own accuracy and stability, by the cosine of predicted spectra.
-            for rule, value, threshold in (("spectrum_accuracy", ready.accuracy_cos, COS_ACCURACY),
-                                           ("spectrum_stability", ready.stability_cos, COS_STABILITY)):
-                out["stop_rules"][rule] = {"value": value, "threshold": threshold,
-                                           "met": value is not None and value >= threshold}
+    if with_model and cond.x.shape[0] >= 3:
+        from jaxopt_mat.stopping import evaluate
+
+        out.update(evaluate(campaign, config.stopping, program_cache=program_cache, ensemble_cache=ensemble_cache,
+                            readiness=ready))
     if with_model and obj.is_spectrum and cond.x.shape[0] >= 3:
         out["recommended"] = recommended_condition(campaign, cond, describe, key=jax.random.key(key_seed),
                                                    program_cache=program_cache)

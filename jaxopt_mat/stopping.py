@@ -22,10 +22,18 @@ Rules (thresholds in ``[stopping]`` of ``campaign.toml``; defaults below):
   ``cgp``, ``auto``'s GP step and the ``cgp`` half of ``mixed`` batches record
   the expected improvement of the log-loss, in the same units).
 - ``budget``: at least ``budget`` measurements recorded. Off unless set.
+- spectrum campaigns also: ``spectrum_accuracy``, ``spectrum_mse`` and
+  ``spectrum_stability``, the spectrum network's accuracy on the newest batch
+  and its stability, by the ``auto`` switch's numbers and thresholds
+  (:func:`spectrum_rules`).
 
 ``should_stop`` is true when the threshold or the budget is met, or when the
 model is stable and accurate and either the plateau or the acquisition rule
-holds (nothing left to learn, nothing left to gain).
+holds (nothing left to learn, nothing left to gain). In spectrum campaigns the
+model is either the GP of the loss (``stability`` and ``accuracy``) or the
+spectrum network (its three rules): the network predicts the whole spectrum,
+so it can be accurate where the loss, which jumps at the intensity window's
+edge, is not.
 """
 
 from __future__ import annotations
@@ -103,7 +111,8 @@ def _progress(campaign: Campaign, x, y, batches) -> tuple[np.ndarray, float, boo
     return best, float(np.ptp(y)) if y.size else 0.0, minimize
 
 
-def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = False, program_cache=None) -> dict:
+def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = False, program_cache=None,
+             ensemble_cache=None, readiness=None) -> dict:
     """Every stop rule for the campaign's current data: ``{"stop_rules": {...}, "should_stop": bool}``.
 
     With ``lazy`` (what ``suggest`` uses), the stability and accuracy rules,
@@ -112,7 +121,10 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     reported as not met with value ``None``. Pareto campaigns watch the
     hypervolume (threshold, plateau), the largest EHVI (acquisition, relative to
     the hypervolume) and every objective's GP (stability: the smallest cosine;
-    accuracy: the largest relative MSE).
+    accuracy: the largest relative MSE). Spectrum campaigns add the spectrum
+    network's rules (:func:`spectrum_rules`; ``readiness``: a
+    :class:`~jaxopt_mat.two_step.Readiness` measured with ``assess``, else it
+    is measured here with ``ensemble_cache``).
     """
     s = {**DEFAULTS, **(settings or {})}
     cfg = campaign.config
@@ -146,6 +158,8 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     if lazy and not (rules["plateau"]["met"] or rules["acquisition"]["met"]):
         rules["stability"] = _rule(None, s["stability"], False)
         rules["accuracy"] = _rule(None, s["accuracy"], False)
+        if cfg.objective.is_spectrum:
+            spectrum_rules(campaign, rules, readiness=_UNMEASURED)
         return {"stop_rules": rules, "should_stop": bool(rules["threshold"]["met"] or rules["budget"]["met"])}
 
     # Stability and accuracy need fits on nested data sets.
@@ -185,9 +199,44 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     rules["accuracy"] = _rule(acc, s["accuracy"], acc is not None and acc <= s["accuracy"])
 
     learned = rules["stability"]["met"] and rules["accuracy"]["met"]
+    if cfg.objective.is_spectrum:  # either model may have learned what there is to learn
+        learned = spectrum_rules(campaign, rules, readiness=readiness, ensemble_cache=ensemble_cache) or learned
     should = (rules["threshold"]["met"] or rules["budget"]["met"]
               or (learned and (rules["plateau"]["met"] or rules["acquisition"]["met"])))
     return {"stop_rules": rules, "should_stop": bool(should)}
+
+
+_UNMEASURED = object()
+
+
+def spectrum_rules(campaign: Campaign, rules: dict, *, readiness=None, ensemble_cache=None) -> bool:
+    """Add the spectrum network's rules to ``rules``; true when all three are met.
+
+    The numbers the ``auto`` switch uses (:mod:`jaxopt_mat.two_step`), with its
+    thresholds: ``spectrum_accuracy``, the median cosine similarity of the
+    newest batch's measured spectra and those predicted by the ensemble trained
+    without it (at least 0.95); ``spectrum_mse``, that prediction's relative MSE
+    (at most 0.05); ``spectrum_stability``, the median cosine similarity of
+    that ensemble's and the all-data ensemble's spectra on 64 probe recipes (at
+    least 0.97). They are measured in the network step too. With fewer than 30
+    conditions or two batches they are ``None``, not met.
+    """
+    from jaxopt_mat.two_step import COS_ACCURACY, COS_STABILITY, REL_MSE_ACCURACY, network_readiness
+
+    if readiness is _UNMEASURED:
+        values = (None, None, None)
+    else:
+        if readiness is None:
+            readiness = network_readiness(campaign, seed=campaign.config.seed, cache=ensemble_cache, assess=True)
+        values = (readiness.accuracy_cos, readiness.accuracy_rel_mse, readiness.stability_cos)
+    met = []
+    for (name, threshold, at_least), value in zip((("spectrum_accuracy", COS_ACCURACY, True),
+                                                   ("spectrum_mse", REL_MSE_ACCURACY, False),
+                                                   ("spectrum_stability", COS_STABILITY, True)), values):
+        ok = value is not None and (value >= threshold if at_least else value <= threshold)
+        rules[name] = _rule(value, threshold, ok)
+        met.append(ok)
+    return all(met)
 
 
 def _last_max_acquisition(campaign: Campaign):

@@ -104,25 +104,42 @@ def decide_step(accuracy_cos: float, accuracy_rel_mse: float, stability_cos: flo
 
 
 def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False,
-                      cache: EnsembleCache | None = None) -> Readiness:
+                      cache: EnsembleCache | None = None, assess: bool = False) -> Readiness:
     """Decide the step by the accuracy and stability rule above; the all-data ensemble comes with it.
 
     ``seed``: the campaign's seed; each ensemble's training seed is
     :func:`ensemble_seed` of it and the newest batch it sees. With ``record``,
     a first switch to the network step is written to the campaign's state so
-    later rounds keep it. ``cache`` is passed to :func:`train_on`.
+    later rounds keep it. ``cache`` is passed to :func:`train_on`. Once the
+    network step has begun, the accuracy and stability are measured only with
+    ``assess`` (what ``status`` and the stop rules ask for; the step itself no
+    longer depends on them).
     """
     x, measured, batches = campaign.read_table()
     newest_batch = int(batches.max()) if batches.size else 0
     since = campaign.read_state().get("network_step_since_batch")
     if since is not None:
-        return Readiness("dnn", f"network step since batch {since} (the switch is one-way)",
+        switched = f"network step since batch {since} (the switch is one-way)"
+        if assess and len(set(batches.tolist())) >= 2:
+            cos, rel_mse, stab, full = _judge(campaign, x, measured, batches, seed, cache)
+            return Readiness("dnn", f"{switched}; {_facts(cos, rel_mse, stab)}", cos, rel_mse, stab, full)
+        return Readiness("dnn", switched,
                          ensemble=train_on(campaign, None, seed=ensemble_seed(seed, newest_batch), cache=cache))
     n_cond = len({tuple(np.round(r, 9)) for r in x})
     if n_cond < MIN_CONDITIONS:
         return Readiness("gp", f"{n_cond} conditions measured; the network needs at least {MIN_CONDITIONS}")
     if batches.size == 0 or len(set(batches.tolist())) < 2:
         return Readiness("gp", "the network's accuracy is judged on a newest batch held out; need two batches")
+    cos, rel_mse, stab, full = _judge(campaign, x, measured, batches, seed, cache)
+    step, verdict = decide_step(cos, rel_mse, stab)
+    if step == "dnn" and record:
+        campaign.update_state(network_step_since_batch=newest_batch + 1)
+    return Readiness(step, f"{verdict}: {_facts(cos, rel_mse, stab)}", cos, rel_mse, stab, full)
+
+
+def _judge(campaign, x, measured, batches, seed, cache):
+    """Accuracy on the newest batch (ensemble trained without it) and stability against the all-data ensemble."""
+    newest_batch = int(batches.max())
     newest = batches == newest_batch
     before = train_on(campaign, ~newest, seed=ensemble_seed(seed, int(batches[~newest].max())), cache=cache)
     full = train_on(campaign, None, seed=ensemble_seed(seed, newest_batch), cache=cache)
@@ -131,10 +148,10 @@ def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False
     rel_mse = float(np.mean((pred - measured[newest]) ** 2) / max(np.mean(measured[newest] ** 2), 1e-12))
     probe = latin_hypercube(campaign.space, N_PROBE, seed=campaign.config.seed + 7919)
     stab = float(np.median(np.asarray(cosine_similarity(before.predict(probe)[0], full.predict(probe)[0]))))
-    facts = (f"newest batch predicted with median cosine {cos:.3f} (needs {COS_ACCURACY}) and relative MSE "
-             f"{rel_mse:.3f} (needs <= {REL_MSE_ACCURACY}); successive fits agree with cosine {stab:.3f} "
-             f"(needs {COS_STABILITY})")
-    step, verdict = decide_step(cos, rel_mse, stab)
-    if step == "dnn" and record:
-        campaign.update_state(network_step_since_batch=int(batches.max()) + 1)
-    return Readiness(step, f"{verdict}: {facts}", cos, rel_mse, stab, full)
+    return cos, rel_mse, stab, full
+
+
+def _facts(cos: float, rel_mse: float, stab: float) -> str:
+    return (f"newest batch predicted with median cosine {cos:.3f} (needs {COS_ACCURACY}) and relative MSE "
+            f"{rel_mse:.3f} (needs <= {REL_MSE_ACCURACY}); successive fits agree with cosine {stab:.3f} "
+            f"(needs {COS_STABILITY})")

@@ -129,6 +129,35 @@ def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path, monkeypatch):
     assert np.all((sug.extra["predicted_loss"] >= 0) & (sug.extra["predicted_loss"] <= 1))
 
 
+def test_spectrum_campaigns_stop_when_either_model_has_learned(tmp_path):
+    from jaxopt_mat.design import latin_hypercube
+    from jaxopt_mat.stopping import evaluate
+
+    lab = SilverLab()
+    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    wl = [f"{w:g}" for w in lab.wavelengths]
+    rng = np.random.default_rng(3)
+    for b in range(4):
+        x = latin_hypercube(camp.space, 3, seed=b)
+        camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x,
+                                                                      lab.measure(x, rng=rng)), "m.csv"))
+    settings = {"plateau_fraction": 1.1, "plateau_rounds": 1}  # a plateau however the best moved
+    unmeasured = evaluate(camp, settings)  # 12 conditions: too few for the network, its rules have no value
+    assert [unmeasured["stop_rules"][r]["value"] for r in ("spectrum_accuracy", "spectrum_mse", "spectrum_stability")
+            ] == [None, None, None]
+    assert unmeasured["stop_rules"]["plateau"]["met"]
+    gp_learned = unmeasured["stop_rules"]["stability"]["met"] and unmeasured["stop_rules"]["accuracy"]["met"]
+    assert unmeasured["should_stop"] == gp_learned
+    good = evaluate(camp, settings, readiness=two_step.Readiness("dnn", "", 0.99, 0.01, 0.99))
+    assert all(good["stop_rules"][r]["met"] for r in ("spectrum_accuracy", "spectrum_mse", "spectrum_stability"))
+    assert good["should_stop"]
+    for cos, mse, stab in ((0.94, 0.01, 0.99), (0.99, 0.06, 0.99), (0.99, 0.01, 0.96)):  # one rule short
+        res = evaluate(camp, settings, readiness=two_step.Readiness("dnn", "", cos, mse, stab))
+        assert res["should_stop"] == gp_learned
+    lazy = evaluate(camp, settings, lazy=True, readiness=two_step.Readiness("dnn", "", 0.99, 0.01, 0.99))
+    assert lazy["should_stop"]  # the plateau holds, so the lazy evaluation measures everything
+
+
 def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[[inputs]]\nname="a"\nlow=0.0\nhigh=1.0\n[objective]\nname="y"\n')
@@ -164,6 +193,7 @@ def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_
     assert rules["spectrum_accuracy"]["value"] == step["accuracy_cosine"] is not None
     assert rules["spectrum_stability"]["value"] == step["stability_cosine"] is not None
     assert rules["spectrum_accuracy"]["met"] == (step["accuracy_cosine"] >= two_step.COS_ACCURACY)
+    assert rules["spectrum_mse"]["value"] == step["accuracy_relative_mse"] is not None
     assert len(trained) == 2  # held-out batch left out, and all data
     # The recommendation: a measured condition, its median measured loss, and the lowest expected loss.
     rec = info["recommended"]
@@ -197,6 +227,20 @@ def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_
     camp.update_state(network_step_since_batch=None)  # judge readiness again even if suggest switched
     ready = two_step.network_readiness(camp, seed=camp.config.seed, cache=cli._ensemble_cache())
     assert ready.stability_cos is not None and len(trained) == 3
+    # In the network step the step no longer depends on the numbers, but status and the stop rules still
+    # measure them, from the same (cached) ensembles.
+    camp.update_state(network_step_since_batch=3)
+    quick = two_step.network_readiness(camp, seed=camp.config.seed, cache=cli._ensemble_cache())
+    assert quick.step == "dnn" and quick.accuracy_cos is None and quick.reason.endswith("(the switch is one-way)")
+    assessed = two_step.network_readiness(camp, seed=camp.config.seed, cache=cli._ensemble_cache(), assess=True)
+    assert assessed.step == "dnn" and assessed.reason.startswith("network step since batch 3 (the switch is one-way); ")
+    assert (assessed.accuracy_cos, assessed.accuracy_rel_mse, assessed.stability_cos) == (
+        ready.accuracy_cos, ready.accuracy_rel_mse, ready.stability_cos)
+    info = json.loads(runner.invoke(app, ["status", str(tmp_path / "c"), "--json"]).stdout)
+    assert info["stop_rules"]["spectrum_accuracy"]["value"] == ready.accuracy_cos
+    assert info["stop_rules"]["spectrum_mse"]["value"] == ready.accuracy_rel_mse
+    assert info["stop_rules"]["spectrum_stability"]["value"] == ready.stability_cos
+    assert len(trained) == 3
 
 
 def test_gp_step_models_a_capped_log_loss_that_keeps_the_order_of_good_recipes():
