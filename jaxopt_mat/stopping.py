@@ -15,7 +15,8 @@ Rules (thresholds in ``[stopping]`` of ``campaign.toml``; defaults below):
 - ``plateau``: over the last ``plateau_rounds`` batches (3) the best value
   improved by less than ``plateau_fraction`` (0.01) of the range of all
   measured values (Pareto campaigns: the hypervolume grew by less than that
-  fraction of itself).
+  fraction of itself; spectrum campaigns: the best loss, in the log-loss that
+  ``gp`` models, against that log-loss's range, as for the acquisition rule).
 - ``acquisition``: the largest expected improvement in the newest GP batch
   (from its ``log_ei`` column) is below ``min_improvement`` (0.001) of that range
   (spectrum campaigns: of the range of the capped log-loss that ``gp`` models;
@@ -139,20 +140,25 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     budget = s["budget"]
     rules["budget"] = _rule(int(x.shape[0]), budget, budget is not None and x.shape[0] >= budget)
 
+    if cfg.objective.is_spectrum:
+        # Spectrum losses are judged in the log-loss the GP step models: a best loss going from 0.006 to
+        # 0.003 is progress, although the range of all losses (up to 1, out of the window) dwarfs it.
+        from jaxopt_mat.loop import LOSS_FLOOR, gp_target
+
+        progress = np.log(progress + LOSS_FLOOR)
+        scale = float(np.ptp(gp_target(cfg, combine_replicates(x, y).y))) if y.size else 0.0
+
     # Plateau: improvement of the progress value over the last k batches.
     k = s["plateau_rounds"]
     if len(order) > k:
-        past = float(progress[-k - 1])
-        gain = (past - now if minimize else now - past) / scale if scale > 0 else 0.0
+        past, last = float(progress[-k - 1]), float(progress[-1])
+        gain = (past - last if minimize else last - past) / scale if scale > 0 else 0.0
         rules["plateau"] = _rule(gain, s["plateau_fraction"], gain < s["plateau_fraction"])
     else:
         rules["plateau"] = _rule(None, s["plateau_fraction"], False)
 
     acq = _last_max_acquisition(campaign)
-    if cfg.objective.is_spectrum:  # EI of a log-loss (gp: capped; cgp: not), against the capped log-loss's range
-        from jaxopt_mat.loop import gp_target
-
-        scale = float(np.ptp(gp_target(cfg, combine_replicates(x, y).y))) if y.size else 0.0
+    # Spectrum campaigns: the EI of a log-loss (gp: capped; cgp: not), against the capped log-loss's range.
     rel = acq / scale if (acq is not None and scale > 0) else None
     rules["acquisition"] = _rule(rel, s["min_improvement"], rel is not None and rel < s["min_improvement"])
     if lazy and not (rules["plateau"]["met"] or rules["acquisition"]["met"]):

@@ -158,6 +158,26 @@ def test_spectrum_campaigns_stop_when_either_model_has_learned(tmp_path):
     assert lazy["should_stop"]  # the plateau holds, so the lazy evaluation measures everything
 
 
+def test_spectrum_plateau_is_judged_in_the_log_loss(tmp_path, monkeypatch):
+    from jaxopt_mat.design import latin_hypercube
+    from jaxopt_mat.loop import LOSS_FLOOR
+    from jaxopt_mat.stopping import evaluate
+
+    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, SilverLab()), source_dir=tmp_path)
+    y = np.array([1.0, 0.5, 0.2, 1.0, 0.006, 0.3, 0.9, 0.005, 0.4, 1.0, 0.004, 0.6, 0.8, 0.003, 0.7])
+    b = np.repeat(np.arange(1, 6), 3)
+    x = latin_hypercube(camp.space, 15, seed=0)
+    monkeypatch.setattr(camp, "read_observations", lambda: (x, y, b))
+    rule = evaluate(camp, {"plateau_rounds": 3}, lazy=True)["stop_rules"]["plateau"]
+    scale = np.log(np.median(y) + LOSS_FLOOR) - np.log(0.003 + LOSS_FLOOR)
+    assert rule["value"] == pytest.approx(np.log((0.006 + LOSS_FLOOR) / (0.003 + LOSS_FLOOR)) / scale)
+    assert not rule["met"]  # the best loss halved: progress, though only 0.3 % of the range of the losses
+    flat = np.where(b >= 3, np.maximum(y, 0.006), y)
+    monkeypatch.setattr(camp, "read_observations", lambda: (x, flat, b))
+    rule = evaluate(camp, {"plateau_rounds": 3}, lazy=True)["stop_rules"]["plateau"]
+    assert rule["value"] == 0.0 and rule["met"]
+
+
 def test_unknown_method_for_a_scalar_campaign_is_refused(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[[inputs]]\nname="a"\nlow=0.0\nhigh=1.0\n[objective]\nname="y"\n')
