@@ -130,6 +130,7 @@ def suggest(
         kind = f"{'pool ' if config.is_pool else ''}{config.objective.kind}"
         raise DataError(f"unknown method {method!r} for a {kind} campaign (choose from {', '.join(allowed)})")
     rng_seed = next_suggestion_seed(campaign, seed)
+    judged: list = []  # the spectrum network's readiness, when ``auto`` measured it, for the stop rules
     notes: list[str] = []
     if config.is_pool:
         result = _suggest_pool(campaign, batch, method, rng_seed, progress, notes, program_cache)
@@ -160,14 +161,31 @@ def suggest(
         result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
     else:
         result = _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, notes,
-                                   program_cache, ensemble_cache)
+                                   program_cache, ensemble_cache, judged)
 
-    _stop_note(campaign, result, method, program_cache, ensemble_cache)
+    network = _network_judged(campaign, seed, judged, ensemble_cache)
+    _stop_note(campaign, result, method, program_cache, ensemble_cache, network)
     return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
                              ensemble_cache)
 
 
-def _stop_note(campaign, result, method, program_cache, ensemble_cache) -> None:
+def _network_judged(campaign, seed, judged, ensemble_cache):
+    """The stop rules' view of the spectrum network, measured only when they ask for it.
+
+    Reuses what ``auto`` measured in this call; otherwise measures it (with
+    ``assess``) from the ensembles of this call's seed, so a cache serves both.
+    """
+    def measure():
+        if judged and judged[0].accuracy_cos is not None:
+            return judged[0]
+        from jaxopt_mat.two_step import network_readiness
+
+        return network_readiness(campaign, seed=_base_seed(campaign, seed), cache=ensemble_cache, assess=True)
+
+    return measure
+
+
+def _stop_note(campaign, result, method, program_cache, ensemble_cache, network=None) -> None:
     """Warn in the suggestion's notes when the stop rules say the campaign should stop."""
     if method in ("lhs", "random", "spread") or result.method in ("lhs", "spread"):
         return
@@ -177,7 +195,7 @@ def _stop_note(campaign, result, method, program_cache, ensemble_cache) -> None:
     from jaxopt_mat.stopping import evaluate
 
     verdict = evaluate(campaign, campaign.config.stopping, lazy=True, program_cache=program_cache,
-                       ensemble_cache=ensemble_cache)
+                       ensemble_cache=ensemble_cache, readiness=network)
     if verdict["should_stop"]:
         met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
         result.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")
@@ -539,13 +557,13 @@ def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cac
 
 
 def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, notes, program_cache,
-                      ensemble_cache) -> Suggestion:
+                      ensemble_cache, judged) -> Suggestion:
     """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns (``seed``: :func:`suggest`'s override, or None).
 
     ``mixed`` takes the first half of the batch (rounded up) from the network,
     kept away from the rest, which comes from the composite spectrum GP
     (``cgp``); ``auto`` suggests with ``cgp`` until the network is ready and
-    then as ``mixed``.
+    then as ``mixed``; it appends its readiness to ``judged`` for the stop rules.
     """
     from jaxopt_mat.acquisition.spectrum import spectrum_batch
     from jaxopt_mat.two_step import network_readiness, train_on
@@ -558,6 +576,7 @@ def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, 
         ready = network_readiness(campaign, seed=_base_seed(campaign, seed), record=True,
                                   cache=ensemble_cache)
         notes.append(f"auto: {ready.step} step ({ready.reason})")
+        judged.append(ready)
         if ready.step == "gp":  # the GP step: the composite spectrum GP (``cgp``)
             result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
             result.method = "auto:cgp"

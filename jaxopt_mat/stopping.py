@@ -124,8 +124,9 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     the hypervolume) and every objective's GP (stability: the smallest cosine;
     accuracy: the largest relative MSE). Spectrum campaigns add the spectrum
     network's rules (:func:`spectrum_rules`; ``readiness``: a
-    :class:`~jaxopt_mat.two_step.Readiness` measured with ``assess``, else it
-    is measured here with ``ensemble_cache``).
+    :class:`~jaxopt_mat.two_step.Readiness` measured with ``assess``, or a
+    function returning one, called only if the rules are evaluated; without it
+    the readiness is measured here with ``ensemble_cache``).
     """
     s = {**DEFAULTS, **(settings or {})}
     cfg = campaign.config
@@ -234,6 +235,8 @@ def spectrum_rules(campaign: Campaign, rules: dict, *, readiness=None, ensemble_
     else:
         if readiness is None:
             readiness = network_readiness(campaign, seed=campaign.config.seed, cache=ensemble_cache, assess=True)
+        elif callable(readiness):
+            readiness = readiness()
         values = (readiness.accuracy_cos, readiness.accuracy_rel_mse, readiness.stability_cos)
     met = []
     for (name, threshold, at_least), value in zip((("spectrum_accuracy", COS_ACCURACY, True),

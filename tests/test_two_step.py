@@ -158,6 +158,34 @@ def test_spectrum_campaigns_stop_when_either_model_has_learned(tmp_path):
     assert lazy["should_stop"]  # the plateau holds, so the lazy evaluation measures everything
 
 
+@pytest.mark.heavy
+def test_suggests_stop_rules_reuse_the_networks_auto_has_just_judged(tmp_path, monkeypatch):
+    import dataclasses
+
+    from jaxopt_mat import stopping
+    from jaxopt_mat.design import latin_hypercube
+
+    lab = SilverLab()
+    cfg = dataclasses.replace(spectrum_config(tmp_path, lab), stopping={"plateau_fraction": 1.1, "plateau_rounds": 1})
+    camp = Campaign.create(tmp_path / "c", cfg, source_dir=tmp_path)
+    wl = [f"{w:g}" for w in lab.wavelengths]
+    rng = np.random.default_rng(0)
+    for n, seed in ((24, 0), (12, 1)):
+        x = latin_hypercube(camp.space, n, seed=seed)
+        camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=rng)),
+                                                     "m.csv"))
+    trained, measured = [], []
+    fit = two_step.fit_spectrum_ensemble
+    monkeypatch.setattr(two_step, "fit_spectrum_ensemble", lambda *a, **k: trained.append(1) or fit(*a, **k))
+    rules_fn = stopping.spectrum_rules
+    monkeypatch.setattr(stopping, "spectrum_rules",
+                        lambda c, rules, **k: [rules_fn(c, rules, **k), measured.append(dict(rules))][0])
+    sug = loop.suggest(camp, 3, method="auto")  # no ensemble cache: nothing may be trained twice
+    assert sug.x.shape == (3, 5) and len(trained) == 2  # held-out batch left out, and all data
+    rules = measured[-1]  # the plateau holds, so the stop note measured the network's rules
+    assert rules["spectrum_accuracy"]["value"] is not None and rules["spectrum_stability"]["value"] is not None
+
+
 def test_spectrum_plateau_is_judged_in_the_log_loss(tmp_path, monkeypatch):
     from jaxopt_mat.design import latin_hypercube
     from jaxopt_mat.loop import LOSS_FLOOR
