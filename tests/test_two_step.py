@@ -135,12 +135,9 @@ def test_spectrum_campaigns_stop_when_either_model_has_learned(tmp_path):
 
     lab = SilverLab()
     camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
-    wl = [f"{w:g}" for w in lab.wavelengths]
     rng = np.random.default_rng(3)
     for b in range(4):
-        x = latin_hypercube(camp.space, 3, seed=b)
-        camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x,
-                                                                      lab.measure(x, rng=rng)), "m.csv"))
+        measure_batch(camp, lab, latin_hypercube(camp.space, 3, seed=b), rng)
     settings = {"plateau_fraction": 1.1, "plateau_rounds": 1}  # a plateau however the best moved
     unmeasured = evaluate(camp, settings)  # 12 conditions: too few for the network, its rules have no value
     assert [unmeasured["stop_rules"][r]["value"] for r in ("spectrum_accuracy", "spectrum_mse", "spectrum_stability")
@@ -158,22 +155,32 @@ def test_spectrum_campaigns_stop_when_either_model_has_learned(tmp_path):
     assert lazy["should_stop"]  # the plateau holds, so the lazy evaluation measures everything
 
 
+def measure_batch(camp, lab, x, rng):
+    """Measure recipes ``x`` on the lab and observe them as the campaign's next batch."""
+    wl = [f"{w:g}" for w in lab.wavelengths]
+    camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=rng)),
+                                                 "m.csv"))
+
+
+def two_batch_campaign(tmp_path, cfg, lab, rng):
+    """A spectrum campaign with two measured batches, 24 and 12 Latin-hypercube recipes: enough for the network."""
+    from jaxopt_mat.design import latin_hypercube
+
+    camp = Campaign.create(tmp_path / "c", cfg, source_dir=tmp_path)
+    for n, seed in ((24, 0), (12, 1)):
+        measure_batch(camp, lab, latin_hypercube(camp.space, n, seed=seed), rng)
+    return camp
+
+
 @pytest.mark.heavy
 def test_suggests_stop_rules_reuse_the_networks_auto_has_just_judged(tmp_path, monkeypatch):
     import dataclasses
 
     from jaxopt_mat import stopping
-    from jaxopt_mat.design import latin_hypercube
 
     lab = SilverLab()
     cfg = dataclasses.replace(spectrum_config(tmp_path, lab), stopping={"plateau_fraction": 1.1, "plateau_rounds": 1})
-    camp = Campaign.create(tmp_path / "c", cfg, source_dir=tmp_path)
-    wl = [f"{w:g}" for w in lab.wavelengths]
-    rng = np.random.default_rng(0)
-    for n, seed in ((24, 0), (12, 1)):
-        x = latin_hypercube(camp.space, n, seed=seed)
-        camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=rng)),
-                                                     "m.csv"))
+    camp = two_batch_campaign(tmp_path, cfg, lab, np.random.default_rng(0))
     trained, measured = [], []
     fit = two_step.fit_spectrum_ensemble
     monkeypatch.setattr(two_step, "fit_spectrum_ensemble", lambda *a, **k: trained.append(1) or fit(*a, **k))
@@ -229,13 +236,8 @@ def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_
     monkeypatch.setattr(two_step, "fit_spectrum_ensemble", lambda *a, **k: trained.append(1) or fit(*a, **k))
 
     lab = SilverLab()
-    camp = Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
-    wl = [f"{w:g}" for w in lab.wavelengths]
     rng = np.random.default_rng(0)
-    for n, seed in ((24, 0), (12, 1)):
-        x = latin_hypercube(camp.space, n, seed=seed)
-        camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=rng)),
-                                                     "m.csv"))
+    camp = two_batch_campaign(tmp_path, spectrum_config(tmp_path, lab), lab, rng)
     info = json.loads(runner.invoke(app, ["status", str(tmp_path / "c"), "--json"]).stdout)
     rules, step = info["stop_rules"], info["step"]
     assert rules["spectrum_accuracy"]["value"] == step["accuracy_cosine"] is not None
@@ -269,9 +271,7 @@ def test_status_reports_the_networks_spectrum_rules_and_plot_draws_its_band(tmp_
     assert f"auto: {step['step']} step ({step['reason']})" in res.stderr  # the decision status announced
     assert len(trained) == 2
     # A round later one ensemble is trained, not two: the held-out one is this round's all-data ensemble.
-    x = latin_hypercube(camp.space, 12, seed=2)
-    camp.append_observations(camp.validate_table(measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=rng)),
-                                                 "m.csv"))
+    measure_batch(camp, lab, latin_hypercube(camp.space, 12, seed=2), rng)
     camp.update_state(network_step_since_batch=None)  # judge readiness again even if suggest switched
     ready = two_step.network_readiness(camp, seed=camp.config.seed, cache=cli._ensemble_cache())
     assert ready.stability_cos is not None and len(trained) == 3
