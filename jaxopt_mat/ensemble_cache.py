@@ -8,8 +8,10 @@ next command that asks for the same one loads it instead (e.g. ``status``
 after ``observe`` trains what the next ``suggest`` uses). Entries are
 content-addressed: a changed table, seed or package version simply misses.
 
-Only the command-line layer opts in, by passing an :class:`EnsembleCache`;
-library code trains every time.
+Only the command-line layer opts in, by passing an :class:`EnsembleCache`.
+Without one, a library call keeps what it trains in an :class:`EnsembleMemo`
+for the call's own duration (e.g. ``suggest`` trains an ensemble for its
+batch and its stop rules ask for the same one), and trains again next call.
 """
 
 from __future__ import annotations
@@ -79,3 +81,19 @@ class EnsembleCache:
             for old in entries[self.keep:]:
                 with contextlib.suppress(OSError):
                     old.unlink()
+
+
+class EnsembleMemo:
+    """Ensembles kept in memory under :meth:`EnsembleCache.key`, for one call that asks for one twice."""
+
+    key = staticmethod(EnsembleCache.key)
+
+    def __init__(self):
+        self._stored: dict[str, SpectrumEnsemble] = {}
+
+    def get(self, key: str) -> SpectrumEnsemble | None:
+        return self._stored.get(key)
+
+    def put(self, key: str, ensemble: SpectrumEnsemble) -> SpectrumEnsemble:
+        self._stored[key] = ensemble
+        return ensemble

@@ -119,9 +119,14 @@ def suggest(
     (a :class:`~jaxopt_mat.program_cache.ProgramCache`) keeps compiled programs
     between processes; ``ensemble_cache`` (an
     :class:`~jaxopt_mat.ensemble_cache.EnsembleCache`) keeps trained spectrum
-    ensembles, e.g. those ``status`` trained for this very suggestion.
+    ensembles, e.g. those ``status`` trained for this very suggestion; without
+    one, the call still trains each ensemble it needs only once.
     """
+    from jaxopt_mat.ensemble_cache import EnsembleMemo
+
     check_batch_size(batch)
+    if ensemble_cache is None:
+        ensemble_cache = EnsembleMemo()
     config = campaign.config
     spectrum = config.objective.is_spectrum
     allowed = POOL_METHODS if config.is_pool else SPECTRUM_METHODS if spectrum else METHODS
@@ -130,7 +135,6 @@ def suggest(
         kind = f"{'pool ' if config.is_pool else ''}{config.objective.kind}"
         raise DataError(f"unknown method {method!r} for a {kind} campaign (choose from {', '.join(allowed)})")
     rng_seed = next_suggestion_seed(campaign, seed)
-    judged: list = []  # the spectrum network's readiness, when ``auto`` measured it, for the stop rules
     notes: list[str] = []
     if config.is_pool:
         result = _suggest_pool(campaign, batch, method, rng_seed, progress, notes, program_cache)
@@ -161,23 +165,21 @@ def suggest(
         result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
     else:
         result = _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, notes,
-                                   program_cache, ensemble_cache, judged)
+                                   program_cache, ensemble_cache)
 
-    network = _network_judged(campaign, seed, judged, ensemble_cache)
+    network = _network_judged(campaign, seed, ensemble_cache)
     _stop_note(campaign, result, method, program_cache, ensemble_cache, network)
     return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
                              ensemble_cache)
 
 
-def _network_judged(campaign, seed, judged, ensemble_cache):
+def _network_judged(campaign, seed, ensemble_cache):
     """The stop rules' view of the spectrum network, measured only when they ask for it.
 
-    Reuses what ``auto`` measured in this call; otherwise measures it (with
-    ``assess``) from the ensembles of this call's seed, so a cache serves both.
+    It is measured (with ``assess``) from the ensembles of this call's seed, so
+    those ``auto`` has just trained come from ``ensemble_cache``.
     """
     def measure():
-        if judged and judged[0].accuracy_cos is not None:
-            return judged[0]
         from jaxopt_mat.two_step import network_readiness
 
         return network_readiness(campaign, seed=_base_seed(campaign, seed), cache=ensemble_cache, assess=True)
@@ -557,13 +559,13 @@ def _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cac
 
 
 def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, notes, program_cache,
-                      ensemble_cache, judged) -> Suggestion:
+                      ensemble_cache) -> Suggestion:
     """``dnn``, ``mixed`` and ``auto`` for spectrum campaigns (``seed``: :func:`suggest`'s override, or None).
 
     ``mixed`` takes the first half of the batch (rounded up) from the network,
     kept away from the rest, which comes from the composite spectrum GP
     (``cgp``); ``auto`` suggests with ``cgp`` until the network is ready and
-    then as ``mixed``; it appends its readiness to ``judged`` for the stop rules.
+    then as ``mixed``.
     """
     from jaxopt_mat.acquisition.spectrum import spectrum_batch
     from jaxopt_mat.two_step import network_readiness, train_on
@@ -576,7 +578,6 @@ def _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, 
         ready = network_readiness(campaign, seed=_base_seed(campaign, seed), record=True,
                                   cache=ensemble_cache)
         notes.append(f"auto: {ready.step} step ({ready.reason})")
-        judged.append(ready)
         if ready.step == "gp":  # the GP step: the composite spectrum GP (``cgp``)
             result = _suggest_spectrum_gp(campaign, batch, rng_seed, progress, notes, program_cache)
             result.method = "auto:cgp"

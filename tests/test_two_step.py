@@ -173,7 +173,7 @@ def two_batch_campaign(tmp_path, cfg, lab, rng):
 
 
 @pytest.mark.heavy
-def test_suggests_stop_rules_reuse_the_networks_auto_has_just_judged(tmp_path, monkeypatch):
+def test_suggest_trains_each_ensemble_once_per_call_without_a_cache(tmp_path, monkeypatch):
     import dataclasses
 
     from jaxopt_mat import stopping
@@ -191,6 +191,11 @@ def test_suggests_stop_rules_reuse_the_networks_auto_has_just_judged(tmp_path, m
     assert sug.x.shape == (3, 5) and len(trained) == 2  # held-out batch left out, and all data
     rules = measured[-1]  # the plateau holds, so the stop note measured the network's rules
     assert rules["spectrum_accuracy"]["value"] is not None and rules["spectrum_stability"]["value"] is not None
+    # In the network step, `auto` trains only the all-data ensemble; the stop note adds the held-out one.
+    camp.update_state(network_step_since_batch=3)
+    sug = loop.suggest(camp, 3, method="auto")
+    assert sug.method == "auto:mixed" and len(trained) == 4
+    assert measured[-1]["spectrum_stability"]["value"] == pytest.approx(rules["spectrum_stability"]["value"])
 
 
 def test_spectrum_plateau_is_judged_in_the_log_loss(tmp_path, monkeypatch):
