@@ -9,9 +9,10 @@ after ``observe`` trains what the next ``suggest`` uses). Entries are
 content-addressed: a changed table, seed or package version simply misses.
 
 Only the command-line layer opts in, by passing an :class:`EnsembleCache`.
-Without one, a library call keeps what it trains in an :class:`EnsembleMemo`
-for the call's own duration (e.g. ``suggest`` trains an ensemble for its
-batch and its stop rules ask for the same one), and trains again next call.
+Within one call, ``suggest`` also keeps what it trains or loads in an
+:class:`EnsembleMemo` (its batch and its stop rules may ask for the same
+ensemble), so a library call without a cache trains each ensemble once, and
+again in the next call.
 """
 
 from __future__ import annotations
@@ -84,16 +85,27 @@ class EnsembleCache:
 
 
 class EnsembleMemo:
-    """Ensembles kept in memory under :meth:`EnsembleCache.key`, for one call that asks for one twice."""
+    """Ensembles kept in memory for one call that may ask for one twice, in front of an optional ``backing`` cache.
+
+    Keys are :meth:`EnsembleCache.key`; a miss falls through to ``backing``
+    (e.g. an :class:`EnsembleCache`), and what is trained is stored in both.
+    """
 
     key = staticmethod(EnsembleCache.key)
 
-    def __init__(self):
+    def __init__(self, backing: EnsembleCache | None = None):
+        self._backing = backing
         self._stored: dict[str, SpectrumEnsemble] = {}
 
     def get(self, key: str) -> SpectrumEnsemble | None:
+        if key not in self._stored and self._backing is not None:
+            found = self._backing.get(key)
+            if found is not None:
+                self._stored[key] = found
         return self._stored.get(key)
 
     def put(self, key: str, ensemble: SpectrumEnsemble) -> SpectrumEnsemble:
         self._stored[key] = ensemble
+        if self._backing is not None:
+            self._backing.put(key, ensemble)
         return ensemble

@@ -119,14 +119,14 @@ def suggest(
     (a :class:`~jaxopt_mat.program_cache.ProgramCache`) keeps compiled programs
     between processes; ``ensemble_cache`` (an
     :class:`~jaxopt_mat.ensemble_cache.EnsembleCache`) keeps trained spectrum
-    ensembles, e.g. those ``status`` trained for this very suggestion; without
-    one, the call still trains each ensemble it needs only once.
+    ensembles, e.g. those ``status`` trained for this very suggestion; with
+    or without one, the call trains or loads each ensemble it needs once.
     """
     from jaxopt_mat.ensemble_cache import EnsembleMemo
 
     check_batch_size(batch)
-    if ensemble_cache is None:
-        ensemble_cache = EnsembleMemo()
+    if not isinstance(ensemble_cache, EnsembleMemo):  # the batch and the stop rules may ask for the same ensemble
+        ensemble_cache = EnsembleMemo(ensemble_cache)
     config = campaign.config
     spectrum = config.objective.is_spectrum
     allowed = POOL_METHODS if config.is_pool else SPECTRUM_METHODS if spectrum else METHODS

@@ -96,7 +96,7 @@ def test_stored_ensembles_round_trip_and_bad_files_are_misses(lab_data, tmp_path
     import os
     import time
 
-    from jaxopt_mat.ensemble_cache import EnsembleCache
+    from jaxopt_mat.ensemble_cache import EnsembleCache, EnsembleMemo
     from jaxopt_mat.surrogates.spectrum_net import ensemble_from_arrays, ensemble_to_arrays
 
     _, _, x, spectra, x_test, _ = lab_data
@@ -126,6 +126,13 @@ def test_stored_ensembles_round_trip_and_bad_files_are_misses(lab_data, tmp_path
         os.utime(tmp_path / "ens" / f"ensemble-{k}.npz", (start + i, start + i))
     assert sorted(p.name for p in (tmp_path / "ens").glob("ensemble-*.npz")) == sorted(
         f"ensemble-{k}.npz" for k in others[1:])
+    # The per-call memo in front of it: a miss falls through to the folder, a stored ensemble reaches both.
+    memo = EnsembleMemo(cache)
+    assert memo.get(others[2]) is not None and memo.get(key) is None
+    memo.put(key, ens)
+    assert memo.get(key) is ens and cache.get(key) is not None
+    alone = EnsembleMemo()
+    assert alone.get(key) is None and alone.put(key, ens) is ens and alone.get(key) is ens
     arrays = ensemble_to_arrays(ens)
     arrays["params/params/Dense_0/kernel"] = arrays["params/params/Dense_0/kernel"][:, :3]
     with pytest.raises(DataError, match="do not match"):
