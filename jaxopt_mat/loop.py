@@ -167,28 +167,17 @@ def suggest(
         result = _suggest_spectrum(campaign, batch, method, seed, rng_seed, kappa, progress, notes,
                                    program_cache, ensemble_cache)
 
-    network = _network_judged(campaign, seed, ensemble_cache)
-    _stop_note(campaign, result, method, program_cache, ensemble_cache, network)
+    _stop_note(campaign, result, method, program_cache, ensemble_cache, seed)
     return _with_bound_notes(campaign, result, batch, method, seed, extend_bounds, kappa, progress, program_cache,
                              ensemble_cache)
 
 
-def _network_judged(campaign, seed, ensemble_cache):
-    """The stop rules' view of the spectrum network, measured only when they ask for it.
+def _stop_note(campaign, result, method, program_cache, ensemble_cache, seed=None) -> None:
+    """Warn in the suggestion's notes when the stop rules say the campaign should stop.
 
-    It is measured (with ``assess``) from the ensembles of this call's seed, so
-    those ``auto`` has just trained come from ``ensemble_cache``.
+    A spectrum network the rules ask for is judged from the ensembles of this
+    call's seed, so those ``auto`` has just trained come from ``ensemble_cache``.
     """
-    def measure():
-        from jaxopt_mat.two_step import network_readiness
-
-        return network_readiness(campaign, seed=_base_seed(campaign, seed), cache=ensemble_cache, assess=True)
-
-    return measure
-
-
-def _stop_note(campaign, result, method, program_cache, ensemble_cache, network=None) -> None:
-    """Warn in the suggestion's notes when the stop rules say the campaign should stop."""
     if method in ("lhs", "random", "spread") or result.method in ("lhs", "spread"):
         return
     x, y, _ = campaign.read_observations()
@@ -197,7 +186,7 @@ def _stop_note(campaign, result, method, program_cache, ensemble_cache, network=
     from jaxopt_mat.stopping import evaluate
 
     verdict = evaluate(campaign, campaign.config.stopping, lazy=True, program_cache=program_cache,
-                       ensemble_cache=ensemble_cache, readiness=network)
+                       ensemble_cache=ensemble_cache, seed=_base_seed(campaign, seed))
     if verdict["should_stop"]:
         met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
         result.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")

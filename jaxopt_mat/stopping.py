@@ -113,7 +113,7 @@ def _progress(campaign: Campaign, x, y, batches) -> tuple[np.ndarray, float, boo
 
 
 def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = False, program_cache=None,
-             ensemble_cache=None, readiness=None) -> dict:
+             ensemble_cache=None, readiness=None, seed: int | None = None) -> dict:
     """Every stop rule for the campaign's current data: ``{"stop_rules": {...}, "should_stop": bool}``.
 
     With ``lazy`` (what ``suggest`` uses), the stability and accuracy rules,
@@ -124,9 +124,9 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     the hypervolume) and every objective's GP (stability: the smallest cosine;
     accuracy: the largest relative MSE). Spectrum campaigns add the spectrum
     network's rules (:func:`spectrum_rules`; ``readiness``: a
-    :class:`~jaxopt_mat.two_step.Readiness` measured with ``assess``, or a
-    function returning one, called only if the rules are evaluated; without it
-    the readiness is measured here with ``ensemble_cache``).
+    :class:`~jaxopt_mat.two_step.Readiness` measured with ``assess``; without
+    it the readiness is measured here, only if those rules are evaluated, from
+    the ensembles of ``seed`` (default: the campaign's) with ``ensemble_cache``).
     """
     s = {**DEFAULTS, **(settings or {})}
     cfg = campaign.config
@@ -207,7 +207,8 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
 
     learned = rules["stability"]["met"] and rules["accuracy"]["met"]
     if cfg.objective.is_spectrum:  # either model may have learned what there is to learn
-        learned = spectrum_rules(campaign, rules, readiness=readiness, ensemble_cache=ensemble_cache) or learned
+        learned = spectrum_rules(campaign, rules, readiness=readiness, ensemble_cache=ensemble_cache,
+                                 seed=seed) or learned
     should = (rules["threshold"]["met"] or rules["budget"]["met"]
               or (learned and (rules["plateau"]["met"] or rules["acquisition"]["met"])))
     return {"stop_rules": rules, "should_stop": bool(should)}
@@ -216,7 +217,8 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
 _UNMEASURED = object()
 
 
-def spectrum_rules(campaign: Campaign, rules: dict, *, readiness=None, ensemble_cache=None) -> bool:
+def spectrum_rules(campaign: Campaign, rules: dict, *, readiness=None, ensemble_cache=None,
+                   seed: int | None = None) -> bool:
     """Add the spectrum network's rules to ``rules``; true when all three are met.
 
     The numbers the ``auto`` switch uses (:mod:`jaxopt_mat.two_step`), with its
@@ -234,9 +236,8 @@ def spectrum_rules(campaign: Campaign, rules: dict, *, readiness=None, ensemble_
         values = (None, None, None)
     else:
         if readiness is None:
-            readiness = network_readiness(campaign, seed=campaign.config.seed, cache=ensemble_cache, assess=True)
-        elif callable(readiness):
-            readiness = readiness()
+            readiness = network_readiness(campaign, seed=campaign.config.seed if seed is None else seed,
+                                          cache=ensemble_cache, assess=True)
         values = (readiness.accuracy_cos, readiness.accuracy_rel_mse, readiness.stability_cos)
     met = []
     for (name, threshold, at_least), value in zip((("spectrum_accuracy", COS_ACCURACY, True),

@@ -196,6 +196,9 @@ def test_suggest_trains_each_ensemble_once_per_call_without_a_cache(tmp_path, mo
     sug = loop.suggest(camp, 3, method="auto")
     assert sug.method == "auto:mixed" and len(trained) == 4
     assert measured[-1]["spectrum_stability"]["value"] == pytest.approx(rules["spectrum_stability"]["value"])
+    # With a seed override, the stop note judges the ensembles of that seed, the ones `auto` trains.
+    sug = loop.suggest(camp, 3, method="auto", seed=5)
+    assert sug.method == "auto:mixed" and len(trained) == 6
 
 
 def test_spectrum_plateau_is_judged_in_the_log_loss(tmp_path, monkeypatch):
