@@ -423,8 +423,8 @@ def _plot_pareto(camp, x, y, batches, folder) -> list:
     mask = np.asarray(non_dominated_mask(medians * signs))
     if len(names) > 2:
         _note(f"the front is drawn over the first two objectives ({names[0]}, {names[1]}) of {len(names)}")
-    made = [plots.pareto_front(medians[:, :2], mask, folder / "pareto_front.png", names=names[:2], batches=batches,
-                               reference=(ref * signs)[:2])]
+    made = [plots.pareto_front(medians[:, :2], mask, folder / "pareto_front.png", names=names[:2], signs=signs[:2],
+                               batches=batches, reference=(ref * signs)[:2])]
     hv = hypervolume_history(medians * signs, batches, ref)
     counts = [int(np.sum(batches <= b)) for b in sorted(set(batches.tolist()))]
     made.append(plots.hypervolume_curve(counts, hv, folder / "hypervolume.png"))

@@ -132,22 +132,52 @@ def parity(measured, predicted, path: Path, *, label: str) -> Path:
     return _save(fig, path)
 
 
-def pareto_front(values, front_mask, path: Path, *, names, batches=None, reference=None) -> Path:
-    """All evaluated points of two objectives (own units), the Pareto set joined as a staircase.
+def front_staircase(front, signs, reference=None) -> np.ndarray:
+    """Vertices of the boundary of the region a two-objective Pareto set dominates, in its own units.
 
-    ``values``: ``(n, 2)``; ``front_mask``: ``(n,)``; ``batches`` colours points by round.
+    ``front``: ``(p, 2)`` non-dominated points; ``signs``: ``(2,)``, +1 for an
+    objective maximised and -1 for one minimised. Between neighbouring points
+    the boundary turns at the inner corner, so the path alternates horizontal
+    and vertical segments. With ``reference`` the path starts and ends on its
+    lines, closing the region whose area is the hypervolume.
+    """
+    signs = np.asarray(signs, float)
+    p = np.asarray(front, float) * signs  # maximisation form: sorted by the first, the second falls
+    p = p[np.argsort(p[:, 0])]
+    path = np.empty((2 * len(p) - 1, 2))
+    path[0::2] = p
+    path[1::2] = np.column_stack([p[:-1, 0], p[1:, 1]])
+    if reference is not None and len(p):
+        r = np.asarray(reference, float) * signs
+        path = np.concatenate([[[r[0], p[0, 1]]], path, [[p[-1, 0], r[1]]]])
+    return path * signs
+
+
+def pareto_front(values, front_mask, path: Path, *, names, signs=(1, 1), batches=None, reference=None) -> Path:
+    """All evaluated points of two objectives (own units), the Pareto set joined by its staircase.
+
+    ``values``: ``(n, 2)``; ``front_mask``: ``(n,)``; ``signs``: +1 for an
+    objective maximised, -1 for one minimised (the staircase's corners depend
+    on it); ``batches`` colours points by round.
     """
     plt = _pyplot()
     values = np.asarray(values)
     front_mask = np.asarray(front_mask, bool)
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    colour = np.asarray(batches) if batches is not None else "tab:gray"
-    sc = ax.scatter(values[:, 0], values[:, 1], c=colour, cmap="viridis", s=18, label="evaluated")
-    if batches is not None:
-        fig.colorbar(sc, ax=ax, label="round (batch)")
+    if batches is None:
+        ax.scatter(values[:, 0], values[:, 1], c="tab:gray", s=18, label="evaluated")
+    else:
+        from matplotlib.colors import BoundaryNorm
+        from matplotlib.ticker import MaxNLocator
+
+        batches = np.asarray(batches)
+        edges = np.arange(batches.min() - 0.5, batches.max() + 1.0)  # one colour per round
+        sc = ax.scatter(values[:, 0], values[:, 1], c=batches, cmap="viridis", s=18, label="evaluated",
+                        norm=BoundaryNorm(edges, 256))
+        fig.colorbar(sc, ax=ax, label="round (batch)", ticks=MaxNLocator(integer=True))
     f = values[front_mask]
-    f = f[np.argsort(f[:, 0])]
-    ax.plot(f[:, 0], f[:, 1], "-", color="tab:red", lw=1.0)
+    stairs = front_staircase(f, signs, reference)
+    ax.plot(stairs[:, 0], stairs[:, 1], "-", color="tab:red", lw=1.0)
     ax.scatter(f[:, 0], f[:, 1], s=45, facecolors="none", edgecolors="tab:red", linewidths=1.5, label="Pareto set")
     if reference is not None:
         ax.scatter([reference[0]], [reference[1]], marker="x", c="black", s=50, label="reference point")

@@ -93,3 +93,25 @@ def test_explain_json_gives_the_importance_of_every_input(small, tmp_path):
     assert set(info["importance"]) == {"a", "b"} and all(v >= 0 for v in info["importance"].values())
     for name in ("shap_bar.png", "shap_beeswarm.png", "landscape.png"):
         assert _not_blank(tmp_path / "e" / name)
+
+
+@pytest.mark.parametrize("signs", [(1, 1), (1, -1), (-1, 1), (-1, -1)])
+def test_front_staircase_bounds_the_hypervolume_region(signs):
+    # Closed at the reference corner, the staircase encloses exactly the dominated region the hypervolume
+    # measures (shoelace area against jaxopt_mat.hypervolume), in any pair of directions.
+    from jaxopt_mat import hypervolume
+    from jaxopt_mat.pareto import non_dominated_mask
+    from jaxopt_mat.plots import front_staircase
+
+    signs = np.asarray(signs, float)
+    rng = np.random.default_rng(int(signs[0] * 3 + signs[1] + 5))
+    for _ in range(5):
+        pts = rng.uniform(1.0, 2.0, size=(int(rng.integers(1, 12)), 2))
+        front = pts[np.asarray(non_dominated_mask(pts * signs))]
+        ref = np.min(pts * signs, axis=0) * signs - 0.3 * signs  # worse than every point, own units
+        path = front_staircase(front, signs, ref)
+        steps = np.diff(path, axis=0)
+        assert np.all((steps[:, 0] == 0) | (steps[:, 1] == 0)), "every segment is horizontal or vertical"
+        poly = np.concatenate([path, [ref]])
+        area = 0.5 * abs(np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1]))
+        assert area == pytest.approx(float(hypervolume(front * signs, ref * signs)), rel=1e-9)
