@@ -144,10 +144,12 @@ def front_staircase(front, signs, reference=None) -> np.ndarray:
     signs = np.asarray(signs, float)
     p = np.asarray(front, float) * signs  # maximisation form: sorted by the first, the second falls
     p = p[np.argsort(p[:, 0])]
+    if len(p) == 0:
+        return np.empty((0, 2))
     path = np.empty((2 * len(p) - 1, 2))
     path[0::2] = p
     path[1::2] = np.column_stack([p[:-1, 0], p[1:, 1]])
-    if reference is not None and len(p):
+    if reference is not None:
         r = np.asarray(reference, float) * signs
         path = np.concatenate([[[r[0], p[0, 1]]], path, [[p[-1, 0], r[1]]]])
     return path * signs

@@ -115,3 +115,13 @@ def test_front_staircase_bounds_the_hypervolume_region(signs):
         poly = np.concatenate([path, [ref]])
         area = 0.5 * abs(np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1]))
         assert area == pytest.approx(float(hypervolume(front * signs, ref * signs)), rel=1e-9)
+    assert front_staircase(np.empty((0, 2)), signs, [0.0, 0.0]).shape == (0, 2)
+
+
+def test_pareto_plot_of_a_single_round(tmp_path):
+    from jaxopt_mat.plots import pareto_front
+
+    values = np.array([[1.0, 2.0], [2.0, 1.0], [0.5, 0.5]])
+    path = pareto_front(values, [True, True, False], tmp_path / "f.png", names=["a", "b"], batches=np.ones(3, int),
+                        reference=[0.0, 0.0])
+    assert _not_blank(path)
