@@ -45,12 +45,16 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxopt_mat as jm  # noqa: E402
 from jaxopt_mat import simulate  # noqa: E402
-from jaxopt_mat.campaign import Campaign, parse_config  # noqa: E402
+from jaxopt_mat import Campaign  # noqa: E402
+from jaxopt_mat.campaign import parse_config  # noqa: E402
 from jaxopt_mat.acquisition.spectrum import spectrum_batch  # noqa: E402
 from jaxopt_mat.data import combine_replicates  # noqa: E402
 from jaxopt_mat.ensemble_cache import EnsembleCache  # noqa: E402
-from jaxopt_mat.loop import RECOMMENDATION_DRAWS, gp_target, log_peak, peak_smoothed_losses, spectrum_gp_view  # noqa: E402
-from jaxopt_mat.two_step import train_on  # noqa: E402
+from jaxopt_mat.objectives import capped_log_loss  # noqa: E402
+from jaxopt_mat.strategies import Context  # noqa: E402
+from jaxopt_mat.strategies.gp import log_peak, peak_smoothed_losses  # noqa: E402
+from jaxopt_mat.strategies.spectrum import RECOMMENDATION_DRAWS, spectrum_gp_view  # noqa: E402
+from jaxopt_mat.strategies.two_step import train_on  # noqa: E402
 from jaxopt_mat.virtual_lab import CONSTRAINT_A, CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, NetworkLab, mlp_spectra  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -160,27 +164,27 @@ def run_campaign(lab, target_rows, method, seed, budget, batch, workdir, params,
     })
     folder = Path(tempfile.mkdtemp(dir=workdir))
     (folder / "target.csv").write_text("wavelength,absorbance\n" + target_rows)
-    camp = Campaign.create(folder / "c", cfg, source_dir=folder)
+    # The campaign's own ensemble cache, as the CLI keeps one: the readiness check reuses last round's ensemble.
+    camp = Campaign.create(folder / "c", cfg, source_dir=folder,
+                           context=Context(ensemble_cache=EnsembleCache(folder / "ensembles")))
     if method in ("lhs", "random"):
         space = camp.space
         x = (jm.latin_hypercube if method == "lhs" else jm.random_design)(space, budget, seed=seed)
         rng = np.random.default_rng(seed)
         text = simulate.measurements_csv(list(INPUT_NAMES), [f"{w:g}" for w in lab.wavelengths], x, lab.measure(x, rng=rng))
-        camp.append_observations(camp.validate_table(text, "all.csv"))
+        camp.observe_text(text, "all.csv")
     else:
-        # The campaign's own ensemble cache, as the CLI keeps one: the readiness check reuses last round's ensemble.
-        simulate.run(camp, lab, rounds=budget // batch, batch=batch, method=method, seed=seed,
-                     ensemble_cache=EnsembleCache(folder / "ensembles"))
-    x, y, _ = camp.read_observations()
-    cond = combine_replicates(x, y)
-    low, high = camp.space.low, camp.space.high
-    peak = jm.fit_gp(cond.x, combine_replicates(x, log_peak(camp)).y, key=jax.random.key(seed), low=low, high=high)
-    smoothed = peak_smoothed_losses(camp, cond, peak)
-    model = jm.fit_gp(cond.x, gp_target(camp.config, smoothed), key=jax.random.key(seed), low=low, high=high)
-    ensemble = train_on(camp, None, seed=seed)
+        simulate.run(camp, lab, rounds=budget // batch, batch=batch, method=method, seed=seed)
+    snap = camp.snapshot()
+    x, cond = snap.x, snap.conditions
+    low, high = snap.space.low, snap.space.high
+    peak = jm.fit_gp(cond.x, combine_replicates(x, log_peak(snap)).y, key=jax.random.key(seed), low=low, high=high)
+    smoothed = peak_smoothed_losses(snap, peak)
+    model = jm.fit_gp(cond.x, capped_log_loss(smoothed), key=jax.random.key(seed), low=low, high=high)
+    ensemble = train_on(snap, None, seed=seed)
     window = camp.config.objective.window
-    predicted = jm.spectrum_loss(ensemble.predict(cond.x)[0], jnp.asarray(camp.target(camp.wavelengths())), window=window)
-    _, med, expected = spectrum_gp_view(camp, key=jax.random.key(seed), draws=RECOMMENDATION_DRAWS)  # as `status`
+    predicted = jm.spectrum_loss(ensemble.predict(cond.x)[0], jnp.asarray(snap.target), window=window)
+    _, med, expected = spectrum_gp_view(snap, key=jax.random.key(seed), draws=RECOMMENDATION_DRAWS)  # as `status`
     picks = np.stack([cond.x[np.argmin(cond.y)], cond.x[np.argmin(np.asarray(model.predict(cond.x).mean))],
                       cond.x[np.argmin(smoothed)], cond.x[np.argmin(np.asarray(predicted))], med.x[np.argmin(expected)]])
     measured_true = true_loss(params, target, cond.x)
@@ -188,7 +192,7 @@ def run_campaign(lab, target_rows, method, seed, budget, batch, workdir, params,
     floor = basin_floor(params, target, camp.space, cond.x[np.argmin(measured_true)], jax.random.key(seed))
     space = camp.space
     gp_opt = jm.maximize(neg_posterior_mean, space, key=jax.random.key(seed), args=(model,)).x
-    net_opt = spectrum_batch(ensemble, space, camp.target(camp.wavelengths()), 1, key=jax.random.key(seed),
+    net_opt = spectrum_batch(ensemble, space, snap.target, 1, key=jax.random.key(seed),
                              window=window, smoothness=camp.config.objective.smoothness).x[0]
     optima = np.stack([np.asarray(gp_opt), np.asarray(net_opt)])
     losses = list(map(float, true_loss(params, target, picks))) + [oracle]

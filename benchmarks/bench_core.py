@@ -30,7 +30,8 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxopt_mat as jm  # noqa: E402
 from jaxopt_mat import simulate  # noqa: E402
-from jaxopt_mat.campaign import Campaign, parse_config  # noqa: E402
+from jaxopt_mat import Campaign  # noqa: E402
+from jaxopt_mat.campaign import parse_config  # noqa: E402
 from jaxopt_mat.test_functions import BRANIN, HARTMANN6  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,8 +270,7 @@ def _closed_loop(problem, batch, budget, method, seed, workdir):
         simulate.run(camp, lab, rounds=1, batch=q, method=method, seed=seed * 1000 + r)
         n += q
         r += 1
-    _, y, _ = camp.read_observations()
-    return float(y.min() - problem.minimum)
+    return float(camp.snapshot().y.min() - problem.minimum)
 
 
 def _lhs_regret(problem, budget, seed):

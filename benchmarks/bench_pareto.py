@@ -30,7 +30,7 @@ jax.config.update("jax_enable_x64", True)
 from jaxopt_mat import fit_gp, map_rows  # noqa: E402
 from jaxopt_mat.chunked import default_threads  # noqa: E402
 from jaxopt_mat.acquisition.ehvi import greedy_pool_batch, score_pool  # noqa: E402
-from jaxopt_mat.loop import predict_objectives  # noqa: E402
+from jaxopt_mat.surrogates.independent import predict_objectives  # noqa: E402
 from jaxopt_mat.pareto import default_reference, hypervolume, non_dominated_mask  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -316,7 +316,7 @@ def _true_front(fn, d):
 
 def bench_continuous(out, seeds):
     from jaxopt_mat import SearchSpace, ehvi_batch, latin_hypercube
-    from jaxopt_mat.loop import predict_objectives_believer
+    from jaxopt_mat.surrogates.independent import predict_objectives_believer
 
     d, n0, rounds, q = 6, 14, 8, 5
     budget = n0 + rounds * q

@@ -8,6 +8,14 @@ The functional core (pure functions over pytrees, explicit PRNG keys):
     >>> space = jm.SearchSpace([4, 10], [45, 40], names=["q_agno3", "q_pva"], A=[[1, 1]], b=[60])
     >>> model = jm.fit_gp(x, y, key=jax.random.key(0), low=space.low, high=space.high)
     >>> mean, var = model.predict(x_new)
+
+A campaign folder from Python (the same files, validation and batches as the
+``jaxopt-mat`` command line):
+
+    >>> camp = jm.Campaign.create("runs/agnp", config="campaign.toml")
+    >>> batch = camp.suggest(15)          # a pandas DataFrame
+    >>> batch["yield"] = measure(batch)
+    >>> camp.observe(batch)
 """
 
 from jaxopt_mat.acquisition.analytic import (
@@ -25,6 +33,7 @@ from jaxopt_mat.acquisition.ehvi import (
     q_expected_hypervolume_improvement,
     score_pool,
 )
+from jaxopt_mat.api import Campaign, Status
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.embedding import kernel_mean_embedding
 from jaxopt_mat.objectives import spectrum_loss
@@ -50,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "Campaign",
     "CampaignError",
     "ConfigError",
     "DataError",
@@ -62,6 +72,7 @@ __all__ = [
     "RepeatedBatchError",
     "SearchSpace",
     "SpectrumGP",
+    "Status",
     "__version__",
     "combine_replicates",
     "ehvi_batch",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _safe_div(num, den, tiny):
@@ -78,3 +79,26 @@ def spectrum_loss(spectra, target, *, window=(0.7, 1.2), smoothness=None):
     cos = cosine_similarity(minmax(spectra), minmax(target))
     peak = jnp.max(spectra, axis=-1)
     return 1.0 - cos * intensity_factor(peak, window, smoothness)
+
+
+# The floor under a loss before its log: the log of the loss then stays finite when a loss is 0.
+LOSS_FLOOR = 1e-4
+
+
+def capped_log_loss(losses) -> np.ndarray:
+    """``log(min(loss, median loss) + LOSS_FLOOR)``: what GPs of a spectrum loss model (same order of the good ones).
+
+    Spectrum losses span orders of magnitude near the optimum and jump to 1
+    where the peak leaves the intensity window; a GP fitted to that jump
+    undershoots beside it and sends log-EI into predicted holes. Losses worse
+    than the median are flattened to it (the jump disappears), and the log
+    spreads out the differences between good recipes.
+
+    Example:
+        >>> capped_log_loss([0.01, 0.5, 1.0]).round(3)
+        array([-4.595, -0.693, -0.693])
+    """
+    y = np.asarray(losses, dtype=np.float64)
+    if y.size == 0:
+        return y
+    return np.log(np.minimum(y, float(np.median(y))) + LOSS_FLOOR)

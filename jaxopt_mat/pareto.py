@@ -161,3 +161,12 @@ def default_reference(values: np.ndarray, *, margin: float = 0.1) -> np.ndarray:
     lo, hi = values.min(axis=0), values.max(axis=0)
     span = np.where(hi > lo, hi - lo, np.maximum(np.abs(lo), 1.0))
     return lo - margin * span
+
+
+def hypervolume_history(values_max: np.ndarray, batches: np.ndarray, ref: np.ndarray) -> list[float]:
+    """Hypervolume of the points recorded up to each batch (maximisation form), one value per batch."""
+    out = []
+    for b in sorted(set(np.asarray(batches).tolist())):
+        keep = np.asarray(batches) <= b
+        out.append(float(hypervolume(jnp.asarray(values_max[keep]), jnp.asarray(ref))))
+    return out

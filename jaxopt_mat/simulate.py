@@ -18,8 +18,7 @@ from typing import Callable, Protocol
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_mat import loop
-from jaxopt_mat.campaign import Campaign
+from jaxopt_mat.api import Campaign
 
 
 class Lab(Protocol):
@@ -78,29 +77,27 @@ def run(
     method: str | None = None,
     seed: int = 0,
     on_round: Callable[[Round], None] = lambda r: None,
-    program_cache=None,
-    ensemble_cache=None,
 ) -> list[Round]:
     """Run ``rounds`` of suggest -> measure -> observe; return a summary per round.
 
     ``batch_values`` of each round are the measured objective of the batch (the
-    exact loss, for spectrum campaigns). ``program_cache`` and ``ensemble_cache``
-    are passed to :func:`~jaxopt_mat.loop.suggest`.
+    exact loss, for spectrum campaigns). The campaign's context (caches,
+    progress) serves every ``suggest``.
     """
     rng = np.random.default_rng(seed)
     config = campaign.config
     history = []
     for r in range(rounds):
         t0 = time.perf_counter()
-        sug = loop.suggest(campaign, batch, method=method, program_cache=program_cache, ensemble_cache=ensemble_cache)
-        campaign.save_suggestion(loop.suggestion_csv(config, sug))
-        x = np.repeat(sug.x, replicates, axis=0)
+        kept = campaign.ask(batch, method=method)
+        x = np.repeat(kept.suggestion.x, replicates, axis=0)
         y = lab.measure(x, rng=rng)
         text = measurements_csv(config.input_names, _measured_columns(campaign, lab), x, y)
-        batch_no = campaign.append_observations(campaign.validate_table(text, f"round {r + 1} measurements"))
-        info = loop.status(campaign, with_model=False)
-        _, values, batches = campaign.read_observations()
-        history.append(Round(batch_no, sug.method, info["n_observations"], info["best"]["value"],
-                             values[batches == batch_no], time.perf_counter() - t0, sug.notes))
+        done = campaign.observe_text(text, f"round {r + 1} measurements")
+        snap = campaign.snapshot()
+        cond = snap.conditions
+        best = float(np.max(cond.y) if config.objective.maximize else np.min(cond.y))
+        history.append(Round(done.batch, kept.method, snap.n_rows, best, snap.y[snap.batches == done.batch],
+                             time.perf_counter() - t0, kept.notes))
         on_round(history[-1])
     return history

@@ -39,15 +39,19 @@ edge, is not.
 
 from __future__ import annotations
 
-import csv
 import math
 
 import jax
 import numpy as np
 
-from jaxopt_mat.campaign import Campaign
+from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.design import latin_hypercube
+from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss
+from jaxopt_mat.pareto import hypervolume_history
+from jaxopt_mat.strategies.base import Context
+from jaxopt_mat.strategies.two_step import COS_ACCURACY, COS_STABILITY, REL_MSE_ACCURACY, network_readiness
+from jaxopt_mat.surrogates.independent import fit_objectives
 
 DEFAULTS = {
     "threshold": None,
@@ -75,36 +79,32 @@ def centred_cosine(a, b) -> float:
 
 def _fit(x, y, space, seed, program_cache):
     """GPs for the data ``y`` ``(n, k)``, one per column, on the replicate medians."""
-    from jaxopt_mat.loop import fit_objectives
-
     cond = combine_replicates(x, y)
     models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high,
                             program_cache=program_cache)
     return models, cond
 
 
-def _probe(campaign: Campaign, space, seed: int) -> np.ndarray:
+def _probe(snap: Snapshot, space, seed: int) -> np.ndarray:
     """The fixed probe set of the stability rule: 64 candidates of a pool, or a Latin hypercube."""
-    if campaign.config.is_pool:
-        feats = campaign.pool.features
+    if snap.config.is_pool:
+        feats = snap.pool.features
         rng = np.random.default_rng(seed)
         return feats[rng.choice(feats.shape[0], min(64, feats.shape[0]), replace=False)]
     return latin_hypercube(space, 64, seed=seed)
 
 
-def _progress(campaign: Campaign, x, y, batches) -> tuple[np.ndarray, float, bool]:
+def _progress(snap: Snapshot, x, y, batches) -> tuple[np.ndarray, float, bool]:
     """What the threshold and plateau rules watch, after each batch: the best value, or the hypervolume.
 
     Returns ``(values per batch, scale for relative gains, minimise?)``.
     """
-    cfg = campaign.config
+    cfg = snap.config
     order = sorted(set(batches.tolist()))
     if cfg.objective.is_pareto:
-        from jaxopt_mat.loop import hypervolume_history
-
-        cond = combine_replicates(x, y)
+        cond = snap.conditions
         signs = cfg.objective.signs
-        ref = campaign.reference_point(cond.y * signs)
+        ref = snap.reference_point(cond.y * signs)
         hv = np.array(hypervolume_history(cond.y[cond.index] * signs, batches, ref))
         return hv, float(hv[-1]) if hv.size else 0.0, False
     minimize = not cfg.objective.maximize
@@ -112,8 +112,8 @@ def _progress(campaign: Campaign, x, y, batches) -> tuple[np.ndarray, float, boo
     return best, float(np.ptp(y)) if y.size else 0.0, minimize
 
 
-def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = False, program_cache=None,
-             ensemble_cache=None, readiness=None, seed: int | None = None) -> dict:
+def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False, context: Context | None = None,
+             diagnostics: dict | None = None, acquisition=None, seed: int | None = None) -> dict:
     """Every stop rule for the campaign's current data: ``{"stop_rules": {...}, "should_stop": bool}``.
 
     With ``lazy`` (what ``suggest`` uses), the stability and accuracy rules,
@@ -123,18 +123,26 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     hypervolume (threshold, plateau), the largest EHVI (acquisition, relative to
     the hypervolume) and every objective's GP (stability: the smallest cosine;
     accuracy: the largest relative MSE). Spectrum campaigns add the spectrum
-    network's rules (:func:`spectrum_rules`; ``readiness``: a
-    :class:`~jaxopt_mat.two_step.Readiness` measured with ``assess``; without
-    it the readiness is measured here, only if those rules are evaluated, from
-    the ensembles of ``seed`` (default: the campaign's) with ``ensemble_cache``).
+    network's rules (:func:`spectrum_rules`).
+
+    ``diagnostics`` (a strategy's, or ``status``'s) lend what was already
+    computed: ``objective_models``, GPs of the recorded objective on every
+    condition (the all-data fit of the stability rule), and ``readiness``, the
+    spectrum network's measured readiness (otherwise measured here, only if
+    its rules are evaluated, from the ensembles of ``seed``, default the
+    campaign's, through ``context``'s ensemble cache). ``acquisition``: the
+    largest acquisition value of the batch being suggested (default: the
+    newest recorded one's).
     """
-    s = {**DEFAULTS, **(settings or {})}
-    cfg = campaign.config
-    x, y, batches = campaign.read_observations()
-    space = campaign.space
+    s = {**DEFAULTS, **(settings if settings is not None else snap.config.stopping)}
+    ctx = context or Context()
+    diagnostics = diagnostics or {}
+    cfg = snap.config
+    x, y, batches = snap.x, snap.y, snap.batches
+    space = snap.space
     rules: dict = {}
     order = sorted(set(batches.tolist()))
-    progress, scale, minimize = _progress(campaign, x, y, batches)
+    progress, scale, minimize = _progress(snap, x, y, batches)
     now = float(progress[-1]) if progress.size else None
     thr = s["threshold"]
     rules["threshold"] = _rule(now, thr, thr is not None and now is not None and (now <= thr if minimize else now >= thr))
@@ -144,10 +152,8 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     if cfg.objective.is_spectrum:
         # Spectrum losses are judged in the log-loss the GP step models: a best loss going from 0.006 to
         # 0.003 is progress, although the range of all losses (up to 1, out of the window) dwarfs it.
-        from jaxopt_mat.loop import LOSS_FLOOR, gp_target
-
         progress = np.log(progress + LOSS_FLOOR)
-        scale = float(np.ptp(gp_target(cfg, combine_replicates(x, y).y))) if y.size else 0.0
+        scale = float(np.ptp(capped_log_loss(snap.conditions.y))) if y.size else 0.0
 
     # Plateau: improvement of the progress value over the last k batches.
     k = s["plateau_rounds"]
@@ -158,7 +164,7 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
     else:
         rules["plateau"] = _rule(None, s["plateau_fraction"], False)
 
-    acq = _last_max_acquisition(campaign)
+    acq = snap.last_acquisition if acquisition is None else acquisition
     # Spectrum campaigns: the EI of a log-loss (gp: capped; cgp: not), against the capped log-loss's range.
     rel = acq / scale if (acq is not None and scale > 0) else None
     rules["acquisition"] = _rule(rel, s["min_improvement"], rel is not None and rel < s["min_improvement"])
@@ -166,19 +172,21 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
         rules["stability"] = _rule(None, s["stability"], False)
         rules["accuracy"] = _rule(None, s["accuracy"], False)
         if cfg.objective.is_spectrum:
-            spectrum_rules(campaign, rules, readiness=_UNMEASURED)
+            spectrum_rules(snap, rules, readiness=_UNMEASURED)
         return {"stop_rules": rules, "should_stop": bool(rules["threshold"]["met"] or rules["budget"]["met"])}
 
     # Stability and accuracy need fits on nested data sets.
     Y = y.reshape(y.shape[0], -1)
-    probe = _probe(campaign, space, cfg.seed + 104729)
+    probe = _probe(snap, space, cfg.seed + 104729)
     fits = {}
+    if diagnostics.get("objective_models") is not None and order:  # the strategy's GPs of all the data
+        fits[order[-1]] = (tuple(diagnostics["objective_models"]), snap.conditions)
 
     def fit_upto(b):
         if b not in fits:
             keep = batches <= b
             enough = combine_replicates(x[keep], Y[keep]).x.shape[0] >= 3
-            fits[b] = _fit(x[keep], Y[keep], space, cfg.seed, program_cache) if enough else None
+            fits[b] = _fit(x[keep], Y[keep], space, cfg.seed, ctx.program_cache) if enough else None
         return fits[b]
 
     m = s["stability_rounds"]
@@ -207,8 +215,8 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
 
     learned = rules["stability"]["met"] and rules["accuracy"]["met"]
     if cfg.objective.is_spectrum:  # either model may have learned what there is to learn
-        learned = spectrum_rules(campaign, rules, readiness=readiness, ensemble_cache=ensemble_cache,
-                                 seed=seed) or learned
+        learned = spectrum_rules(snap, rules, readiness=diagnostics.get("readiness"),
+                                 ensemble_cache=ctx.ensemble_cache, seed=seed) or learned
     should = (rules["threshold"]["met"] or rules["budget"]["met"]
               or (learned and (rules["plateau"]["met"] or rules["acquisition"]["met"])))
     return {"stop_rules": rules, "should_stop": bool(should)}
@@ -217,7 +225,7 @@ def evaluate(campaign: Campaign, settings: dict | None = None, *, lazy: bool = F
 _UNMEASURED = object()
 
 
-def spectrum_rules(campaign: Campaign, rules: dict, *, readiness=None, ensemble_cache=None,
+def spectrum_rules(snap: Snapshot, rules: dict, *, readiness=None, ensemble_cache=None,
                    seed: int | None = None) -> bool:
     """Add the spectrum network's rules to ``rules``; true when all three are met.
 
@@ -230,13 +238,11 @@ def spectrum_rules(campaign: Campaign, rules: dict, *, readiness=None, ensemble_
     least 0.97). They are measured in the network step too. With fewer than 30
     conditions or two batches they are ``None``, not met.
     """
-    from jaxopt_mat.two_step import COS_ACCURACY, COS_STABILITY, REL_MSE_ACCURACY, network_readiness
-
     if readiness is _UNMEASURED:
         values = (None, None, None)
     else:
         if readiness is None:
-            readiness = network_readiness(campaign, seed=campaign.config.seed if seed is None else seed,
+            readiness = network_readiness(snap, seed=snap.config.seed if seed is None else seed,
                                           cache=ensemble_cache, assess=True)
         values = (readiness.accuracy_cos, readiness.accuracy_rel_mse, readiness.stability_cos)
     met = []
@@ -247,22 +253,3 @@ def spectrum_rules(campaign: Campaign, rules: dict, *, readiness=None, ensemble_
         rules[name] = _rule(value, threshold, ok)
         met.append(ok)
     return all(met)
-
-
-def _last_max_acquisition(campaign: Campaign):
-    """Largest expected improvement (``log_ei``) or EHVI (``ehvi``, ``log_ehvi``) in the newest suggestion
-    batch that recorded one."""
-    for path in reversed(campaign.suggestion_files()):
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            continue
-        for column, log in (("log_ei", True), ("log_ehvi", True), ("ehvi", False)):
-            if column in rows[0]:
-                j = rows[0].index(column)
-                # Rows without an acquisition value (a mixed batch's network recipes) hold nan.
-                vals = [v for v in (float(r[j]) for r in rows[1:] if r) if np.isfinite(v)]
-                if not vals:
-                    return None
-                return float(np.exp(max(vals))) if log else float(max(vals))
-    return None

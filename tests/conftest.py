@@ -45,3 +45,18 @@ def agnp_space():
         AGNP_BOUNDS["low"], AGNP_BOUNDS["high"], names=AGNP_BOUNDS["names"],
         A=[[1.0, 1.0, 1.0, 1.0, 0.0]], b=[90.0],
     )
+
+
+def rows_of(camp):
+    """``(x, y, batch)`` of every recorded row of a :class:`jaxopt_mat.Campaign` (``y``: the objective per row)."""
+    snap = camp.snapshot()
+    return snap.x, snap.y, snap.batches
+
+
+def append_rows(camp, values):
+    """Record rows ``(n, d + k)`` (inputs, then the measured columns) as one batch, as ``observe`` would."""
+    import numpy as np
+
+    from jaxopt_mat.campaign import Measurements
+
+    return camp.folder.append_observations(Measurements(np.asarray(values), camp.config.objective.measured_names))[0]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxopt_mat import ConfigError, DataError, InfeasibleError, RepeatedBatchError
-from jaxopt_mat.campaign import RESERVED_COLUMNS, Campaign, config_to_toml, parse_config
+from jaxopt_mat import Campaign, ConfigError, DataError, InfeasibleError, RepeatedBatchError
+from jaxopt_mat.campaign import RESERVED_COLUMNS, CampaignFolder, Measurements, config_to_toml, parse_config
 
 BASE = {
     "name": "agnp",
@@ -114,50 +114,52 @@ def table(rows, header="q_agno3,q_pva,q_tot,yield"):
 ])
 def test_bad_measurements_are_refused_naming_the_row(camp, rows, header, message):
     with pytest.raises(DataError, match=re.escape(message)):
-        camp.validate_table(table(rows, header or "q_agno3,q_pva,q_tot,yield"), "m.csv")
+        camp.validate_text(table(rows, header or "q_agno3,q_pva,q_tot,yield"), "m.csv")
 
 
 def test_observations_append_and_number_batches(camp):
-    camp.append_observations(camp.validate_table(table(["10,20,500,1.0", "11,21,600,2.0"]), "a"))
-    camp.append_observations(camp.validate_table(table(["12,22,700,3.0"]), "b"))
-    x, y, batch = camp.read_observations()
+    camp.folder.append_observations(camp.validate_text(table(["10,20,500,1.0", "11,21,600,2.0"]), "a"))
+    camp.folder.append_observations(camp.validate_text(table(["12,22,700,3.0"]), "b"))
+    snap = camp.snapshot()
+    x, y, batch = snap.x, snap.y, snap.batches
     np.testing.assert_allclose(y, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(batch, [1, 1, 2])
     np.testing.assert_allclose(x[2], [12, 22, 700])
 
 
 def test_a_repeated_batch_is_refused_only_when_asked(camp):
-    first = camp.validate_table(table(["10,20,500,1.0", "11,21,600,2.0"]), "a")
-    camp.append_observations(first)
-    before = (camp.dir / "observations.csv").read_bytes()
-    again = camp.validate_table(table(["11,21,600,2.0", "10,20,500,1.0"]), "a")  # the same rows, reordered
+    first = camp.validate_text(table(["10,20,500,1.0", "11,21,600,2.0"]), "a")
+    camp.folder.append_observations(first)
+    before = (camp.directory / "observations.csv").read_bytes()
+    again = camp.validate_text(table(["11,21,600,2.0", "10,20,500,1.0"]), "a")  # the same rows, reordered
     with pytest.raises(RepeatedBatchError, match="repeat batch 1 exactly"):
-        camp.append_observations(again, refuse_repeat=True)
-    assert (camp.dir / "observations.csv").read_bytes() == before
-    assert camp.append_observations(again) == 2  # the library default records it (replicates on purpose)
+        camp.folder.append_observations(again, refuse_repeat=True)
+    assert (camp.directory / "observations.csv").read_bytes() == before
+    assert camp.folder.append_observations(again) == (2, 4)  # the folder's default records it (replicates on purpose)
 
 
 def test_extra_columns_such_as_predictions_are_accepted(camp):
-    rows = camp.validate_table("q_tot,q_pva,predicted_mean,q_agno3,yield\n500,20,0.3,10,1.5\n", "s.csv")
+    rows = camp.validate_text("q_tot,q_pva,predicted_mean,q_agno3,yield\n500,20,0.3,10,1.5\n", "s.csv")
     np.testing.assert_allclose(rows.values, [[10, 20, 500, 1.5]])
     assert rows.columns == ["yield"]
 
 
 def _append_many(directory, k):
-    c = Campaign(Path(directory))
+    c = CampaignFolder(Path(directory))
     for i in range(5):
-        c.append_observations(np.array([[10.0 + k, 20.0, 500.0 + i, float(i)]]))
+        c.append_observations(Measurements(np.array([[10.0 + k, 20.0, 500.0 + i, float(i)]]), ["yield"]))
 
 
 def test_concurrent_appends_lose_no_row(camp):
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_append_many, args=(str(camp.dir), k)) for k in range(4)]
+    procs = [ctx.Process(target=_append_many, args=(str(camp.directory), k)) for k in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=120)
     assert all(p.exitcode == 0 for p in procs)
-    x, _, batch = camp.read_observations()
+    snap = camp.snapshot()
+    x, batch = snap.x, snap.batches
     assert x.shape[0] == 20
     assert sorted(batch) == sorted(set(batch))  # every append got its own batch number
 
@@ -166,7 +168,7 @@ def test_an_existing_campaign_is_not_overwritten(camp):
     from jaxopt_mat import CampaignError
 
     with pytest.raises(CampaignError, match="already holds a campaign"):
-        Campaign.create(camp.dir, parse_config(BASE))
+        Campaign.create(camp.directory, parse_config(BASE))
 
 
 def test_a_target_saved_with_a_byte_order_mark_keeps_its_first_point(tmp_path):

@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from jaxopt_mat import __version__
-from jaxopt_mat.campaign import Campaign
+from jaxopt_mat import Campaign
 from jaxopt_mat.cli import app
 from jaxopt_mat.test_functions import branin
+from tests.conftest import rows_of
 
 runner = CliRunner()
 
@@ -156,7 +157,7 @@ def test_observing_the_same_file_twice_is_refused_unless_asked(campaign, tmp_pat
         first.write_text(text)
         assert invoke("observe", campaign, first).exit_code == 0
     assert invoke("observe", campaign, shuffled, "--again").exit_code == 0
-    _, _, batch = Campaign(campaign).read_observations()
+    _, _, batch = rows_of(Campaign.open(campaign))
     assert batch.tolist() == [1, 1, 2, 2, 3, 4, 4]
 
 
@@ -184,7 +185,7 @@ def test_spreadsheet_exports_are_read_or_refused_in_one_line(campaign, tmp_path)
     # "CSV UTF-8" from a spreadsheet: a byte-order mark before the first column's name, CRLF line ends.
     data.write_bytes(b"\xef\xbb\xbfx1,x2,cost\r\n1.0,2.0,3.0\r\n")
     assert invoke("observe", campaign, data).exit_code == 0
-    x, y, _ = Campaign(campaign).read_observations()
+    x, y, _ = rows_of(Campaign.open(campaign))
     np.testing.assert_allclose(np.c_[x, y], [[1.0, 2.0, 3.0]])
     before = (campaign / "observations.csv").read_bytes()
     for content, message in (

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jaxopt_mat.campaign import Campaign, config_to_toml, parse_config
+from jaxopt_mat import Campaign
+from jaxopt_mat.campaign import CampaignFolder, config_to_toml, parse_config
 from jaxopt_mat.cli import app
 from jaxopt_mat.errors import ConfigError, DataError
 from jaxopt_mat.pareto import hypervolume, non_dominated_mask
@@ -348,8 +349,8 @@ def test_pareto_plateau_rule_watches_the_hypervolume(tmp_path):
     batches = [[("P0", 1.0, 1.0), ("P1", 0.0, 0.0)], [("P2", 0.5, 0.2)], [("P3", 0.2, 0.9)], [("P4", 0.6, 0.3)]]
     for rows in batches:
         text = "id,strength,cost\n" + "".join(f"{i},{s},{c}\n" for i, s, c in rows)
-        camp.append_observations(camp.validate_table(text, "m.csv"))
-    rules = evaluate(camp, {"plateau_rounds": 2}, lazy=True)["stop_rules"]
+        camp.observe_text(text, "m.csv")
+    rules = evaluate(camp.snapshot(), {"plateau_rounds": 2}, lazy=True)["stop_rules"]
     values = np.array([[1.0, -1.0], [0.0, 0.0], [0.5, -0.2], [0.2, -0.9], [0.6, -0.3]])
     ref = values.min(0) - 0.1 * (values.max(0) - values.min(0))
     hv = [float(hypervolume(jnp.asarray(values[:k]), jnp.asarray(ref))) for k in (2, 3, 4, 5)]
@@ -360,6 +361,7 @@ def test_pareto_plateau_rule_watches_the_hypervolume(tmp_path):
 def test_parsed_candidate_table_is_kept_and_rebuilt_when_the_table_changes(tmp_path, monkeypatch):
     import os
 
+    import jaxopt_mat.campaign.folder as folder_module
     import jaxopt_mat.pool as pool_module
 
     write_pool(tmp_path / "candidates.csv", n=40)
@@ -371,27 +373,27 @@ def test_parsed_candidate_table_is_kept_and_rebuilt_when_the_table_changes(tmp_p
     def no_parse(*args, **kwargs):
         raise AssertionError("the table was parsed again although it did not change")
 
-    real = pool_module.read_pool
-    monkeypatch.setattr(pool_module, "read_pool", no_parse)
-    first = created.pool
+    real = folder_module.read_pool
+    monkeypatch.setattr(folder_module, "read_pool", no_parse)
+    first = created.folder.pool()
     parsed = pool_module.parse_pool((tmp_path / "candidates.csv").read_text(), "candidates.csv",
                                     list(created.config.features))
     assert first.ids == parsed.ids and first.names == parsed.names
     np.testing.assert_array_equal(first.features, parsed.features)
-    again = Campaign(tmp_path / "c").pool
+    again = CampaignFolder(tmp_path / "c").pool()
     assert again.ids == first.ids and again.names == first.names
     np.testing.assert_array_equal(again.features, first.features)
 
     # A changed table (a row's value edited) is parsed again, not served stale.
-    monkeypatch.setattr(pool_module, "read_pool", real)
+    monkeypatch.setattr(folder_module, "read_pool", real)
     table = tmp_path / "c" / "candidates.csv"
     lines = table.read_text().splitlines()
     head, row = lines[0].split(","), lines[1].split(",")
     row[head.index(first.names[0])] = "0.123456789"
     table.write_text("\n".join([lines[0], ",".join(row)] + lines[2:]) + "\n")
     os.utime(table, ns=(table.stat().st_atime_ns, table.stat().st_mtime_ns + 10**9))
-    assert Campaign(tmp_path / "c").pool.features[0, 0] == 0.123456789
+    assert CampaignFolder(tmp_path / "c").pool().features[0, 0] == 0.123456789
 
     # A torn cache file is ignored.
     (tmp_path / "c" / ".candidates.npz").write_bytes(b"torn")
-    np.testing.assert_array_equal(Campaign(tmp_path / "c").pool.features[1:], first.features[1:])
+    np.testing.assert_array_equal(CampaignFolder(tmp_path / "c").pool().features[1:], first.features[1:])

@@ -17,7 +17,7 @@ from jaxopt_mat.acquisition.spectrum import (
     posterior_expected_loss,
     spectrum_gp_batch,
 )
-from jaxopt_mat.campaign import Campaign
+from jaxopt_mat import Campaign
 from jaxopt_mat.cli import app
 from jaxopt_mat.errors import DataError
 from jaxopt_mat.simulate import measurements_csv
@@ -208,7 +208,7 @@ def test_cgp_suggestions_through_the_cli(tmp_path):
     x = jm.latin_hypercube(camp.space, 16, seed=0)
     text = measurements_csv(list(INPUT_NAMES), [f"{w:g}" for w in lab.wavelengths], x,
                             lab.measure(x, rng=np.random.default_rng(0)))
-    camp.append_observations(camp.validate_table(text, "m.csv"))
+    camp.observe_text(text, "m.csv")
     res = CliRunner().invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "3", "--method", "cgp"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
@@ -217,13 +217,13 @@ def test_cgp_suggestions_through_the_cli(tmp_path):
     assert rows.shape == (3, 8) and np.all(rows[:, :4].sum(axis=1) <= 90.0) and np.all(np.isfinite(rows))
     assert np.all((rows[:, 5] >= 0) & (rows[:, 5] <= 1))
     # The expected loss of the measured conditions, averaged chunk by chunk, equals one average over all the draws.
-    from jaxopt_mat.loop import DRAW_CHUNK, spectrum_gp_view
+    from jaxopt_mat.strategies.spectrum import DRAW_CHUNK, spectrum_gp_view
 
     key = jax.random.key(7)
-    model, med, chunked = spectrum_gp_view(camp, key=key, draws=2 * DRAW_CHUNK)
+    model, med, chunked = spectrum_gp_view(camp.snapshot(), key=key, draws=2 * DRAW_CHUNK)
     z = jax.random.normal(jax.random.split(key)[1], (2 * DRAW_CHUNK, model.n_components), dtype=model.mean.dtype)
-    target = jnp.asarray(camp.target(camp.wavelengths()))
+    target = jnp.asarray(camp.snapshot().target)
     whole = posterior_expected_loss(model, jnp.asarray(med.x), target, z, jnp.array([0.7, 1.2]))
     np.testing.assert_allclose(chunked, whole, rtol=1e-10, atol=1e-14)
     with pytest.raises(ValueError, match="multiple of 256"):
-        spectrum_gp_view(camp, key=key, draws=300)
+        spectrum_gp_view(camp.snapshot(), key=key, draws=300)

@@ -6,10 +6,12 @@ import pytest
 from typer.testing import CliRunner
 
 from jaxopt_mat import fit_gp
-from jaxopt_mat.campaign import Campaign, parse_config
+from jaxopt_mat import Campaign
+from jaxopt_mat.campaign import parse_config
 from jaxopt_mat.cli import app
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.stopping import centred_cosine, evaluate
+from tests.conftest import append_rows, rows_of
 
 runner = CliRunner()
 
@@ -26,26 +28,26 @@ def small(tmp_path):
     rng = np.random.default_rng(0)
     for values in ([0.9, 0.5, 0.7, 0.6], [0.3, 0.4, 0.35, 0.8], [0.31, 0.33, 0.5, 0.2]):
         x = rng.uniform(size=(4, 2))
-        camp.append_observations(np.column_stack([x, values]))
+        append_rows(camp, np.column_stack([x, values]))
     return camp
 
 
 def test_stop_rule_values_equal_hand_computed_values(small):
-    res = evaluate(small, small.config.stopping)
+    res = evaluate(small.snapshot(), small.config.stopping)
     r = res["stop_rules"]
     assert r["threshold"]["value"] == pytest.approx(0.2) and not r["threshold"]["met"]
     assert r["budget"]["value"] == 12 and r["budget"]["met"]
     # Best after batch 1 was 0.5; now 0.2; the range of all values is 0.9 - 0.2.
     assert r["plateau"]["value"] == pytest.approx((0.5 - 0.2) / 0.7) and not r["plateau"]["met"]
     # Accuracy: a GP on batches 1-2 predicts batch 3; relative MSE over the variance of all values.
-    x, y, b = small.read_observations()
+    x, y, b = rows_of(small)
     past = combine_replicates(x[b <= 2], y[b <= 2])
     model = fit_gp(past.x, past.y, key=jax.random.key(0), low=[0, 0], high=[1, 1])
     pred = np.asarray(model.predict(x[b == 3]).mean)
     assert r["accuracy"]["value"] == pytest.approx(np.mean((pred - y[b == 3]) ** 2) / np.var(y), rel=1e-6)
     assert r["acquisition"]["value"] is None  # no GP suggestion recorded yet
     assert res["should_stop"]  # the budget is spent
-    lazy = evaluate(small, small.config.stopping, lazy=True)
+    lazy = evaluate(small.snapshot(), small.config.stopping, lazy=True)
     assert lazy["should_stop"] == res["should_stop"]
     assert lazy["stop_rules"]["plateau"] == r["plateau"] and lazy["stop_rules"]["stability"]["value"] is None
 
@@ -56,7 +58,7 @@ def test_centred_cosine_is_the_correlation():
 
 
 def test_status_json_reports_the_stop_rules(small):
-    info = json.loads(runner.invoke(app, ["status", str(small.dir), "--json"]).stdout)
+    info = json.loads(runner.invoke(app, ["status", str(small.directory), "--json"]).stdout)
     assert set(info["stop_rules"]) == {"threshold", "budget", "plateau", "stability", "accuracy", "acquisition"}
     assert all(set(v) == {"value", "threshold", "met"} for v in info["stop_rules"].values())
     assert info["should_stop"] is True
@@ -70,7 +72,7 @@ def _not_blank(path):
 
 
 def test_plot_writes_readable_pngs(small, tmp_path):
-    res = runner.invoke(app, ["plot", str(small.dir), "--out", str(tmp_path / "p")])
+    res = runner.invoke(app, ["plot", str(small.directory), "--out", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
     for name in ("convergence.png", "parity.png"):
         assert _not_blank(tmp_path / "p" / name)
@@ -87,7 +89,7 @@ def test_plot_and_explain_refuse_a_campaign_without_data(tmp_path):
 
 
 def test_explain_json_gives_the_importance_of_every_input(small, tmp_path):
-    res = runner.invoke(app, ["explain", str(small.dir), "--json", "--out", str(tmp_path / "e")])
+    res = runner.invoke(app, ["explain", str(small.directory), "--json", "--out", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert set(info["importance"]) == {"a", "b"} and all(v >= 0 for v in info["importance"].values())

@@ -325,7 +325,7 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
         predict: ``predict(x (n, d), *model_args, picked (q, d), picked_mask (q,))
             -> (mean (n, m), std (n, m))`` in maximisation form, conditioned on
             the rows of ``picked`` whose mask is 1 having been observed at their
-            predicted means (for GPs: :func:`jaxopt_mat.loop.predict_objectives_believer`);
+            predicted means (for GPs: :func:`jaxopt_mat.surrogates.independent.predict_objectives_believer`);
             a module-level function, so compiled code is reused.
         front: ``(p, m)`` observed values (maximisation form); ``ref``: ``(m,)``.
         init: optional extra starting points ``(k, d)``, physical units.

@@ -14,7 +14,7 @@ network is ready, and from then on splits each batch as ``suggest --method
 mixed`` does (the first half, rounded up, minimises the network's predicted
 loss, kept away from the rest, which comes from the composite GP), as the
 study did in its last rounds. The switch is one-way: once the network step
-has begun (recorded in the campaign's ``state.json``), later rounds stay in
+has begun (remembered in the campaign's ``state.json``), later rounds stay in
 it, so that noise in a single held-out batch cannot send the campaign back
 and forth.
 """
@@ -26,7 +26,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxopt_mat.campaign import Campaign
+from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.design import latin_hypercube
 from jaxopt_mat.ensemble_cache import EnsembleCache
 from jaxopt_mat.objectives import cosine_similarity
@@ -49,6 +49,12 @@ class Readiness:
     accuracy_rel_mse: float | None = None
     stability_cos: float | None = None
     ensemble: SpectrumEnsemble | None = None
+    switched: int | None = None  # a first switch to the network step: the batch it begins with
+
+    @property
+    def assessed(self) -> bool:
+        """Whether the accuracy and stability were measured (not only the step looked up)."""
+        return self.accuracy_cos is not None
 
     def as_dict(self) -> dict:
         return {
@@ -62,17 +68,17 @@ class Readiness:
         }
 
 
-def train_on(campaign: Campaign, keep: np.ndarray | None = None, *, seed: int,
+def train_on(snap: Snapshot, keep: np.ndarray | None = None, *, seed: int,
              cache: EnsembleCache | None = None) -> SpectrumEnsemble:
     """Train the ensemble on the campaign's measured spectra (rows where ``keep`` is true).
 
     With a ``cache``, an ensemble trained earlier on the same rows with the
     same seed (and the same package code) is loaded instead of trained again.
     """
-    x, spectra, _ = campaign.read_table()
+    x, spectra = snap.x, snap.measured
     if keep is not None:
         x, spectra = x[keep], spectra[keep]
-    space = campaign.space
+    space = snap.space
     if cache is None:
         return fit_spectrum_ensemble(x, spectra, key=jax.random.key(seed), low=space.low, high=space.high)
     key = cache.key(x, spectra, seed=seed, low=space.low, high=space.high)
@@ -93,6 +99,11 @@ def ensemble_seed(seed: int, last_batch: int) -> int:
     return int(np.random.SeedSequence([seed, last_batch]).generate_state(1)[0] % 2**31)
 
 
+def network_seed(snap: Snapshot, seed: int) -> int:
+    """Training seed of the all-data ensemble (the one ``suggest``, plots and attributions use)."""
+    return ensemble_seed(seed, snap.last_batch)
+
+
 def decide_step(accuracy_cos: float, accuracy_rel_mse: float, stability_cos: float) -> tuple[str, str]:
     """The rule: network step when accurate (both accuracy thresholds) and stable; returns (step, verdict)."""
     accurate = accuracy_cos >= COS_ACCURACY and accuracy_rel_mse <= REL_MSE_ACCURACY
@@ -103,50 +114,51 @@ def decide_step(accuracy_cos: float, accuracy_rel_mse: float, stability_cos: flo
     return "gp", "network not yet " + " or ".join(missing)
 
 
-def network_readiness(campaign: Campaign, *, seed: int = 0, record: bool = False,
-                      cache: EnsembleCache | None = None, assess: bool = False) -> Readiness:
+def network_readiness(snap: Snapshot, *, seed: int = 0, cache: EnsembleCache | None = None,
+                      assess: bool = False) -> Readiness:
     """Decide the step by the accuracy and stability rule above; the all-data ensemble comes with it.
 
     ``seed``: the campaign's seed; each ensemble's training seed is
-    :func:`ensemble_seed` of it and the newest batch it sees. With ``record``,
-    a first switch to the network step is written to the campaign's state so
-    later rounds keep it. ``cache`` is passed to :func:`train_on`. Once the
+    :func:`ensemble_seed` of it and the newest batch it sees. A first switch
+    to the network step sets ``switched``: the batch from which the network
+    step begins, for the caller to remember (``state.json``) so that later
+    rounds keep it. ``cache`` is passed to :func:`train_on`. Once the
     network step has begun, the accuracy and stability are measured only with
     ``assess`` (what ``status`` and the stop rules ask for; the step itself no
     longer depends on them).
     """
-    x, measured, batches = campaign.read_table()
-    newest_batch = int(batches.max()) if batches.size else 0
-    since = campaign.read_state().get("network_step_since_batch")
+    x, measured, batches = snap.x, snap.measured, snap.batches
+    newest_batch = snap.last_batch
+    since = snap.state.get("network_step_since_batch")
     if since is not None:
         switched = f"network step since batch {since} (the switch is one-way)"
         if assess and len(set(batches.tolist())) >= 2:
-            cos, rel_mse, stab, full = _judge(campaign, x, measured, batches, seed, cache)
+            cos, rel_mse, stab, full = _judge(snap, seed, cache)
             return Readiness("dnn", f"{switched}; {_facts(cos, rel_mse, stab)}", cos, rel_mse, stab, full)
         return Readiness("dnn", switched,
-                         ensemble=train_on(campaign, None, seed=ensemble_seed(seed, newest_batch), cache=cache))
+                         ensemble=train_on(snap, None, seed=ensemble_seed(seed, newest_batch), cache=cache))
     n_cond = len({tuple(np.round(r, 9)) for r in x})
     if n_cond < MIN_CONDITIONS:
         return Readiness("gp", f"{n_cond} conditions measured; the network needs at least {MIN_CONDITIONS}")
     if batches.size == 0 or len(set(batches.tolist())) < 2:
         return Readiness("gp", "the network's accuracy is judged on a newest batch held out; need two batches")
-    cos, rel_mse, stab, full = _judge(campaign, x, measured, batches, seed, cache)
+    cos, rel_mse, stab, full = _judge(snap, seed, cache)
     step, verdict = decide_step(cos, rel_mse, stab)
-    if step == "dnn" and record:
-        campaign.update_state(network_step_since_batch=newest_batch + 1)
-    return Readiness(step, f"{verdict}: {_facts(cos, rel_mse, stab)}", cos, rel_mse, stab, full)
+    return Readiness(step, f"{verdict}: {_facts(cos, rel_mse, stab)}", cos, rel_mse, stab, full,
+                     switched=newest_batch + 1 if step == "dnn" else None)
 
 
-def _judge(campaign, x, measured, batches, seed, cache):
+def _judge(snap: Snapshot, seed, cache):
     """Accuracy on the newest batch (ensemble trained without it) and stability against the all-data ensemble."""
-    newest_batch = int(batches.max())
+    x, measured, batches = snap.x, snap.measured, snap.batches
+    newest_batch = snap.last_batch
     newest = batches == newest_batch
-    before = train_on(campaign, ~newest, seed=ensemble_seed(seed, int(batches[~newest].max())), cache=cache)
-    full = train_on(campaign, None, seed=ensemble_seed(seed, newest_batch), cache=cache)
+    before = train_on(snap, ~newest, seed=ensemble_seed(seed, int(batches[~newest].max())), cache=cache)
+    full = train_on(snap, None, seed=ensemble_seed(seed, newest_batch), cache=cache)
     pred = np.asarray(before.predict(x[newest])[0])
     cos = float(np.median(np.asarray(cosine_similarity(pred, measured[newest]))))
     rel_mse = float(np.mean((pred - measured[newest]) ** 2) / max(np.mean(measured[newest] ** 2), 1e-12))
-    probe = latin_hypercube(campaign.space, N_PROBE, seed=campaign.config.seed + 7919)
+    probe = latin_hypercube(snap.space, N_PROBE, seed=snap.config.seed + 7919)
     stab = float(np.median(np.asarray(cosine_similarity(before.predict(probe)[0], full.predict(probe)[0]))))
     return cos, rel_mse, stab, full
 

@@ -1,0 +1,251 @@
+"""The lab notebook on disk: a campaign folder, and the only code that writes it.
+
+    DIR/campaign.toml      the space and the objective (validated copy of the user's config)
+    DIR/observations.csv   every measurement, one row each, append-only
+    DIR/suggestions/       every batch ``suggest`` returned, numbered
+    DIR/state.json         decisions the loop remembers (warm starts, the network step)
+    DIR/.lock              serialises writers
+    DIR/.candidates.npz    a pool campaign's parsed candidate table (a cache, rebuilt when the table changes)
+
+Writes are atomic (a temporary file in the same folder, flushed and fsynced,
+then ``os.replace``), and every writer holds an exclusive lock while it reads,
+appends and replaces, so two concurrent ``observe`` calls cannot lose a row.
+Readers take a :class:`~jaxopt_mat.campaign.snapshot.Snapshot` instead of
+reading the files themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from jaxopt_mat.campaign.config import BATCH_COLUMN, CONFIG_FILE, Config, config_to_toml, load_config
+from jaxopt_mat.campaign.tables import Measurements, Records, csv_cell, parse_records, read_target, repeated_batch
+from jaxopt_mat.errors import CampaignError, ConfigError, RepeatedBatchError, read_data_file
+from jaxopt_mat.pool import Pool, load_pool_cache, parse_pool, read_pool, store_pool_cache
+
+OBSERVATIONS_FILE = "observations.csv"
+SUGGESTIONS_DIR = "suggestions"
+POOL_CACHE_FILE = ".candidates.npz"
+STATE_FILE = "state.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` so that readers see the old or the new file, never a torn one."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the caller asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _prepare_pool(config: Config, source_dir: Path):
+    """Validate a pool campaign's candidate table (embedding a long table first) and fix its feature list.
+
+    Returns the config as it is saved (explicit ``features``), the files to copy
+    into the folder and the parsed :class:`~jaxopt_mat.pool.Pool`.
+    """
+    src = source_dir / config.candidates
+    text = read_data_file(src, "candidate table")
+    files = {src.name: text.encode()}
+    if config.embedding and "source" not in config.embedding:
+        from jaxopt_mat.embedding import embed_long_table  # only long tables need it
+
+        embedded = embed_long_table(text, src.name, features=list(config.features) or None,
+                                    n_landmarks=config.embedding.get("landmarks", 16),
+                                    lengthscale=config.embedding.get("lengthscale"), seed=config.seed)
+        name = src.stem + "_embedded.csv"
+        files[name] = embedded.encode()
+        pool = parse_pool(embedded, name)
+        embedding = {**config.embedding, "source": src.name}
+        config = dataclasses.replace(config, candidates=name, features=tuple(pool.names), embedding=embedding)
+        return config, files, pool
+    pool = parse_pool(text, src.name, list(config.features) or None,
+                      exclude=config.objective.measured_names)
+    clash = [n for n in config.objective.measured_names if n in pool.names]
+    if clash:
+        raise ConfigError(f"objective {clash[0]!r} is also a feature column of {src.name}; leave it out of features")
+    return dataclasses.replace(config, candidates=src.name, features=tuple(pool.names)), files, pool
+
+
+class CampaignFolder:
+    """A campaign folder: its config, and the reads and atomic writes of its files.
+
+    ``observations.csv`` holds the input columns (pool campaigns: ``id``), then
+    the objective column(s) (or one column per wavelength of a spectrum
+    campaign; the first ``observe`` fixes the grid), then ``batch``.
+
+    Example:
+        >>> folder = CampaignFolder.create("runs/agnp", config)
+        >>> snap = read_snapshot(folder)
+    """
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        cfg = self.dir / CONFIG_FILE
+        if not cfg.is_file():
+            raise CampaignError(f"{self.dir} is not a campaign folder (no {CONFIG_FILE}); run 'jaxopt-mat init' first")
+        self.config = load_config(cfg)
+        self._pool = None
+
+    @classmethod
+    def create(cls, directory: Path, config: Config, *, source_dir: Path | None = None) -> "CampaignFolder":
+        """Create the folder; files the config names are read relative to ``source_dir`` and copied in."""
+        directory = Path(directory)
+        if (directory / CONFIG_FILE).exists():
+            raise CampaignError(f"{directory} already holds a campaign; choose another folder")
+        if directory.exists() and not directory.is_dir():
+            raise CampaignError(f"{directory} exists and is not a folder")
+        copies, pool = {}, None
+        if config.objective.is_spectrum:
+            src = Path(source_dir or ".") / config.objective.target
+            read_target(src)  # validate before creating anything
+            copies[src.name] = src.read_bytes()
+            config = dataclasses.replace(config, objective=dataclasses.replace(config.objective, target=src.name))
+        if config.is_pool:
+            config, pool_files, pool = _prepare_pool(config, Path(source_dir or "."))
+            copies.update(pool_files)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / SUGGESTIONS_DIR).mkdir(exist_ok=True)
+        for name, content in copies.items():
+            (directory / name).write_bytes(content)
+        if pool is not None:  # parsed once here; the first command loads it instead of parsing the copy again
+            store_pool_cache(directory / POOL_CACHE_FILE, directory / config.candidates, list(config.features), pool)
+        measured = [] if config.objective.is_spectrum else config.objective.measured_names
+        header = config.key_columns + measured + [BATCH_COLUMN]
+        atomic_write_text(directory / OBSERVATIONS_FILE, ",".join(header) + "\n")
+        atomic_write_text(directory / CONFIG_FILE, config_to_toml(config))
+        folder = cls(directory)
+        folder._pool = pool
+        return folder
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive lock over the campaign's files for the duration of a write."""
+        with open(self.dir / ".lock", "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    # -- reads (a snapshot calls these once per command) --------------------
+    def pool(self) -> Pool:
+        """The candidate table of a pool campaign, from its parsed cache when the table is unchanged."""
+        if not self.config.is_pool:
+            raise CampaignError(f"{self.dir} is not a pool campaign (no candidates in {CONFIG_FILE})")
+        if self._pool is None:
+            source, features = self.dir / self.config.candidates, list(self.config.features)
+            self._pool = load_pool_cache(self.dir / POOL_CACHE_FILE, source, features)
+            if self._pool is None:
+                self._pool = read_pool(source, features)
+                store_pool_cache(self.dir / POOL_CACHE_FILE, source, features, self._pool)
+        return self._pool
+
+    def read_records(self) -> Records:
+        """``observations.csv`` parsed into header and rows (the one place that parses it)."""
+        path = self.dir / OBSERVATIONS_FILE
+        if not path.is_file():
+            raise CampaignError(f"{path} is missing; the campaign folder is incomplete")
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+        return parse_records(text, self.config, path)
+
+    def suggestion_files(self) -> list[Path]:
+        folder = self.dir / SUGGESTIONS_DIR
+        return sorted(folder.glob("batch_*.csv")) if folder.is_dir() else []
+
+    def read_state(self) -> dict:
+        """Small decisions the loop must remember (e.g. the round the network step began)."""
+        path = self.dir / STATE_FILE
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise CampaignError(f"{path} is not valid JSON; restore it or delete it to reset the loop's state") from None
+
+    # -- writes --------------------------------------------------------------
+    def append_observations(self, measurements: Measurements, *, refuse_repeat: bool = False) -> tuple[int, int]:
+        """Append validated rows atomically under the lock; return the batch number given to them and the row total.
+
+        A spectrum campaign's first rows fix its wavelength grid (the header of
+        ``observations.csv``). With ``refuse_repeat``, rows that repeat an
+        earlier batch exactly (the same rows, in any order, every value equal)
+        raise :class:`~jaxopt_mat.errors.RepeatedBatchError` and nothing is
+        written: the same file observed twice would otherwise count each
+        measurement as its own replicate.
+        """
+        path = self.dir / OBSERVATIONS_FILE
+        rows, ids = np.asarray(measurements.values), measurements.ids
+        if self.config.is_pool:
+            index = self.pool().index_of()
+            if ids is None or len(ids) != rows.shape[0]:
+                raise CampaignError("rows of a pool campaign need their candidate ids")
+            unknown = [i for i in ids if i not in index]
+            if unknown:
+                raise CampaignError(f"id {unknown[0]!r} is not in the candidate table {self.config.candidates}")
+        with self.lock():
+            header, body = self.read_records()
+            old = path.read_text(encoding="utf-8")
+            first_spectra = self.config.objective.is_spectrum and len(header) == len(self.config.key_columns) + 1
+            if first_spectra:  # no data yet: the grid comes with these rows
+                header = self.config.input_names + list(measurements.columns) + [BATCH_COLUMN]
+                old = ",".join(header) + "\n" + old.split("\n", 1)[1]
+            elif rows.shape[1] != len(header) - 1 - (1 if ids is not None else 0):
+                raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {len(header) - 1}")
+            if refuse_repeat:
+                earlier = repeated_batch(body, rows, ids)
+                if earlier is not None:
+                    raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly "
+                                             "(observed twice?); nothing recorded")
+            batch = max((int(r[-1]) for r in body), default=0) + 1
+            lines = [",".join(repr(float(v)) for v in r) + f",{batch}" for r in rows]
+            if ids is not None:
+                lines = [f"{csv_cell(i)},{line}" for i, line in zip(ids, lines)]
+            if old and not old.endswith("\n"):
+                old += "\n"
+            atomic_write_text(path, old + "\n".join(lines) + "\n")
+        return batch, len(body) + len(lines)
+
+    def save_suggestion(self, text: str) -> Path:
+        folder = self.dir / SUGGESTIONS_DIR
+        folder.mkdir(exist_ok=True)
+        with self.lock():
+            n = len(self.suggestion_files()) + 1
+            path = folder / f"batch_{n:04d}.csv"
+            atomic_write_text(path, text)
+        return path
+
+    def update_state(self, **changes) -> None:
+        with self.lock():
+            state = self.read_state()
+            state.update(changes)
+            atomic_write_text(self.dir / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+    def save_config(self, config: Config) -> None:
+        with self.lock():
+            atomic_write_text(self.dir / CONFIG_FILE, config_to_toml(config))
+        self.config = config

@@ -1,0 +1,196 @@
+"""A campaign read once: the immutable value every command above the folder works from.
+
+``read_snapshot(folder)`` parses ``observations.csv`` once, loads the pool and
+the target, reads the state and what the loop needs of earlier suggestions.
+Strategies, stop rules, status reports and plots read the snapshot; none of
+them opens a campaign file again. Derived values (losses, replicate medians,
+the pool's measured mask) are computed on first use and kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+from jaxopt_mat.campaign.config import Config
+from jaxopt_mat.campaign.folder import OBSERVATIONS_FILE, CampaignFolder
+from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, target_on_grid
+from jaxopt_mat.data import Conditions, combine_replicates
+from jaxopt_mat.errors import CampaignError
+from jaxopt_mat.objectives import spectrum_loss
+from jaxopt_mat.pareto import default_reference
+from jaxopt_mat.pool import Pool
+from jaxopt_mat.space import SearchSpace
+
+# Columns of a suggestion file that hold an acquisition value: (name, stored as its log).
+ACQUISITION_COLUMNS = (("log_ei", True), ("log_ehvi", True), ("ehvi", False))
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    a.flags.writeable = False
+    return a
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Snapshot:
+    """Everything a command knows of a campaign, read at one moment.
+
+    Attributes:
+        directory: the campaign folder.
+        config: its validated configuration.
+        space: the search space (a pool's: the box its features span).
+        columns: the measured columns of ``observations.csv`` (objective names, or wavelengths as written).
+        x: ``(n, d)`` inputs of every recorded row (pool campaigns: the candidates' features).
+        measured: ``(n, k)`` the measured columns of every row.
+        batches: ``(n,)`` the ``observe`` call that recorded each row.
+        ids: pool campaigns: each row's candidate id; otherwise ``None``.
+        state: the loop's remembered decisions (``state.json``), read-only.
+        n_suggested: how many batches ``suggest`` has returned so far.
+        previous_batch: inputs of the newest suggested batch (``None`` if none, or not needed).
+        last_acquisition: the largest expected improvement (or EHVI) of the newest batch that recorded one.
+        pool: a pool campaign's candidate table.
+        target_spectrum: a spectrum campaign's target as read, ``(wavelengths, absorbance)``.
+    """
+
+    directory: Path
+    config: Config
+    space: SearchSpace
+    columns: tuple[str, ...]
+    x: np.ndarray
+    measured: np.ndarray
+    batches: np.ndarray
+    ids: tuple[str, ...] | None
+    state: Mapping
+    n_suggested: int
+    previous_batch: np.ndarray | None
+    last_acquisition: float | None
+    pool: Pool | None = None
+    target_spectrum: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def last_batch(self) -> int:
+        """The newest recorded batch number (0 before any ``observe``)."""
+        return int(self.batches.max()) if self.batches.size else 0
+
+    @functools.cached_property
+    def wavelengths(self) -> np.ndarray:
+        """A spectrum campaign's wavelength grid (empty before the first ``observe``, and for other kinds)."""
+        if not self.config.objective.is_spectrum:
+            return np.zeros(0)
+        return _frozen(np.array([float(c) for c in self.columns]))
+
+    def target_on(self, wavelengths) -> np.ndarray:
+        """The target spectrum interpolated onto ``wavelengths`` (which it must cover)."""
+        return target_on_grid(*self.target_spectrum, wavelengths, source=self.config.objective.target)
+
+    @functools.cached_property
+    def target(self) -> np.ndarray:
+        """The target spectrum on the campaign's wavelength grid."""
+        return _frozen(self.target_on(self.wavelengths))
+
+    @functools.cached_property
+    def y(self) -> np.ndarray:
+        """The objective of every row: ``(n,)`` values, the exact spectrum loss, or ``(n, m)`` Pareto objectives."""
+        obj = self.config.objective
+        if obj.is_pareto:
+            return self.measured
+        if not obj.is_spectrum:
+            return _frozen(self.measured[:, 0])
+        if self.n_rows == 0:
+            return _frozen(np.zeros(0))
+        return _frozen(np.asarray(spectrum_loss(self.measured, self.target, window=obj.window)))
+
+    @functools.cached_property
+    def conditions(self) -> Conditions:
+        """The measured conditions with the median of their replicates' objective."""
+        return combine_replicates(self.x, self.y)
+
+    @property
+    def n_conditions(self) -> int:
+        return int(self.conditions.x.shape[0])
+
+    @functools.cached_property
+    def pool_index(self) -> dict[str, int]:
+        """Pool campaigns: the row of each candidate id."""
+        return self.pool.index_of()
+
+    @functools.cached_property
+    def measured_mask(self) -> np.ndarray:
+        """Pool campaigns: ``(N,)`` True for candidates with at least one measurement."""
+        mask = np.zeros(len(self.pool.ids), bool)
+        mask[[self.pool_index[i] for i in self.ids if i in self.pool_index]] = True
+        return _frozen(mask)
+
+    def reference_point(self, values_max: np.ndarray) -> np.ndarray:
+        """The hypervolume reference in maximisation form: the configured one, or one derived from ``values_max``."""
+        obj = self.config.objective
+        if obj.reference is not None:
+            return np.asarray(obj.reference) * obj.signs
+        return default_reference(values_max)
+
+    def with_config(self, config: Config) -> "Snapshot":
+        """The same records under another config of the same inputs (e.g. a widened bound)."""
+        space = config.space() if not config.is_pool else self.space
+        return dataclasses.replace(self, config=config, space=space)
+
+
+def _last_acquisition(files: list[Path]) -> float | None:
+    """Largest acquisition value of the newest suggestion file that recorded one (``None`` if none)."""
+    for path in reversed(files):
+        with open(path, newline="", encoding="utf-8") as f:
+            header = f.readline().strip().split(",")
+        for column, log in ACQUISITION_COLUMNS:
+            if column in header:
+                _, extra = read_suggestion(path, [])
+                # Rows without an acquisition value (a mixed batch's network recipes) hold nan.
+                vals = extra[column][np.isfinite(extra[column])]
+                if not vals.size:
+                    return None
+                return float(np.exp(vals.max())) if log else float(vals.max())
+    return None
+
+
+def read_snapshot(folder: CampaignFolder) -> Snapshot:
+    """Read a campaign folder once into a :class:`Snapshot`."""
+    config = folder.config
+    header, body = folder.read_records()
+    source = folder.dir / OBSERVATIONS_FILE
+    d = len(config.input_names)
+    pool = folder.pool() if config.is_pool else None
+    if config.is_pool:
+        columns = tuple(header[1:-1])
+        index = pool.index_of()
+        try:
+            rows = [index[r[0]] for r in body]
+        except KeyError as e:
+            raise CampaignError(f"{OBSERVATIONS_FILE}: id {e.args[0]!r} is not in {config.candidates}") from None
+        arr = recorded_numbers([r[1:] for r in body], source) if body else np.zeros((0, len(columns) + 1))
+        x, ids = pool.features[rows].reshape(len(rows), d), tuple(r[0] for r in body)
+        space = SearchSpace(pool.low, pool.high, names=pool.names)
+    else:
+        columns = tuple(header[d:-1])
+        arr = recorded_numbers(body, source) if body else np.zeros((0, d + len(columns) + 1))
+        x, ids = arr[:, :d], None
+        arr = arr[:, d:]
+        space = config.space()
+    files = folder.suggestion_files()
+    previous = None
+    if files and any(i.extendable for i in config.inputs):
+        previous = _frozen(read_suggestion(files[-1], config.input_names)[0])
+    target = read_target(folder.dir / config.objective.target) if config.objective.is_spectrum else None
+    return Snapshot(
+        directory=folder.dir, config=config, space=space, columns=columns, x=_frozen(x),
+        measured=_frozen(arr[:, :-1]), batches=_frozen(arr[:, -1].astype(int)), ids=ids,
+        state=MappingProxyType(folder.read_state()), n_suggested=len(files), previous_batch=previous,
+        last_acquisition=_last_acquisition(files), pool=pool, target_spectrum=target,
+    )

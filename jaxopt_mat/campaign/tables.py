@@ -1,0 +1,312 @@
+"""The user's tables: measurement files, target spectra, suggestion files and the recorded observations.
+
+Everything here turns text into validated arrays (or arrays into text); nothing
+touches the campaign folder. Every problem is a :class:`DataError` (the user's
+file) or a :class:`CampaignError` (the folder's own file) that names the row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from jaxopt_mat.campaign.config import BATCH_COLUMN, Config
+from jaxopt_mat.errors import CampaignError, DataError, read_data_file, refuse_repeated_columns, separator_hint
+from jaxopt_mat.space import SearchSpace
+
+
+class Measurements(NamedTuple):
+    """Validated rows of a measurement file.
+
+    Attributes:
+        values: ``(n, d + k)``: the inputs, then the measured columns (pool campaigns: ``(n, k)``).
+        columns: names of the ``k`` measured columns (the objective(s), or the wavelengths as written).
+        ids: pool campaigns: the candidate id of each row; otherwise ``None``.
+    """
+
+    values: np.ndarray
+    columns: list[str]
+    ids: list[str] | None = None
+
+
+class Records(NamedTuple):
+    """``observations.csv`` as recorded: the header and every row's cells (blank lines dropped)."""
+
+    header: list[str]
+    body: list[list[str]]
+
+
+def parse_records(text: str, config: Config, source) -> Records:
+    """Split ``observations.csv``'s text into header and rows, checking the shape the folder wrote.
+
+    Raises:
+        CampaignError: a header or row that the folder could not have written (a hand edit).
+    """
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        raise CampaignError(f"{source} has no header")
+    header = rows[0]
+    names = config.key_columns
+    if header[: len(names)] != names or header[-1] != BATCH_COLUMN:
+        raise CampaignError(f"{source}: header does not start with {names} and end with '{BATCH_COLUMN}'")
+    body = []
+    for line, r in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in r):
+            continue
+        if len(r) != len(header) or not r[-1].strip().isdigit():
+            problem = (f"{len(r)} fields, the header has {len(header)}" if len(r) != len(header)
+                       else f"batch {r[-1]!r} is not a whole number")
+            raise CampaignError(f"{source} row {line}: {problem} (edited by hand? fix the row or restore the file)")
+        body.append(r)
+    return Records(header, body)
+
+
+def recorded_numbers(cells: list[list[str]], source) -> np.ndarray:
+    """The recorded cells as floats; a cell that is not a finite number names its row."""
+    try:
+        arr = np.array([[float(v) for v in r] for r in cells])
+    except ValueError:
+        arr = None
+    if arr is None or not np.all(np.isfinite(arr)):
+        bad = next(r for r in cells if not _all_finite(r))
+        start = ",".join(bad[:4]) + (",..." if len(bad) > 4 else "")
+        raise CampaignError(f"{source}: the row {start!r} holds a value that is not a finite "
+                            "number (edited by hand? fix the row or restore the file)")
+    return arr
+
+
+def repeated_batch(body: list[list[str]], rows: np.ndarray, ids: list[str] | None) -> int | None:
+    """The earlier batch whose recorded rows (``body``, as read) equal ``rows`` as a multiset, if any.
+
+    Values are written with ``repr``, so they read back exactly; a cell that
+    is not a number (a hand-edited record) simply matches nothing.
+    """
+    start = 0 if ids is None else 1
+
+    def number(cell):
+        try:
+            return float(cell)
+        except ValueError:
+            return None
+
+    new = sorted((i, tuple(map(float, r))) for i, r in zip(ids or [""] * len(rows), rows))
+    batches: dict[str, list] = {}
+    for cells in body:
+        label = cells[0] if ids is not None else ""
+        batches.setdefault(cells[-1], []).append((label, tuple(number(c) for c in cells[start:-1])))
+    for batch, old in batches.items():
+        if len(old) == len(new) and all(None not in v for _, v in old) and sorted(old) == new:
+            return int(batch)
+    return None
+
+
+def read_target(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a target spectrum: two columns, wavelength and absorbance (a header row is allowed).
+
+    Raises:
+        DataError: if the file is missing, malformed or has fewer than 3 points.
+    """
+    path = Path(path)
+    text = read_data_file(path, "target spectrum file")
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    values = []
+    for line, row in enumerate(rows, 1):
+        try:
+            wl, a = float(row[0]), float(row[1])
+        except (ValueError, IndexError):
+            if line == 1:
+                continue  # header
+            raise DataError(f"{path.name} row {line}: expected two numbers (wavelength, absorbance)") from None
+        if not (math.isfinite(wl) and math.isfinite(a)):
+            raise DataError(f"{path.name} row {line}: values must be finite")
+        values.append((wl, a))
+    if len(values) < 3:
+        raise DataError(f"{path.name}: a target spectrum needs at least 3 points, got {len(values)}")
+    arr = np.array(sorted(values))
+    if np.any(np.diff(arr[:, 0]) <= 0):
+        raise DataError(f"{path.name}: wavelengths must be distinct")
+    return arr[:, 0], arr[:, 1]
+
+
+def target_on_grid(target_wl, target_abs, wavelengths, *, source: str = "target") -> np.ndarray:
+    """Interpolate a target spectrum linearly onto measured ``wavelengths``; the target must cover them."""
+    wavelengths = np.asarray(wavelengths, dtype=np.float64)
+    tol = 0.5 * (np.min(np.diff(wavelengths)) if wavelengths.size > 1 else 1.0)
+    if wavelengths.min() < target_wl.min() - tol or wavelengths.max() > target_wl.max() + tol:
+        raise DataError(
+            f"{source} covers {target_wl.min():g}-{target_wl.max():g} nm but the measured spectra span "
+            f"{wavelengths.min():g}-{wavelengths.max():g} nm"
+        )
+    return np.interp(wavelengths, target_wl, target_abs)
+
+
+def validate_measurements(text: str, source: str, *, config: Config, space: SearchSpace | None,
+                          wavelengths: np.ndarray, target_on: Callable | None = None,
+                          pool_index: dict[str, int] | None = None) -> Measurements:
+    """Parse a measurement CSV into rows ``(n, d + k)``: inputs, then the objective or the spectrum.
+
+    Spectrum columns are those whose header is a number (the wavelength);
+    they are returned in increasing wavelength and must match ``wavelengths``,
+    the grid of earlier observations (empty before the first). ``target_on``
+    interpolates the campaign's target onto a grid (it must cover the file's);
+    ``pool_index`` maps a pool campaign's candidate ids to rows.
+
+    Raises:
+        DataError: naming the row and the reason for the first problem found.
+    """
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{source}: the file is empty") from None
+    header = [h.strip() for h in header]
+    if config.is_pool:
+        return _validate_pool_rows(header, reader, source, config, pool_index)
+    names = config.input_names
+    if config.objective.is_spectrum:
+        spectral = sorted(((w, i) for i, h in enumerate(header) if (w := _as_wavelength(h)) is not None))
+        twice = sorted({f"{w:g}" for (w, _), (w2, _) in zip(spectral, spectral[1:]) if w == w2})
+        if twice:
+            raise DataError(f"{source}: wavelength(s) {', '.join(twice)} nm appear in more than one column")
+        if len(spectral) < 3:
+            raise DataError(f"{source}: no spectrum columns (headers must be wavelengths, e.g. 380, 381, ...)")
+        known = wavelengths
+        if known.size and (len(known) != len(spectral) or not np.allclose(known, [w for w, _ in spectral])):
+            raise DataError(
+                f"{source}: its {len(spectral)} wavelengths ({spectral[0][0]:g}-{spectral[-1][0]:g} nm) differ from "
+                f"the campaign's {len(known)} ({known[0]:g}-{known[-1]:g} nm)"
+            )
+        target_on(np.array([w for w, _ in spectral]))  # the target must cover the grid
+        need = names + [header[i] for _, i in spectral]
+    else:
+        need = names + config.objective.measured_names
+    missing = [c for c in need if c not in header]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need[:len(names) + 1])}"
+                        f"{', ...' if len(need) > len(names) + 1 else ''}){separator_hint(header)}")
+    refuse_repeated_columns(header, need, source)
+    pos = [header.index(c) for c in need]
+    values = []
+    for line, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{source} row {line}: {len(row)} fields, expected {len(header)}")
+        vals = _numbers(row, need, pos, source, line)
+        for inp, v in zip(config.inputs, vals):
+            tol = 1e-9 * (inp.high - inp.low)
+            if v < inp.low - tol:
+                raise DataError(f"{source} row {line}: {inp.name} = {v:g} is below its lower bound {inp.low:g}")
+            if v > inp.high + tol:
+                raise DataError(f"{source} row {line}: {inp.name} = {v:g} is above its upper bound {inp.high:g}")
+        x = np.array(vals[: len(names)])
+        if space.n_constraints:
+            lhs = space.A @ x
+            for expr, a, bnd in zip(config.constraints, lhs, space.b):
+                if a > bnd + 1e-9 * max(1.0, abs(bnd)):
+                    raise DataError(f"{source} row {line}: violates constraint '{expr}' ({a:g} > {bnd:g})")
+        values.append(vals)
+    if not values:
+        raise DataError(f"{source}: no data rows")
+    return Measurements(np.array(values), need[len(names):])
+
+
+def _validate_pool_rows(header: list[str], reader, source: str, config: Config, index: dict[str, int]):
+    measured = config.objective.measured_names
+    need = ["id"] + measured
+    missing = [c for c in need if c not in header]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need)})")
+    refuse_repeated_columns(header, need, source)
+    pos = [header.index(c) for c in need]
+    ids, values = [], []
+    for line, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{source} row {line}: {len(row)} fields, expected {len(header)}")
+        cid = row[pos[0]].strip()
+        if cid not in index:
+            raise DataError(f"{source} row {line}: id {cid!r} is not in the candidate table {config.candidates}")
+        vals = _numbers(row, measured, pos[1:], source, line)
+        ids.append(cid)
+        values.append(vals)
+    if not values:
+        raise DataError(f"{source}: no data rows")
+    return Measurements(np.array(values), measured, ids)
+
+
+def suggestion_csv(input_names: list[str], x: np.ndarray, extra: dict[str, np.ndarray],
+                   ids: list[str] | None = None) -> str:
+    """A batch as CSV: (pool campaigns: ``id``,) the input columns by name, then the extra columns."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow((["id"] if ids is not None else []) + list(input_names) + list(extra))
+    for i, row in enumerate(x):
+        cells = [repr(float(v)) for v in row] + [repr(float(col[i])) for col in extra.values()]
+        w.writerow(([ids[i]] if ids is not None else []) + cells)
+    return buf.getvalue()
+
+
+def read_suggestion(path: Path, input_names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A saved batch: its inputs ``(q, d)`` and its other numeric columns by name."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows:
+        return np.zeros((0, len(input_names))), {}
+    header, body = rows[0], rows[1:]
+    pos = [header.index(n) for n in input_names]
+    x = np.array([[float(r[p]) for p in pos] for r in body]).reshape(len(body), len(input_names))
+    extra = {}
+    for j, name in enumerate(header):
+        if name in input_names or name == "id":
+            continue
+        try:
+            extra[name] = np.array([float(r[j]) for r in body])
+        except ValueError:
+            continue
+    return x, extra
+
+
+def csv_cell(text: str) -> str:
+    """``text`` as one CSV field (quoted when it holds a comma, a quote or a line break)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
+
+
+def _numbers(row: list[str], columns: list[str], positions: list[int], source: str, line: int) -> list[float]:
+    """The finite numbers of ``row`` at ``positions``; the first empty, non-numeric or infinite cell is a DataError."""
+    out = []
+    for c, p in zip(columns, positions):
+        cell = row[p].strip()
+        if cell == "":
+            raise DataError(f"{source} row {line}: {c} is empty")
+        try:
+            v = float(cell)
+        except ValueError:
+            raise DataError(f"{source} row {line}: {c} = {cell!r} is not a number") from None
+        if not math.isfinite(v):
+            raise DataError(f"{source} row {line}: {c} = {cell} is not finite")
+        out.append(v)
+    return out
+
+
+def _all_finite(cells: list[str]) -> bool:
+    try:
+        return all(math.isfinite(float(c)) for c in cells)
+    except ValueError:
+        return False
+
+
+def _as_wavelength(cell: str):
+    try:
+        v = float(cell)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) and v > 0 else None

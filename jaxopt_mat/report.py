@@ -1,0 +1,137 @@
+"""What ``status`` reports: counts, the best condition, the Pareto set, the models' fit, the step and the stop rules.
+
+:func:`status` reads a snapshot and returns plain data (the CLI's ``status
+--json`` prints it as it is; the Python ``Campaign`` wraps it in a typed
+:class:`~jaxopt_mat.api.Status`).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxopt_mat.campaign import Config, Snapshot
+from jaxopt_mat.pareto import hypervolume_history, non_dominated_mask
+from jaxopt_mat.stopping import evaluate
+from jaxopt_mat.strategies.base import Context
+from jaxopt_mat.strategies.spectrum import recommended_condition
+from jaxopt_mat.strategies.two_step import network_readiness
+from jaxopt_mat.surrogates.gp import fit_gp, fit_quality
+from jaxopt_mat.surrogates.independent import fit_objectives
+
+
+def _quality(config: Config, model, y) -> dict:
+    quality = fit_quality(model, y)
+    quality["lengthscales"] = dict(zip(config.input_names, quality["lengthscales"]))
+    return quality
+
+
+def _describer(snap: Snapshot):
+    """``describe(i)``: condition ``i`` by its inputs, or by its candidate id (the id of its first row)."""
+    cond, names = snap.conditions, snap.config.input_names
+    if not snap.config.is_pool:
+        return lambda i: {n: float(v) for n, v in zip(names, cond.x[i])}
+    first: dict = {}
+    for r, c in enumerate(cond.index.tolist()):  # candidates with equal features share a condition
+        first.setdefault(c, snap.ids[r])
+    return lambda i: {"id": first[i]}
+
+
+def pareto_summary(snap: Snapshot, describe) -> dict:
+    """Reference point, hypervolume (now and per batch) and the Pareto set, in the objectives' own units."""
+    obj = snap.config.objective
+    cond, signs = snap.conditions, obj.signs
+    front = cond.y * signs
+    ref = snap.reference_point(front)
+    # Per-batch history over replicate medians of the data known at that point.
+    history = hypervolume_history(cond.y[cond.index] * signs, snap.batches, ref)
+    mask = np.asarray(non_dominated_mask(front))
+    rows = []
+    for i in sorted(np.flatnonzero(mask), key=lambda i: -front[i, 0]):
+        row = describe(int(i))
+        row.update({n: float(v) for n, v in zip(obj.measured_names, cond.y[i])})
+        row["replicates"] = int(cond.counts[i])
+        rows.append(row)
+    return {
+        "reference": [float(v) for v in ref * signs],
+        "reference_source": "campaign.toml" if obj.reference is not None else "derived from the data",
+        "hypervolume": history[-1],
+        "hypervolume_by_batch": history,
+        "front": rows,
+    }
+
+
+def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, context: Context | None = None) -> dict:
+    """Campaign summary: counts, best condition (median of replicates), model fit quality.
+
+    For spectrum campaigns with ``with_model``, also the two-step state (``step``):
+    which surrogate ``suggest --method auto`` would use, and why: the same
+    decision, from the same training seeds, as the next ``suggest`` (so with an
+    ensemble cache in ``context`` the next ``suggest`` reuses the ensembles
+    trained here). For Pareto campaigns, ``pareto`` holds the reference point,
+    the hypervolume (now and after each batch) and the Pareto set; ``model``
+    then maps each objective to its GP's fit quality. Pool campaigns add
+    ``pool`` (candidates, unmeasured). Spectrum campaigns with at least 3
+    conditions add ``recommended``: the measured condition with the lowest
+    posterior expected loss under the composite spectrum GP.
+    """
+    ctx = context or Context()
+    config, cond = snap.config, snap.conditions
+    obj = config.objective
+    out: dict = {
+        "name": config.name,
+        "objective": ({"name": obj.name, "direction": obj.direction} if not obj.is_pareto else
+                      {"name": obj.name, "direction": obj.direction,
+                       "objectives": [{"name": n, "direction": d} for n, d in obj.objectives]}),
+        "n_observations": snap.n_rows,
+        "n_conditions": snap.n_conditions,
+        "n_batches": snap.last_batch,
+        "n_suggestions": snap.n_suggested,
+        "best": None,
+        "model": None,
+    }
+    if config.is_pool:
+        out["pool"] = {"candidates": len(snap.pool.ids), "unmeasured": int(np.sum(~snap.measured_mask))}
+    describe = _describer(snap)
+    if obj.is_pareto:
+        out["pareto"] = pareto_summary(snap, describe) if snap.n_conditions else None
+    elif snap.n_conditions:
+        i = int(np.argmax(cond.y) if obj.maximize else np.argmin(cond.y))
+        out["best"] = {**describe(i), "value": float(cond.y[i]), "replicates": int(cond.counts[i])}
+    if not with_model:
+        return out
+    diagnostics: dict = {}
+    if snap.n_conditions >= 3:
+        space, key = snap.space, jax.random.key(key_seed)
+        if obj.is_pareto:
+            models = fit_objectives(cond.x, cond.y, key=key, low=space.low, high=space.high,
+                                    program_cache=ctx.program_cache)
+            out["model"] = {n: _quality(config, m, cond.y[:, j]) for j, (n, m) in
+                            enumerate(zip(obj.measured_names, models))}
+        else:
+            models = (fit_gp(cond.x, cond.y, key=key, low=space.low, high=space.high,
+                             program_cache=ctx.program_cache),)
+            out["model"] = _quality(config, models[0], cond.y)
+        diagnostics["objective_models"] = models  # the stop rules' all-data GPs
+    if obj.is_spectrum:
+        # Measured in the network step too: the stop rules read the same numbers.
+        ready = network_readiness(snap, seed=config.seed, cache=ctx.ensemble_cache, assess=True) \
+            if snap.n_conditions else None
+        out["step"] = ready.as_dict() if ready is not None else None
+        diagnostics["readiness"] = ready
+    if snap.n_conditions >= 3:
+        out.update(evaluate(snap, config.stopping, context=ctx, diagnostics=diagnostics))
+        if obj.is_spectrum:
+            i, expected = recommended_condition(snap, key=jax.random.key(key_seed), program_cache=ctx.program_cache)
+            out["recommended"] = {**describe(i), "expected_loss": expected, "measured": float(cond.y[i]),
+                                  "replicates": int(cond.counts[i])}
+    return out
+
+
+def best_row(snap: Snapshot) -> int:
+    """Index of the recorded row with the best objective (the lowest loss of a spectrum campaign)."""
+    y = snap.y
+    return int(np.argmax(y) if snap.config.objective.maximize else np.argmin(y))
+
+
+__all__ = ["best_row", "pareto_summary", "status"]

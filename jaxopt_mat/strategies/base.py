@@ -1,0 +1,153 @@
+"""What every strategy shares: the request it answers, the context it runs in, the batch it returns.
+
+A strategy is a function ``(snapshot, request, context) -> Suggestion``. It
+reads the snapshot, calls the functional core and returns the batch, the state
+it wants remembered (``Suggestion.state``, merged into ``state.json`` by the
+shell that writes it) and its diagnostics (the models it fitted, for the stop
+rules). It writes no file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from jaxopt_mat.acquisition.batch import MAX_BATCH
+from jaxopt_mat.campaign import Snapshot
+from jaxopt_mat.ensemble_cache import EnsembleMemo
+from jaxopt_mat.errors import DataError
+
+# state.json keeps each suggest-time GP's hyper-parameters for this many condition counts.
+WARM_STARTS_KEPT = 4
+
+
+@dataclasses.dataclass
+class Context:
+    """What many calls need and no result depends on: caches of compiled programs and trained networks, progress.
+
+    ``ensemble_cache`` is wrapped in an :class:`~jaxopt_mat.ensemble_cache.EnsembleMemo`
+    so that one command trains each spectrum ensemble at most once, with or
+    without an on-disk cache behind it.
+    """
+
+    program_cache: object = None
+    ensemble_cache: object = None
+    progress: Callable[[str], None] = lambda message: None
+
+    def __post_init__(self):
+        if not isinstance(self.ensemble_cache, EnsembleMemo):
+            self.ensemble_cache = EnsembleMemo(self.ensemble_cache)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One ``suggest`` call: the batch size, the seeds and the options a strategy may read.
+
+    ``seed`` is the campaign's seed or a command's override; ``rng_seed`` the
+    stream of this very call (:func:`next_suggestion_seed`).
+    """
+
+    batch: int
+    method: str
+    seed: int
+    rng_seed: int
+    kappa: float = 0.0
+
+
+@dataclasses.dataclass
+class Suggestion:
+    """What a strategy returns: points plus the model's view of them.
+
+    Attributes:
+        x: points, physical units (pool campaigns: the candidates' features), shape ``(q, d)``.
+        method: what produced them (e.g. ``lhs``, ``gp``, ``auto:cgp``).
+        extra: extra columns by name (e.g. ``predicted_mean``), each shape ``(q,)``.
+        notes: messages for the user (initial design, bound pressure, the stop rules).
+        ids: pool campaigns: the candidate id of each row.
+        state: entries of ``state.json`` to replace once the batch is kept.
+        diagnostics: what the stop rules may reuse (``objective_models``: GPs of the
+            recorded objective on every condition; ``readiness``: the network's judged readiness).
+    """
+
+    x: np.ndarray
+    method: str
+    extra: dict[str, np.ndarray]
+    notes: list[str]
+    ids: list[str] | None = None
+    state: dict = dataclasses.field(default_factory=dict)
+    diagnostics: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def acquisition_max(self) -> float | None:
+        """The largest expected improvement (or EHVI) of this batch, in the objective's units, if it has one."""
+        for column, log in (("log_ei", True), ("log_ehvi", True), ("ehvi", False)):
+            if column in self.extra:
+                vals = np.asarray(self.extra[column], dtype=np.float64)
+                vals = vals[np.isfinite(vals)]
+                if not vals.size:
+                    return None
+                return float(np.exp(vals.max())) if log else float(vals.max())
+        return None
+
+
+def check_batch_size(batch: int) -> None:
+    """A :class:`DataError` unless ``1 <= batch <= MAX_BATCH`` (what ``suggest`` can return in one call)."""
+    if not 1 <= batch <= MAX_BATCH:
+        raise DataError(f"--batch must be between 1 and {MAX_BATCH}, got {batch}")
+
+
+def base_seed(snap: Snapshot, seed: int | None) -> int:
+    """``seed`` if given (a command's override), else the campaign's own."""
+    return snap.config.seed if seed is None else seed
+
+
+def next_suggestion_seed(snap: Snapshot, seed: int | None = None) -> int:
+    """The random seed of the campaign's next ``suggest`` (``seed`` overrides the campaign's own).
+
+    It depends on the seed and on the number of batches suggested so far, so
+    the same state gives the same batch and successive batches differ.
+    """
+    return int(np.random.SeedSequence([base_seed(snap, seed), snap.n_suggested]).generate_state(1)[0])
+
+
+def check_feasible(space, x) -> np.ndarray:
+    """``x`` as an array, after checking every point satisfies the bounds and constraints exactly."""
+    x = np.asarray(x)
+    if not np.all(np.asarray(space.is_feasible(x, atol=0.0))):  # the projection's repair guarantees this
+        raise AssertionError("internal error: an infeasible suggestion escaped the projection")
+    return x
+
+
+def warm_start(state, name: str, n: int, d: int):
+    """Hyper-parameters of the GP ``name`` fitted by an earlier ``suggest`` on fewer than ``n`` conditions.
+
+    The latest such fit is returned (``None`` when there is none), so a fit
+    on ``n`` conditions never starts from itself: repeating ``suggest`` on the
+    same data gives the same model and batch.
+    """
+    saved = state.get("gp_hyperparameters", {}).get(name, {}) if isinstance(state.get("gp_hyperparameters"), dict) \
+        else {}
+    if not isinstance(saved, dict):
+        return None
+    earlier = [int(k) for k, v in saved.items()  # anything malformed (a hand edit) is ignored, not fatal
+               if k.isdigit() and int(k) < n and isinstance(v, list) and len(v) == d + 3
+               and all(isinstance(t, (int, float)) and np.isfinite(t) for t in v)]
+    return np.asarray(saved[str(max(earlier))], dtype=np.float64) if earlier else None
+
+
+def remembered_fits(state, n: int, models: dict) -> dict:
+    """``{"gp_hyperparameters": ...}``: the state entry after recording GPs fitted on ``n`` conditions.
+
+    ``models`` maps names to fitted GPs; each name keeps its latest
+    :data:`WARM_STARTS_KEPT` fits, by condition count. ``state`` is not changed.
+    """
+    saved = state.get("gp_hyperparameters", {})
+    saved = dict(saved) if isinstance(saved, dict) else {}
+    for name, model in models.items():
+        old = saved.get(name, {})
+        old = {k: v for k, v in old.items() if k.isdigit()} if isinstance(old, dict) else {}
+        entries = {**old, str(n): [float(v) for v in np.asarray(model.hyperparameters)]}
+        saved[name] = {k: entries[k] for k in sorted(entries, key=int)[-WARM_STARTS_KEPT:]}
+    return {"gp_hyperparameters": saved}

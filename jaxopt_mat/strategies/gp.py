@@ -1,0 +1,95 @@
+"""``gp``: one GP of the objective, batch log-EI with local penalization (scalar and spectrum campaigns).
+
+For a spectrum campaign the GP models the capped log of the peak-smoothed
+loss (:func:`peak_smoothed_losses`, :func:`~jaxopt_mat.objectives.capped_log_loss`),
+and a second GP of the log peak absorbance keeps the batch below the top of
+the intensity window (expected improvement with a constraint, Gardner et al.,
+ICML 2014).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxopt_mat.acquisition.batch import local_penalization_batch
+from jaxopt_mat.campaign import Snapshot
+from jaxopt_mat.data import combine_replicates
+from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, cosine_similarity, intensity_factor, minmax
+from jaxopt_mat.strategies.base import Context, Request, Suggestion, check_feasible, remembered_fits, warm_start
+from jaxopt_mat.surrogates.gp import fit_gp
+
+# Name of the spectrum campaigns' peak-intensity GP among the remembered fits.
+PEAK_GP = "log_peak"
+
+
+def fit_warm(snap: Snapshot, name: str, x, y, *, key, low, high, ctx: Context):
+    """:func:`fit_gp` started from the hyper-parameters of ``name``'s latest earlier fit (see ``warm_start``)."""
+    return fit_gp(x, y, key=key, low=low, high=high, init=warm_start(snap.state, name, *x.shape),
+                  program_cache=ctx.program_cache)
+
+
+def log_peak(snap: Snapshot) -> np.ndarray:
+    """Per measured row: log of the spectrum's maximum, the variable of the loss's intensity window."""
+    return np.log(np.maximum(snap.measured.max(axis=1), 1e-12))
+
+
+def peak_smoothed_losses(snap: Snapshot, peak_model) -> np.ndarray:
+    """Per condition: the loss with the measured peak replaced by the peak GP's posterior mean.
+
+    The loss is ``1 - cos * delta(peak)``. Near the edges of the intensity
+    window the few-percent intensity noise of a measurement moves ``delta``
+    by far more than the shape term varies between good recipes (replicate
+    losses scatter by about 0.02 there, against about 0.0005 for the shape
+    term alone). The peak is a smooth function of the recipe that its GP
+    estimates from all conditions at once, so ``gp`` models
+    ``1 - median(cos) * delta(exp(posterior mean of log peak))``: the same
+    loss, with the intensity noise averaged out.
+    """
+    cos = combine_replicates(snap.x, np.asarray(cosine_similarity(minmax(snap.measured), minmax(snap.target)))).y
+    peak = np.exp(np.asarray(peak_model.predict(snap.conditions.x).mean))
+    return 1.0 - cos * np.asarray(intensity_factor(peak, snap.config.objective.window))
+
+
+def gp_target(snap: Snapshot, y: np.ndarray) -> np.ndarray:
+    """What ``gp`` models for the objective values ``y``: ``y`` itself, or a spectrum's capped log-loss."""
+    return capped_log_loss(y) if snap.config.objective.is_spectrum else np.asarray(y, dtype=np.float64)
+
+
+def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
+    """Batch log-EI with local penalization on a GP of the objective (see the module's docstring)."""
+    config, space, cond = snap.config, snap.space, snap.conditions
+    maximize = config.objective.maximize
+    spectrum = config.objective.is_spectrum
+    k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
+    fits, constraint, y = {}, None, cond.y
+    if spectrum:  # keep the peak below the top of the intensity window: its own GP, log P(log peak <= log top)
+        ctx.progress("fitting GP to the peak intensity")
+        r_cond = combine_replicates(snap.x, log_peak(snap)).y
+        fits[PEAK_GP] = fit_warm(snap, PEAK_GP, cond.x, r_cond, key=jax.random.fold_in(k_fit, 1),
+                                 low=space.low, high=space.high, ctx=ctx)
+        constraint = (fits[PEAK_GP], float(np.log(config.objective.window[1])))
+        y = peak_smoothed_losses(snap, fits[PEAK_GP])
+    ctx.progress(f"fitting GP to {cond.x.shape[0]} conditions")
+    y_model = gp_target(snap, y)
+    model = fit_warm(snap, config.objective.name, cond.x, y_model, key=k_fit, low=space.low, high=space.high,
+                     ctx=ctx)
+    fits[config.objective.name] = model
+    best = float(np.max(y_model) if maximize else np.min(y_model))
+    order = np.argsort(-y if maximize else y)
+    top = cond.x[order[:5]]
+    rng = np.random.default_rng(req.rng_seed)
+    jitter = rng.normal(scale=0.05, size=(2,) + top.shape) * (space.high - space.low)
+    init = np.clip(np.concatenate([top, (top[None] + jitter).reshape(-1, space.dim)]), space.low, space.high)
+    ctx.progress(f"optimizing log-EI for a batch of {req.batch}")
+    result = local_penalization_batch(model, space, req.batch, key=k_acq, best=best, maximize=maximize, init=init,
+                                      constraint=constraint, program_cache=ctx.program_cache)
+    x = check_feasible(space, result.x)
+    mean, std = np.asarray(result.mean), np.asarray(result.std)
+    if spectrum:  # back to loss units: median and delta-method spread of exp(model) - floor
+        mean, std = np.exp(mean) - LOSS_FLOOR, np.exp(mean) * std
+    extra = {"predicted_mean": mean, "predicted_std": std, "log_ei": np.asarray(result.log_acquisition)}
+    # The stop rules judge GPs of the recorded objective: a spectrum's GP models a transform of it.
+    diagnostics = {} if spectrum else {"objective_models": (model,)}
+    return Suggestion(x, "gp", extra, [], state=remembered_fits(snap.state, cond.x.shape[0], fits),
+                      diagnostics=diagnostics)

@@ -1,0 +1,74 @@
+"""Several objectives: independent GPs, batches by greedy expected hypervolume improvement (continuous spaces and pools)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_mat.acquisition.ehvi import ehvi_batch, greedy_pool_batch
+from jaxopt_mat.campaign import Config, Snapshot
+from jaxopt_mat.chunked import map_rows
+from jaxopt_mat.pareto import non_dominated_mask
+from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, remembered_fits,
+                                        warm_start)
+from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
+
+
+def fit_objectives_warm(snap: Snapshot, *, key, low, high, ctx: Context) -> tuple:
+    """One GP per objective on every condition, each started from its latest earlier fit (see ``warm_start``)."""
+    names = snap.config.objective.measured_names
+    cond = snap.conditions
+    n, d = cond.x.shape
+    ctx.progress(f"fitting {len(names)} GPs to {n} conditions")
+    return fit_objectives(cond.x, cond.y, key=key, low=low, high=high,
+                          inits=tuple(warm_start(snap.state, name, n, d) for name in names),
+                          program_cache=ctx.program_cache)
+
+
+def pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, np.ndarray]:
+    """Suggestion columns: each objective's predicted mean (own sign) and std, then the acquisition."""
+    extra = {}
+    signs = config.objective.signs
+    for j, name in enumerate(config.objective.measured_names):
+        extra[f"predicted_{name}"] = np.asarray(mean_max)[:, j] * signs[j]
+        extra[f"predicted_{name}_std"] = np.asarray(std)[:, j]
+    extra[ehvi_name] = np.asarray(ehvi)
+    return extra
+
+
+def _kept(snap: Snapshot, models) -> dict:
+    names = snap.config.objective.measured_names
+    return remembered_fits(snap.state, snap.n_conditions, dict(zip(names, models)))
+
+
+def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
+    """Sequential greedy EHVI with Kriging-believer fantasies, each point by the gradient maximizer."""
+    config, space, cond = snap.config, snap.space, snap.conditions
+    signs = config.objective.signs
+    k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
+    models = fit_objectives_warm(snap, key=k_fit, low=space.low, high=space.high, ctx=ctx)
+    front = cond.y * signs
+    ref = snap.reference_point(front)
+    ctx.progress(f"optimizing EHVI for a batch of {req.batch}")
+    init = cond.x[np.asarray(non_dominated_mask(front))]
+    x, log_e, mean, std = ehvi_batch(predict_objectives_believer, (models, jnp.asarray(signs)), space, front, ref,
+                                     req.batch, key=k_acq, init=init)
+    x = check_feasible(space, x)
+    return Suggestion(x, "gp", pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"), [],
+                      state=_kept(snap, models), diagnostics={"objective_models": models})
+
+
+def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
+    """EHVI over a pool's unmeasured rows: ``(rows, extra columns, models, state)``."""
+    config, pool, cond = snap.config, snap.pool, snap.conditions
+    signs = config.objective.signs
+    models = fit_objectives_warm(snap, key=jax.random.key(req.rng_seed), low=pool.low, high=pool.high, ctx=ctx)
+    front = cond.y * signs
+    ref = snap.reference_point(front)
+    ctx.progress(f"scoring EHVI over {len(pool.ids)} candidates")
+    mean, std = map_rows(predict_objectives, (models, jnp.asarray(signs)), jnp.asarray(pool.features))
+    idx, ehvi = greedy_pool_batch(mean, std, front, ref, req.batch, exclude=np.array(snap.measured_mask))
+    idx = np.asarray(idx)
+    extra = pareto_extra(config, np.asarray(mean)[idx], np.asarray(std)[idx], ehvi, "ehvi")
+    return idx, extra, models, _kept(snap, models)

@@ -1,0 +1,47 @@
+"""Pool campaigns: the next batch is a set of unmeasured rows of the candidate table."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_mat.campaign import Snapshot
+from jaxopt_mat.errors import DataError
+from jaxopt_mat.pool import penalized_pool_batch
+from jaxopt_mat.strategies.base import Context, Request, Suggestion, remembered_fits
+from jaxopt_mat.strategies.designs import pool_rows
+from jaxopt_mat.strategies.gp import fit_warm
+from jaxopt_mat.strategies.pareto import suggest_pool_pareto
+
+
+def check_free(snap: Snapshot, batch: int) -> None:
+    """A :class:`DataError` when fewer than ``batch`` candidates are left unmeasured."""
+    free = int(np.sum(~snap.measured_mask))
+    if free < batch:
+        raise DataError(f"only {free} candidates of {len(snap.pool.ids)} are left unmeasured; ask for at most {free}")
+
+
+def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
+    """Scalar objective: log-EI with local penalization over rows; several objectives: greedy EHVI over rows."""
+    config, pool, cond = snap.config, snap.pool, snap.conditions
+    if config.objective.is_pareto:
+        idx, extra, models, state = suggest_pool_pareto(snap, req, ctx)
+        return _with(pool_rows(snap, idx, "gp", extra), state, models)
+    maximize = config.objective.maximize
+    ctx.progress(f"fitting GP to {cond.x.shape[0]} candidates")
+    model = fit_warm(snap, config.objective.name, cond.x, cond.y, key=jax.random.key(req.rng_seed), low=pool.low,
+                     high=pool.high, ctx=ctx)
+    best = float(np.max(cond.y) if maximize else np.min(cond.y))
+    ctx.progress(f"scoring log-EI over {len(pool.ids)} candidates")
+    pb = penalized_pool_batch(model, jnp.asarray(pool.features), req.batch, best=best, maximize=maximize,
+                              exclude=np.array(snap.measured_mask))
+    extra = {"predicted_mean": np.asarray(pb.mean), "predicted_std": np.asarray(pb.std),
+             "log_ei": np.asarray(pb.log_acquisition)}
+    state = remembered_fits(snap.state, cond.x.shape[0], {config.objective.name: model})
+    return _with(pool_rows(snap, pb.index, "gp", extra), state, (model,))
+
+
+def _with(sug: Suggestion, state: dict, models) -> Suggestion:
+    sug.state, sug.diagnostics = state, {"objective_models": tuple(models)}
+    return sug

@@ -1,0 +1,37 @@
+"""Independent GPs, one per objective: fitted together, predicted together in maximisation form."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_mat.surrogates.gp import fit_gp
+
+
+def fit_objectives(x, y, *, key, low, high, inits=None, program_cache=None) -> tuple:
+    """One GP per column of ``y`` ``(n, m)`` (independent objectives), as a tuple of models.
+
+    ``inits``: optional warm start per objective (``fit_gp``'s ``init``; ``None`` entries fit cold).
+
+    Example:
+        >>> models = fit_objectives(x, y, key=jax.random.key(0), low=space.low, high=space.high)
+    """
+    keys = jax.random.split(key, y.shape[1])
+    inits = inits or (None,) * y.shape[1]
+    return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, init=inits[j], program_cache=program_cache)
+                 for j in range(y.shape[1]))
+
+
+def _stack(posts, signs):
+    mean = jnp.stack([p.mean for p in posts], axis=-1) * signs
+    return mean, jnp.stack([p.std for p in posts], axis=-1)
+
+
+def predict_objectives(x, models, signs):
+    """Means and standard deviations ``(n, m)`` of independent GPs, in maximisation form (times ``signs``)."""
+    return _stack([m.predict(x) for m in models], signs)
+
+
+def predict_objectives_believer(x, models, signs, picked, picked_mask):
+    """:func:`predict_objectives` after believing the ``picked`` points observed (see ``GPModel.predict_believer``)."""
+    return _stack([m.predict_believer(x, picked, picked_mask) for m in models], signs)

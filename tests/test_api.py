@@ -1,0 +1,104 @@
+"""The Python Campaign: pandas in and out, the same batches as the CLI, one read of the folder per command."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import jaxopt_mat as jm
+from jaxopt_mat.campaign import CampaignFolder
+from jaxopt_mat.cli import app
+from jaxopt_mat.errors import DataError
+
+runner = CliRunner()
+
+CONFIG = {
+    "name": "api", "seed": 3, "initial_design": 6,
+    "inputs": [{"name": "x1", "low": 0.0, "high": 1.0}, {"name": "x2", "low": 0.0, "high": 2.0}],
+    "constraints": [{"expr": "x1 + x2 <= 2.5"}],
+    "objective": {"name": "y", "direction": "minimize"},
+    "stopping": {"plateau_fraction": 1.1, "plateau_rounds": 1},  # a plateau at once: the stop rules fit their GPs
+}
+
+
+def measure(frame: pd.DataFrame) -> np.ndarray:
+    return (frame["x1"] - 0.3) ** 2 + (frame["x2"] - 1.2) ** 2
+
+
+def campaign_with_three_batches(directory) -> jm.Campaign:
+    camp = jm.Campaign.create(directory, CONFIG)
+    for n in (6, 4, 4):
+        batch = camp.suggest(n, method="lhs")
+        batch["y"] = measure(batch)
+        camp.observe(batch)
+    return camp
+
+
+def test_a_notebook_campaign_round_trips_dataframes(tmp_path):
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    first = camp.suggest(6)
+    assert list(first.columns) == ["x1", "x2"] and first.attrs["method"] == "lhs"
+    assert "initial conditions measured" in first.attrs["notes"][0]
+    first["y"] = measure(first)
+    done = camp.observe(first)
+    assert (done.batch, done.n_rows, done.total) == (1, 6, 6)
+    batch = camp.suggest(4)
+    assert list(batch.columns) == ["x1", "x2", "predicted_mean", "predicted_std", "log_ei"]
+    assert np.all(batch["x1"] + batch["x2"] <= 2.5) and batch.attrs["method"] == "gp"
+    table = camp.observations()
+    assert list(table.columns) == ["x1", "x2", "y", "batch"] and len(table) == 6
+    np.testing.assert_array_equal(table[["x1", "x2"]].to_numpy(), first[["x1", "x2"]].to_numpy())
+    status = jm.Campaign.open(tmp_path / "c").status()
+    assert status.n_observations == 6 and status.best["value"] == pytest.approx(measure(first).min())
+    assert status.to_dict()["best"] == status.best
+
+
+def test_observe_refuses_a_bad_table_naming_the_row_and_records_nothing(tmp_path):
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    bad = pd.DataFrame({"x1": [0.1, 0.9], "x2": [0.5, 1.9], "y": [1.0, 2.0]})  # row 3 violates x1 + x2 <= 2.5
+    before = (tmp_path / "c" / "observations.csv").read_bytes()
+    with pytest.raises(DataError, match=r"the table row 3: violates constraint 'x1 \+ x2 <= 2.5'"):
+        camp.observe(bad)
+    with pytest.raises(DataError, match="DataFrame or a CSV path"):
+        camp.observe([[0.1, 0.5, 1.0]])
+    assert (tmp_path / "c" / "observations.csv").read_bytes() == before
+
+
+def test_the_cli_and_the_python_campaign_suggest_the_same_batch(tmp_path):
+    a = campaign_with_three_batches(tmp_path / "a")
+    b = campaign_with_three_batches(tmp_path / "b")
+    np.testing.assert_array_equal(a.observations().to_numpy(), b.observations().to_numpy())
+    res = runner.invoke(app, ["suggest", str(tmp_path / "a"), "--batch", "3"])
+    assert res.exit_code == 0, res.output
+    from_api = b.ask(3)
+    assert res.stdout == from_api.csv
+    assert (tmp_path / "a" / "state.json").read_text() == (tmp_path / "b" / "state.json").read_text()
+
+
+def test_one_suggest_reads_the_observations_once_and_fits_the_all_data_gp_once(tmp_path, monkeypatch):
+    from jaxopt_mat.strategies import gp as gp_strategy
+    from jaxopt_mat.surrogates import independent
+
+    campaign_with_three_batches(tmp_path / "c")
+    reads, fits = [], []
+    read = CampaignFolder.read_records
+    monkeypatch.setattr(CampaignFolder, "read_records", lambda self: reads.append(1) or read(self))
+    for module in (gp_strategy, independent):
+        fit = module.fit_gp
+        monkeypatch.setattr(module, "fit_gp", lambda x, *a, _fit=fit, **k: fits.append(len(x)) or _fit(x, *a, **k))
+    res = runner.invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "3", "--method", "gp"])
+    assert res.exit_code == 0, res.output
+    assert len(reads) == 1
+    # The batch's GP on all 14 conditions, then the stop rules' GPs before the newest batches (10 and 6).
+    assert fits.count(14) == 1 and sorted(fits) == [6, 10, 14], fits
+
+
+@pytest.mark.parametrize("command", [["status", "--json"], ["plot", "--out", "{tmp}/p"]])
+def test_status_and_plot_read_the_observations_once(tmp_path, monkeypatch, command):
+    campaign_with_three_batches(tmp_path / "c")
+    reads = []
+    read = CampaignFolder.read_records
+    monkeypatch.setattr(CampaignFolder, "read_records", lambda self: reads.append(1) or read(self))
+    res = runner.invoke(app, [command[0], str(tmp_path / "c")] + [a.format(tmp=tmp_path) for a in command[1:]])
+    assert res.exit_code == 0, res.output
+    assert len(reads) == 1
