@@ -127,8 +127,8 @@ def warm_start(state, name: str, n: int, d: int):
     on ``n`` conditions never starts from itself: repeating ``suggest`` on the
     same data gives the same model and batch.
     """
-    saved = state.get("gp_hyperparameters", {}).get(name, {}) if isinstance(state.get("gp_hyperparameters"), dict) \
-        else {}
+    fits = state.get("gp_hyperparameters")
+    saved = fits.get(name, {}) if isinstance(fits, dict) else {}
     if not isinstance(saved, dict):
         return None
     earlier = [int(k) for k, v in saved.items()  # anything malformed (a hand edit) is ignored, not fatal
