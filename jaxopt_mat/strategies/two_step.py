@@ -127,7 +127,7 @@ def network_readiness(snap: Snapshot, *, seed: int = 0, cache: EnsembleCache | N
     ``assess`` (what ``status`` and the stop rules ask for; the step itself no
     longer depends on them).
     """
-    x, measured, batches = snap.x, snap.measured, snap.batches
+    x, batches = snap.x, snap.batches
     newest_batch = snap.last_batch
     since = snap.state.get("network_step_since_batch")
     if since is not None:
