@@ -229,7 +229,7 @@ def spectrum_rules(snap: Snapshot, rules: dict, *, readiness=None, ensemble_cach
                    seed: int | None = None) -> bool:
     """Add the spectrum network's rules to ``rules``; true when all three are met.
 
-    The numbers the ``auto`` switch uses (:mod:`jaxopt_mat.two_step`), with its
+    The numbers the ``auto`` switch uses (:mod:`jaxopt_mat.strategies.two_step`), with its
     thresholds: ``spectrum_accuracy``, the median cosine similarity of the
     newest batch's measured spectra and those predicted by the ensemble trained
     without it (at least 0.95); ``spectrum_mse``, that prediction's relative MSE
