@@ -17,6 +17,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def default_threads() -> int:
@@ -55,7 +56,7 @@ def _map_range(fn, args, rows, start, *, length, chunk, dtype):
     return scan_rows(fn, args, rows, chunk, dtype, start, length)
 
 
-def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | None = None):
+def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | None = None, devices=None):
     """``fn(rows, *args)`` computed ``chunk`` rows at a time, for tables of any length.
 
     Args:
@@ -69,11 +70,20 @@ def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | No
         chunk: rows per step; memory grows with it, not with ``N``.
         dtype: cast floating-point rows to this dtype chunk by chunk (cast ``args``
             yourself), e.g. ``jnp.float32`` for screening.
-        threads: the table is cut into this many contiguous parts computed by one
-            host thread each; each part holds at least one chunk, so small tables
-            use fewer. Default: :func:`default_threads` when the rows sit on a
-            CPU, else 1 (an accelerator runs one program at a time anyway).
-            Under ``jit``, ``vmap`` or ``grad`` (traced rows or ``args``) it is always one program.
+        threads: on one CPU device, the table is cut into this many contiguous
+            parts computed by one host thread each (XLA runs one program's
+            element-wise passes on one core); each part holds at least one
+            chunk, so small tables use fewer. Default: :func:`default_threads`
+            when the rows sit on a CPU, else 1.
+        devices: with several devices (default: all of ``jax.devices()``) the
+            table is split into equal shards along its rows with
+            ``jax.sharding`` and each device runs the chunked scan over its
+            shard (``args`` replicated); the result equals the one-device
+            result, and each device's memory holds its shard and one chunk's
+            working set.
+
+    Under ``jit``, ``vmap`` or ``grad`` (traced rows or ``args``) it is always
+    one program on the caller's device.
 
     Returns:
         The outputs of ``fn`` for all ``N`` rows, in order.
@@ -85,11 +95,14 @@ def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | No
     n = _leading(rows)
     if n == 0:
         raise ValueError("map_rows needs at least one row")
-    chunk = min(chunk, n)
     dtype = None if dtype is None else jnp.dtype(dtype)  # hashable, for the compiled scan's static arguments
     if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((rows, args))):
-        threads = 1  # inside a trace (jit, vmap, grad): one program, part of the caller's
-    elif threads is None:
+        return scan_rows(fn, args, rows, min(chunk, n), dtype)  # inside a trace: part of the caller's program
+    devs = list(jax.devices() if devices is None else devices)
+    if len(devs) > 1:
+        return _map_sharded_rows(fn, args, rows, devs, chunk=chunk, dtype=dtype)
+    chunk = min(chunk, n)
+    if threads is None:
         threads = default_threads() if all(d.platform == "cpu" for d in jax.tree.leaves(rows)[0].devices()) else 1
     parts = max(1, min(int(threads), n // chunk))
     length = -(-n // parts)
@@ -107,3 +120,28 @@ def map_rows(fn, args, rows, *, chunk: int = 8192, dtype=None, threads: int | No
         outs = list(pool.map(part, range(parts)))
     last = n - (parts - 1) * length  # rows of the last part not already in the one before
     return jax.tree.map(lambda *o: jnp.concatenate(list(o[:-1]) + [o[-1][length - last:]]), *outs)
+
+
+def _map_sharded_rows(fn, args, rows, devs, *, chunk, dtype):
+    """:func:`map_rows` over equal row shards on ``devs`` (the last row repeated to even them out, then cut off)."""
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    n = _leading(rows)
+    pad = -n % len(devs)
+    if pad:
+        rows = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), rows)
+    chunk = min(chunk, (n + pad) // len(devs))
+    mesh = Mesh(np.array(devs), ("rows",))
+    rows = jax.device_put(rows, NamedSharding(mesh, P("rows")))
+    out = _scan_sharded(fn, args, rows, chunk=chunk, mesh=mesh, dtype=dtype)
+    return jax.tree.map(lambda o: o[:n], out) if pad else out
+
+
+@partial(jax.jit, static_argnames=("fn", "chunk", "mesh", "dtype"))
+def _scan_sharded(fn, args, rows, *, chunk, mesh, dtype):
+    from jax.sharding import PartitionSpec as P
+
+    body = jax.shard_map(lambda r, a: scan_rows(fn, a, r, chunk, dtype), mesh=mesh, in_specs=(P("rows"), P()),
+                         out_specs=P("rows"))
+    return body(rows, args)

@@ -165,8 +165,11 @@ def default_reference(values: np.ndarray, *, margin: float = 0.1) -> np.ndarray:
 
 def hypervolume_history(values_max: np.ndarray, batches: np.ndarray, ref: np.ndarray) -> list[float]:
     """Hypervolume of the points recorded up to each batch (maximisation form), one value per batch."""
-    out = []
-    for b in sorted(set(np.asarray(batches).tolist())):
-        keep = np.asarray(batches) <= b
-        out.append(float(hypervolume(jnp.asarray(values_max[keep]), jnp.asarray(ref))))
-    return out
+    values_max, batches = jnp.asarray(values_max), np.asarray(batches)
+    ref = jnp.asarray(ref, values_max.dtype)
+    return [float(_masked_hypervolume(values_max, ref, batches <= b)) for b in sorted(set(batches.tolist()))]
+
+
+@jax.jit
+def _masked_hypervolume(points, ref, valid):
+    return hypervolume(points, ref, valid)

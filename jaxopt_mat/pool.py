@@ -20,6 +20,7 @@ import io
 import math
 from functools import partial
 from pathlib import Path
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
@@ -47,8 +48,9 @@ class Pool(NamedTuple):
     names: list[str]
     features: np.ndarray
 
-    def index_of(self) -> dict[str, int]:
-        return {c: i for i, c in enumerate(self.ids)}
+    def index_of(self) -> "IdIndex":
+        """The row of each id (built in about 0.1 s for a million ids)."""
+        return IdIndex(self.ids)
 
     @property
     def low(self) -> np.ndarray:
@@ -57,6 +59,29 @@ class Pool(NamedTuple):
     @property
     def high(self) -> np.ndarray:
         return self.features.max(axis=0)
+
+
+class IdIndex(Mapping):
+    """A read-only mapping from candidate id to row, on a pandas hash index (faster to build than a dict)."""
+
+    def __init__(self, ids):
+        import pandas as pd
+
+        self._index = pd.Index(ids)
+
+    def __getitem__(self, key) -> int:
+        if not isinstance(key, str):
+            raise KeyError(key)
+        return int(self._index.get_loc(key))
+
+    def __contains__(self, key) -> bool:
+        return isinstance(key, str) and key in self._index
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 def _parse_float(cell: str):
@@ -81,6 +106,11 @@ def _numeric_or_empty(cells: list[str]) -> bool:
     return _finite_column(filled) is not None or all(_parse_float(v) is not None for v in filled)
 
 
+def _is_feature_column(cells: list[str]) -> bool:
+    """Whether the automatic feature list takes this column: some cell filled, every filled cell a number."""
+    return any(v for v in cells) and _numeric_or_empty(cells)
+
+
 def parse_pool(text: str, source: str, features: list[str] | None = None, *, exclude=()) -> Pool:
     """Parse a candidate table.
 
@@ -88,11 +118,75 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
     ``id`` (and those in ``exclude``, e.g. the objectives) whose non-empty
     cells are all numbers.
 
+    A well-formed table is read column by column by pandas' C parser (a
+    million rows in about a second); anything it cannot take as it is (a
+    ragged row, an empty or non-numeric cell, padded ids) is read again row by
+    row, which finds the first bad cell and names it.
+
     Raises:
         DataError: no ``id`` column, a column name used twice, duplicate or
             empty ids, a listed feature column that is missing or not numeric,
             a missing value, a constant column, or no feature at all.
     """
+    pool = _parse_columnar(text, features, exclude)
+    if pool is not None:
+        return pool
+    return _parse_rows(text, source, features, exclude=exclude)
+
+
+def _parse_columnar(text: str, features, exclude) -> Pool | None:
+    """The table by pandas' C parser when it is well formed (else ``None``: :func:`_parse_rows` says why)."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype={ID_COLUMN: str}, keep_default_na=False, na_filter=False,
+                         skip_blank_lines=True, engine="c")
+    except Exception:  # ragged rows, a missing id column, bad quoting: the row reader names the problem
+        return None
+    header = [str(h) for h in df.columns]
+    if header != _first_row(text):  # pandas renames repeated names and names empty ones
+        return None
+    # pandas fills a short row's missing cells; without quotes every row has exactly len(header) - 1 commas
+    if '"' in text or text.count(",") != (len(header) - 1) * (df.shape[0] + 1):
+        return None
+    if (ID_COLUMN not in header or len(set(header)) != len(header)
+            or any(h != h.strip() or not h for h in header) or df.shape[0] == 0):
+        return None
+    numeric = [h for h in header if h != ID_COLUMN and df[h].dtype.kind in "iuf"]
+    if features is None:
+        others = [h for h in header if h != ID_COLUMN and h not in exclude and h not in numeric]
+        if any(_is_feature_column(df[h].astype(str).tolist()) for h in others):
+            return None  # a numeric column with empty cells: refused by the row reader, which names the cell
+        names = [h for h in numeric if h not in exclude]
+    else:
+        names = list(features)
+        if any(f not in numeric for f in names):
+            return None
+    if not names:
+        return None
+    ids = df[ID_COLUMN].astype(str)
+    if (ids == "").any() or (ids != ids.str.strip()).any() or ids.duplicated().any():
+        return None
+    arr = df[names].to_numpy(np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr.min(0) == arr.max(0)):
+        return None
+    return Pool(ids.tolist(), names, arr)
+
+
+def _first_row(text: str) -> list[str]:
+    """The first non-blank line's fields (the header), without splitting the whole text."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        if text[start:end].strip():
+            return next(csv.reader([text[start:end]]), [])
+        start = end + 1
+    return []
+
+
+def _parse_rows(text: str, source: str, features, *, exclude) -> Pool:
+    """The row-by-row reader: slow, and exact about the first bad cell."""
     rows = [r for r in csv.reader(io.StringIO(text)) if "".join(r).strip()]  # skip blank lines
     if not rows:
         raise DataError(f"{source}: the candidate table is empty")
@@ -116,8 +210,7 @@ def parse_pool(text: str, source: str, features: list[str] | None = None, *, exc
             raise DataError(f"{source} row {line}: id {c!r} repeats row {seen[c]} (ids must be unique)")
         seen[c] = line
     if features is None:
-        names = [h for h in header if h != ID_COLUMN and h not in exclude
-                 and any(v for v in cols[h]) and _numeric_or_empty(cols[h])]
+        names = [h for h in header if h != ID_COLUMN and h not in exclude and _is_feature_column(cols[h])]
         if not names:
             raise DataError(f"{source}: no numeric feature columns besides '{ID_COLUMN}'")
     else:

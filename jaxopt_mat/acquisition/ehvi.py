@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_mat.chunked import map_rows, scan_rows
+from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -151,21 +151,6 @@ def _ehvi_of_moments(rows, boxes):
     return jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
 
 
-def _pad_rows(features, multiple):
-    n = features.shape[0]
-    pad = -n % multiple
-    return jnp.concatenate([features, jnp.repeat(features[-1:], pad, axis=0)]) if pad else features
-
-
-@partial(jax.jit, static_argnames=("predict", "chunk", "mesh", "dtype"))
-def _score_sharded(predict, model_args, features, boxes, *, chunk, mesh, dtype):
-    from jax.sharding import PartitionSpec as P
-
-    fn = jax.shard_map(lambda f, a, b: scan_rows(_EhviOfRows(predict), (a, b), f, chunk, dtype), mesh=mesh,
-                       in_specs=(P("pool"), P(), P()), out_specs=P("pool"))
-    return fn(features, model_args, boxes)
-
-
 def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, front_valid=None, devices=None,
                dtype=None, threads: int | None = None):
     """EHVI of every row of ``features`` ``(N, d)``, in chunks of ``chunk`` rows.
@@ -202,60 +187,152 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
         dtype = jnp.dtype(dtype)  # hashable, for the compiled scan's static arguments
     boxes = non_dominated_boxes(front, ref, front_valid)
     features = jnp.asarray(features)
-    n = features.shape[0]
-    if n == 0:
+    if features.shape[0] == 0:
         return jnp.zeros((0,), boxes.lower.dtype)
-    devs = list(jax.devices() if devices is None else devices)
-    if len(devs) == 1:
-        return map_rows(_EhviOfRows(predict), (tuple(model_args), boxes), features, chunk=chunk, dtype=dtype,
-                        threads=threads)
-    from jax.sharding import Mesh, NamedSharding
-    from jax.sharding import PartitionSpec as P
+    return map_rows(_EhviOfRows(predict), (tuple(model_args), boxes), features, chunk=chunk, dtype=dtype,
+                    threads=threads, devices=devices)
 
-    padded = _pad_rows(features, len(devs))  # equal shards: at most one row per device added
-    chunk = min(chunk, padded.shape[0] // len(devs))
-    mesh = Mesh(np.array(devs), ("pool",))
-    padded = jax.device_put(padded, NamedSharding(mesh, P("pool")))
-    return _score_sharded(predict, tuple(model_args), padded, boxes, chunk=chunk, mesh=mesh, dtype=dtype)[:n]
+
+class _MomentsAndEhvi(NamedTuple):
+    """Row function of :func:`pool_ehvi_batch`: each row's posterior and its EHVI, in one pass."""
+
+    predict: Callable
+
+    def __call__(self, rows, model_args, boxes):
+        mean, std = self.predict(rows, *model_args)
+        return mean, std, _ehvi_of_moments((mean, std), boxes)
+
+
+def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclude=None, shortlist: int = 1024,
+                    chunk: int = 8192, devices=None):
+    """``q`` rows of a candidate pool by greedy EHVI, each row's posterior computed once.
+
+    One chunked (and, with several devices, sharded) pass over ``features``
+    gives every row's posterior and EHVI (:func:`~jaxopt_mat.chunked.map_rows`,
+    as :func:`score_pool` scores); the greedy of :func:`greedy_pool_batch`
+    then runs over the rows of largest EHVI.
+
+    Args:
+        predict, model_args: as for :func:`score_pool`.
+        features: ``(N, d)``; front: ``(p, m)`` observed values and ``ref`` ``(m,)``, maximisation form.
+        exclude: ``(N,)`` rows never chosen (already measured).
+
+    Returns:
+        ``(indices (q,), ehvi at pick time (q,), mean (q, m), std (q, m))``.
+    """
+    front = jnp.asarray(front)
+    ref = jnp.asarray(ref, front.dtype)
+    mean, std, first = map_rows(_MomentsAndEhvi(predict), (tuple(model_args), _boxes(front, ref, None)),
+                                jnp.asarray(features), chunk=chunk, devices=devices)
+    mean, std = np.asarray(mean), np.asarray(std)
+    idx, vals = _lazy_greedy(mean, std, np.asarray(first), front, ref, _blocked(exclude, mean.shape[0], q), q,
+                             shortlist)
+    return idx, vals, mean[idx], std[idx]
 
 
 def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist: int = 1024):
     """``q`` pool rows by sequential greedy EHVI with Kriging-believer fantasies.
 
     After each pick its predicted mean joins the front (the "believed"
-    outcome), the boxes are recomputed, and the next pick maximises EHVI over
-    the rest; rows in ``exclude`` (already measured) and picked rows are never chosen.
+    outcome), and the next pick maximises EHVI over the rest; rows in
+    ``exclude`` (already measured) and picked rows are never chosen.
 
-    Lazy evaluation: a point's EHVI can only shrink as the front grows, so the
-    greedy steps run over the ``shortlist`` rows of largest initial EHVI, and
-    the result is kept only if every pick beats the largest initial EHVI left
-    outside the shortlist (then it is the full greedy's result exactly);
-    otherwise the greedy reruns over a shortlist four times longer, up to the
-    whole pool. In big pools many rows share nearly the largest EHVI, so the
-    first shortlist often fails the test; the longer ones settle it long
-    before the whole pool.
+    Lazy evaluation (Minoux's accelerated greedy): a row's EHVI can only
+    shrink as the front grows, so every EHVI computed so far bounds the row's
+    EHVI from above for every later pick. Each pick evaluates rows in order of
+    their bounds, ``shortlist`` rows first and blocks four times longer after,
+    and stops once the best fresh value is at least every bound left: the
+    result is the full greedy's (which runs when ``shortlist`` covers the
+    pool), at a fraction of its cost on a big pool.
 
     Returns:
         ``(indices (q,), ehvi at pick time (q,))``.
     """
-    mean, std = jnp.asarray(mean), jnp.asarray(std)
-    n, m = mean.shape
+    mean, std = np.asarray(mean), np.asarray(std)
     front = jnp.asarray(front, mean.dtype)
     ref = jnp.asarray(ref, mean.dtype)
-    p = front.shape[0]
-    blocked = jnp.zeros(n, bool) if exclude is None else jnp.asarray(exclude, bool)
-    if shortlist < n and shortlist > q:
+    blocked = _blocked(exclude, mean.shape[0], q)
+    first = None
+    if q < shortlist < mean.shape[0]:
         # in chunks: a million rows times the front's boxes would not fit in memory at once
-        first = map_rows(_ehvi_of_moments, (non_dominated_boxes(front, ref),), (mean, std))
-        first = jnp.where(blocked, -jnp.inf, first)
-        order = jnp.argsort(-first)  # once, for every shortlist length
-        while shortlist < n:
-            top = order[:shortlist]
-            idx, vals = _greedy(mean[top], std[top], front, ref, blocked[top], q=q, p=p)
-            if bool(jnp.all(vals >= first[order[shortlist]])):
-                return top[idx], vals
-            shortlist *= 4
-    return _greedy(mean, std, front, ref, blocked, q=q, p=p)
+        first = np.asarray(map_rows(_ehvi_of_moments, (_boxes(front, ref, None),), (mean, std)))
+    return _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist)
+
+
+def _blocked(exclude, n: int, q: int) -> np.ndarray:
+    blocked = np.zeros(n, bool) if exclude is None else np.asarray(exclude, bool)
+    if int(np.sum(~blocked)) < q:
+        raise ValueError(f"{int(np.sum(~blocked))} rows are free, fewer than the {q} asked for")
+    return blocked
+
+
+def _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist):
+    """The greedy with EHVI upper bounds (``first``: each row's EHVI under ``front``); the full greedy without them."""
+    n, p = mean.shape[0], front.shape[0]
+    if first is None or not q < shortlist < n:
+        idx, vals = _greedy(mean, std, front, ref, blocked, q=q, p=p)
+        return np.asarray(idx), np.asarray(vals)
+    bound = np.where(blocked, -np.inf, first)
+    fr = np.concatenate([np.asarray(front), np.zeros((q, mean.shape[1]), mean.dtype)])
+    valid = np.concatenate([np.ones(p, bool), np.zeros(q, bool)])
+    picks, values = [], []
+    for k in range(q):
+        if k == 0:  # the bounds are exact under the observed front
+            i = int(np.argmax(bound))
+            best = bound[i]
+        else:
+            boxes = _boxes(fr, ref, valid)
+            i, best = _best_by_bounds(mean, std, bound, boxes, shortlist)
+        picks.append(i)
+        values.append(best)
+        bound[i] = -np.inf
+        fr[p + k] = mean[i]
+        valid[p + k] = True
+    return np.asarray(picks), np.asarray(values)
+
+
+def _best_by_bounds(mean, std, bound, boxes, block):
+    """The row of largest EHVI under ``boxes``, evaluating rows in order of ``bound`` (tightened in place)."""
+    best, best_i = -np.inf, -1
+    fresh = np.zeros(bound.shape[0], bool)
+    while True:
+        open_rows = np.flatnonzero(~fresh & (bound >= best) & np.isfinite(bound))
+        if open_rows.size == 0:
+            return best_i, best
+        if open_rows.size > block:
+            open_rows = open_rows[np.argpartition(-bound[open_rows], block - 1)[:block]]
+        values = _ehvi_rows(mean[open_rows], std[open_rows], boxes)
+        bound[open_rows] = values
+        fresh[open_rows] = True
+        j = int(np.argmax(values))
+        if values[j] > best or (values[j] == best and open_rows[j] < best_i):  # ties: the lowest row, as argmax
+            best, best_i = float(values[j]), int(open_rows[j])
+        block *= 4
+
+
+_BLOCKS = (16384,)  # one compiled size: rows of the first block or two cost little next to a second program
+
+
+def _ehvi_rows(mean, std, boxes) -> np.ndarray:
+    """EHVI of the rows ``(mean, std)`` under ``boxes``: padded to a few fixed sizes (few compiled programs)."""
+    n = mean.shape[0]
+    size = next((b for b in _BLOCKS if b >= n), None)
+    if size is None:
+        return np.asarray(map_rows(_ehvi_of_moments, (boxes,), (mean, std)))
+    pad = size - n
+    out = _ehvi_block(np.pad(mean, ((0, pad), (0, 0)), mode="edge"), np.pad(std, ((0, pad), (0, 0)), mode="edge"),
+                      boxes)
+    return np.asarray(out)[:n]
+
+
+@jax.jit
+def _ehvi_block(mean, std, boxes):
+    return _ehvi_of_moments((mean, std), boxes)
+
+
+@jax.jit
+def _boxes(front, ref, valid):
+    return non_dominated_boxes(front, ref, valid)
 
 
 @partial(jax.jit, static_argnames=("q", "p"))

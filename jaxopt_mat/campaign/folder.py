@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,7 @@ class CampaignFolder:
             raise CampaignError(f"{self.dir} is not a campaign folder (no {CONFIG_FILE}); run 'jaxopt-mat init' first")
         self.config = load_config(cfg)
         self._pool = None
+        self._pool_index = None
 
     @classmethod
     def create(cls, directory: Path, config: Config, *, source_dir: Path | None = None) -> "CampaignFolder":
@@ -164,6 +166,12 @@ class CampaignFolder:
                 store_pool_cache(self.dir / POOL_CACHE_FILE, source, features, self._pool)
         return self._pool
 
+    def pool_index(self) -> Mapping[str, int]:
+        """A pool campaign's row of each candidate id (built once per command)."""
+        if self._pool_index is None:
+            self._pool_index = self.pool().index_of()
+        return self._pool_index
+
     def read_records(self) -> Records:
         """``observations.csv`` parsed into header and rows (the one place that parses it)."""
         path = self.dir / OBSERVATIONS_FILE
@@ -201,7 +209,7 @@ class CampaignFolder:
         path = self.dir / OBSERVATIONS_FILE
         rows, ids = np.asarray(measurements.values), measurements.ids
         if self.config.is_pool:
-            index = self.pool().index_of()
+            index = self.pool_index()
             if ids is None or len(ids) != rows.shape[0]:
                 raise CampaignError("rows of a pool campaign need their candidate ids")
             unknown = [i for i in ids if i not in index]

@@ -55,6 +55,7 @@ class Snapshot:
         previous_batch: inputs of the newest suggested batch (``None`` if none, or not needed).
         last_acquisition: the largest expected improvement (or EHVI) of the newest batch that recorded one.
         pool: a pool campaign's candidate table.
+        pool_index: a pool campaign's row of each candidate id.
         target_spectrum: a spectrum campaign's target as read, ``(wavelengths, absorbance)``.
     """
 
@@ -71,6 +72,7 @@ class Snapshot:
     previous_batch: np.ndarray | None
     last_acquisition: float | None
     pool: Pool | None = None
+    pool_index: Mapping[str, int] | None = None
     target_spectrum: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
@@ -120,11 +122,6 @@ class Snapshot:
         return int(self.conditions.x.shape[0])
 
     @functools.cached_property
-    def pool_index(self) -> dict[str, int]:
-        """Pool campaigns: the row of each candidate id."""
-        return self.pool.index_of()
-
-    @functools.cached_property
     def measured_mask(self) -> np.ndarray:
         """Pool campaigns: ``(N,)`` True for candidates with at least one measurement."""
         mask = np.zeros(len(self.pool.ids), bool)
@@ -169,7 +166,7 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
     pool = folder.pool() if config.is_pool else None
     if config.is_pool:
         columns = tuple(header[1:-1])
-        index = pool.index_of()
+        index = folder.pool_index()
         try:
             rows = [index[r[0]] for r in body]
         except KeyError as e:
@@ -192,5 +189,6 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
         directory=folder.dir, config=config, space=space, columns=columns, x=_frozen(x),
         measured=_frozen(arr[:, :-1]), batches=_frozen(arr[:, -1].astype(int)), ids=ids,
         state=MappingProxyType(folder.read_state()), n_suggested=len(files), previous_batch=previous,
-        last_acquisition=_last_acquisition(files), pool=pool, target_spectrum=target,
+        last_acquisition=_last_acquisition(files), pool=pool,
+        pool_index=MappingProxyType(folder.pool_index()) if pool is not None else None, target_spectrum=target,
     )

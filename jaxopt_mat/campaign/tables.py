@@ -11,6 +11,7 @@ import csv
 import io
 import math
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -147,7 +148,7 @@ def target_on_grid(target_wl, target_abs, wavelengths, *, source: str = "target"
 
 def validate_measurements(text: str, source: str, *, config: Config, space: SearchSpace | None,
                           wavelengths: np.ndarray, target_on: Callable | None = None,
-                          pool_index: dict[str, int] | None = None) -> Measurements:
+                          pool_index: Mapping[str, int] | None = None) -> Measurements:
     """Parse a measurement CSV into rows ``(n, d + k)``: inputs, then the objective or the spectrum.
 
     Spectrum columns are those whose header is a number (the wavelength);
@@ -216,7 +217,7 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
     return Measurements(np.array(values), need[len(names):])
 
 
-def _validate_pool_rows(header: list[str], reader, source: str, config: Config, index: dict[str, int]):
+def _validate_pool_rows(header: list[str], reader, source: str, config: Config, index: Mapping[str, int]):
     measured = config.objective.measured_names
     need = ["id"] + measured
     missing = [c for c in need if c not in header]

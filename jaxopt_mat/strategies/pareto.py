@@ -6,9 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_mat.acquisition.ehvi import ehvi_batch, greedy_pool_batch
+from jaxopt_mat.acquisition.ehvi import ehvi_batch, pool_ehvi_batch
 from jaxopt_mat.campaign import Config, Snapshot
-from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, remembered_fits,
                                         warm_start)
@@ -67,8 +66,7 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     front = cond.y * signs
     ref = snap.reference_point(front)
     ctx.progress(f"scoring EHVI over {len(pool.ids)} candidates")
-    mean, std = map_rows(predict_objectives, (models, jnp.asarray(signs)), jnp.asarray(pool.features))
-    idx, ehvi = greedy_pool_batch(mean, std, front, ref, req.batch, exclude=np.array(snap.measured_mask))
-    idx = np.asarray(idx)
-    extra = pareto_extra(config, np.asarray(mean)[idx], np.asarray(std)[idx], ehvi, "ehvi")
+    idx, ehvi, mean, std = pool_ehvi_batch(predict_objectives, (models, jnp.asarray(signs)), pool.features, front,
+                                           ref, req.batch, exclude=snap.measured_mask)
+    extra = pareto_extra(config, mean, std, ehvi, "ehvi")
     return idx, extra, models, _kept(snap, models)

@@ -232,6 +232,22 @@ def _condition(theta, u, y, mask):
     return L, L_inv, alpha, ls, var, noise, m
 
 
+@partial(jax.jit, static_argnames=("n_pad",))
+def _scaled_and_padded(x, y, low, high, *, n_pad):
+    """Inputs to the unit cube of ``[low, high]`` and standardized targets, padded to ``n_pad`` rows (one program)."""
+    n, d = x.shape
+    high = jnp.where(high > low, high, low + 1.0)
+    u = (x - low) / (high - low)
+    y_loc = jnp.mean(y)
+    y_scale = jnp.std(y)
+    y_scale = jnp.where(y_scale > 0, y_scale, 1.0)
+    ys = (y - y_loc) / y_scale
+    u_pad = jnp.zeros((n_pad, d), x.dtype).at[:n].set(u)
+    y_pad = jnp.zeros((n_pad,), x.dtype).at[:n].set(ys)
+    mask = jnp.zeros((n_pad,), x.dtype).at[:n].set(1.0)
+    return u_pad, y_pad, mask, low, high, y_loc, y_scale
+
+
 def _padded_size(n: int, pad_to: int | None) -> int:
     if pad_to is not None:
         if pad_to < n:
@@ -304,17 +320,8 @@ def fit_gp(
     dtype = x.dtype
     low = jnp.min(x, axis=0) if low is None else jnp.asarray(low, dtype=dtype)
     high = jnp.max(x, axis=0) if high is None else jnp.asarray(high, dtype=dtype)
-    high = jnp.where(high > low, high, low + 1.0)
-    u = (x - low) / (high - low)
-    y_loc = jnp.mean(y)
-    y_scale = jnp.std(y)
-    y_scale = jnp.where(y_scale > 0, y_scale, 1.0)
-    ys = (y - y_loc) / y_scale
-
-    n_pad = _padded_size(n, pad_to)
-    u_pad = jnp.zeros((n_pad, d), dtype).at[:n].set(u)
-    y_pad = jnp.zeros((n_pad,), dtype).at[:n].set(ys)
-    mask = jnp.zeros((n_pad,), dtype).at[:n].set(1.0)
+    u_pad, y_pad, mask, low, high, y_loc, y_scale = _scaled_and_padded(x, y, low, high,
+                                                                       n_pad=_padded_size(n, pad_to))
     warm = init is not None
     if warm:
         init = jnp.asarray(init, dtype=dtype)

@@ -1,0 +1,117 @@
+"""A million-candidate pool campaign driven through the CLI: wall time and peak memory of each command.
+
+    .venv/bin/python benchmarks/bench_big_pool_cli.py [--rows 1000000] [--features 20] [--measured 50]
+
+A candidate table of ``--rows`` rows (``id`` and ``--features`` uniform
+features), two objectives (maximise one, minimise the other), ``--measured``
+rows observed; then ``init``, ``observe``, and two ``suggest --batch 10`` run
+as separate processes, each timed by wall clock with its peak resident
+memory (the child's ``ru_maxrss``). The first ``suggest`` starts from empty
+compilation caches (its own cache folder, made fresh for the run); the second
+is warm, as a user's next command would be. Goals (issue 35): ``init`` at most
+5 s, the first ``suggest`` at most 10 s, the second at most 5 s, every
+command under 2 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import machine  # noqa: E402
+
+CONFIG = """name = "big pool"
+candidates = "candidates.csv"
+initial_design = 10
+
+[objective]
+kind = "pareto"
+[[objective.objectives]]
+name = "strength"
+direction = "maximize"
+[[objective.objectives]]
+name = "cost"
+direction = "minimize"
+"""
+
+
+def write_pool(path: Path, rows: int, features: int, seed: int = 0) -> np.ndarray:
+    """The candidate table; returns its features. Written with numpy in blocks (the generator is not timed)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(rows, features))
+    with open(path, "w") as f:
+        f.write("id," + ",".join(f"f{j:02d}" for j in range(features)) + "\n")
+        for start in range(0, rows, 100_000):
+            block = x[start:start + 100_000]
+            ids = np.char.add("p", np.arange(start, start + block.shape[0]).astype(str))
+            lines = [i + "," + ",".join(r) for i, r in zip(ids, np.char.mod("%.6f", block))]
+            f.write("\n".join(lines) + "\n")
+    return np.round(x, 6)
+
+
+def objectives(x: np.ndarray) -> np.ndarray:
+    """Two smooth objectives of the first four features that trade off."""
+    strength = np.sin(3 * x[:, 0]) + x[:, 1]
+    cost = x[:, 0] ** 2 + 0.5 * x[:, 2] + 0.2 * np.cos(4 * x[:, 3])
+    return np.stack([strength, cost], -1)
+
+
+def timed_command(cmd: list[str], env: dict, log: Path) -> tuple[float, float]:
+    """``(wall seconds, peak resident GiB)`` of one command (its own ``ru_maxrss``); exits with its stderr on failure."""
+    start = time.perf_counter()
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{log.read_text()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024**2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--measured", type=int, default=50)
+    args = parser.parse_args()
+    cli = [sys.executable, "-m", "jaxopt_mat"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        env = dict(os.environ, JAXOPT_MAT_CACHE=str(tmp / "cache"))
+        x = write_pool(tmp / "candidates.csv", args.rows, args.features)
+        (tmp / "campaign.toml").write_text(CONFIG)
+        rng = np.random.default_rng(1)
+        picked = rng.choice(args.rows, args.measured, replace=False)
+        y = objectives(x[picked])
+        lines = ["id,strength,cost"] + [f"p{i},{a:.6f},{b:.6f}" for i, (a, b) in zip(picked, y)]
+        (tmp / "measured.csv").write_text("\n".join(lines) + "\n")
+        camp = str(tmp / "camp")
+        rows = []
+        for label, cmd in [
+            ("init", ["init", camp, "--config", str(tmp / "campaign.toml")]),
+            (f"observe ({args.measured} rows)", ["observe", camp, str(tmp / "measured.csv")]),
+            ("first suggest --batch 10 (empty caches)", ["suggest", camp, "--batch", "10", "--out",
+                                                        str(tmp / "b1.csv")]),
+            ("second suggest --batch 10", ["suggest", camp, "--batch", "10", "--out", str(tmp / "b2.csv")]),
+        ]:
+            wall, peak = timed_command(cli + cmd, env, tmp / "stderr.txt")
+            rows.append((label, wall, peak))
+            print(f"{label}: {wall:.2f} s, peak {peak:.2f} GiB", flush=True)
+    print(f"\n{args.rows:,} candidates, {args.features} features, 2 objectives, {args.measured} measured rows; "
+          f"{machine()}\n")
+    print("| command | wall time | peak resident memory |")
+    print("| --- | --- | --- |")
+    for label, wall, peak in rows:
+        print(f"| `{label}` | {wall:.2f} s | {peak:.2f} GiB |")
+
+
+if __name__ == "__main__":
+    main()
