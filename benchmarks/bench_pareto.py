@@ -29,7 +29,8 @@ jax.config.update("jax_enable_x64", True)
 
 from jaxopt_mat import fit_gp, map_rows  # noqa: E402
 from jaxopt_mat.chunked import default_threads  # noqa: E402
-from jaxopt_mat.acquisition.ehvi import greedy_pool_batch, score_pool  # noqa: E402
+from jaxopt_mat.acquisition.ehvi import score_pool  # noqa: E402
+from jaxopt_mat.acquisition.pool_ehvi import greedy_pool_batch  # noqa: E402
 from jaxopt_mat.surrogates.independent import predict_objectives  # noqa: E402
 from jaxopt_mat.pareto import default_reference, hypervolume, non_dominated_mask  # noqa: E402
 

@@ -29,10 +29,10 @@ from jaxopt_mat.acquisition.batch import Batch, local_penalization_batch
 from jaxopt_mat.acquisition.ehvi import (
     ehvi_batch,
     expected_hypervolume_improvement,
-    greedy_pool_batch,
     q_expected_hypervolume_improvement,
     score_pool,
 )
+from jaxopt_mat.acquisition.pool_ehvi import greedy_pool_batch, pool_ehvi_batch
 from jaxopt_mat.api import Campaign, Status
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.embedding import kernel_mean_embedding
@@ -81,6 +81,7 @@ __all__ = [
     "fit_gp",
     "fit_spectrum_gp",
     "greedy_pool_batch",
+    "pool_ehvi_batch",
     "hypervolume",
     "kernel_mean_embedding",
     "latin_hypercube",

@@ -132,6 +132,36 @@ def maximize_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_steps,
     return best_u[i], best_v[i], best_u, best_v
 
 
+def greedy_batch_unit(score, record, carry, space: SearchSpace, key, q: int, *, n_starts, n_raw, n_steps,
+                      learning_rate, init_unit=None):
+    """A batch of ``q`` points chosen one at a time, each by :func:`maximize_unit` (traceable, one ``lax.scan``).
+
+    Every sequential batch method is this loop with its own two functions:
+
+    - ``score(carry, u)``: the acquisition of unit-cube points ``u`` ``(n, d)``
+      given the points chosen so far, ``(n,)`` (e.g. log EI plus the local
+      penalizers of the earlier points, or EHVI under a front that holds
+      their believed outcomes);
+    - ``record(carry, k, u, value)``: the state after point ``k`` (``u``
+      ``(d,)``, its score ``value``) is chosen, and a per-point output
+      (its posterior, say): ``(carry, out)``.
+
+    Point ``k`` is searched with the key ``fold_in(key, k)``, from the best of
+    ``n_raw`` feasible samples and ``init_unit``.
+
+    Returns:
+        ``(carry, u (q, d), values (q,), outs)`` with ``outs`` stacked along a leading ``q`` axis.
+    """
+    def body(carry, k):
+        u, value, _, _ = maximize_unit(partial(score, carry), space, jax.random.fold_in(key, k), n_starts=n_starts,
+                                       n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate, init_unit=init_unit)
+        carry, out = record(carry, k, u, value)
+        return carry, (u, value, out)
+
+    carry, (us, values, outs) = jax.lax.scan(body, carry, jnp.arange(q))
+    return carry, us, values, outs
+
+
 @partial(jax.jit, static_argnames=("fn", "n_starts", "n_raw", "n_steps"))
 def _maximize_jit(fn, space, key, args, init, learning_rate, *, n_starts, n_raw, n_steps):
     fn_unit = lambda u: fn(space.from_unit(u), *args)  # noqa: E731

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from jaxopt_mat.acquisition.ehvi import (
-    ehvi_from_boxes_general, expected_hypervolume_improvement, greedy_pool_batch, log_ehvi_from_boxes,
-    monte_carlo_ehvi, score_pool,
+    ehvi_from_boxes_general, expected_hypervolume_improvement, log_ehvi_from_boxes, monte_carlo_ehvi, score_pool,
 )
+from jaxopt_mat.acquisition.pool_ehvi import greedy_pool_batch
 from jaxopt_mat.pareto import hypervolume, non_dominated_boxes, non_dominated_mask
 
 
@@ -177,7 +177,7 @@ assert seen == [(4, [4])], seen  # the pool was split over the four devices, and
 assert sharded.shape == (2003,)
 np.testing.assert_allclose(sharded, single, rtol=1e-12, atol=1e-15)
 # the pool path of suggest: posterior and EHVI in one sharded pass, then the greedy
-from jaxopt_mat.acquisition.ehvi import pool_ehvi_batch
+from jaxopt_mat.acquisition.pool_ehvi import pool_ehvi_batch
 exclude = np.arange(2003) % 7 == 0
 a = pool_ehvi_batch(_predict, (w,), feats, front, ref, 8, exclude=exclude, chunk=128)
 assert seen[-1] == (4, [4, 4, 4]), seen
@@ -307,7 +307,7 @@ def test_lazy_greedy_equals_the_full_greedy():
 def test_lazy_greedy_evaluates_past_its_first_block_only_as_far_as_the_bounds_require(monkeypatch):
     # 300 near-copies of the best row: after the first pick the others' EHVI drops below the
     # bounds of rows outside a first block shorter than the copies, so the next pick must look further.
-    import jaxopt_mat.acquisition.ehvi as ehvi_module
+    import jaxopt_mat.acquisition.pool_ehvi as ehvi_module
 
     rng = np.random.default_rng(9)
     mean = rng.normal(size=(3000, 2))

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
 from jaxopt_mat.acquisition.analytic import log_expected_improvement
-from jaxopt_mat.optimize import maximize_unit, sample_feasible_unit
+from jaxopt_mat.optimize import greedy_batch_unit, sample_feasible_unit
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.gp import GPModel
 
@@ -103,25 +103,20 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
             value = value + log_ndtr((constraint_upper - pc.mean) / pc.std)
         return value
 
-    def body(carry, k):
+    def score(carry, u):
         centers, mean, std, mask = carry
+        return log_ei(u) + log_penalizer(u, centers, mean, std, best, L, mask, maximize=maximize)
 
-        def fn_unit(u):
-            return log_ei(u) + log_penalizer(u, centers, mean, std, best, L, mask, maximize=maximize)
-
-        bu, _, _, _ = maximize_unit(
-            fn_unit, space, jax.random.fold_in(k_loop, k), n_starts=n_starts, n_raw=n_raw,
-            n_steps=n_steps, learning_rate=learning_rate, init_unit=init_unit,
-        )
-        post = _predict_space_unit(model, space, bu[None])
-        centers = centers.at[k].set(bu)
-        mean = mean.at[k].set(post.mean[0])
-        std = std.at[k].set(post.std[0])
-        mask = mask.at[k].set(1.0)
-        return (centers, mean, std, mask), None
+    def record(carry, k, u, _):
+        centers, mean, std, mask = carry
+        post = _predict_space_unit(model, space, u[None])
+        return (centers.at[k].set(u), mean.at[k].set(post.mean[0]), std.at[k].set(post.std[0]),
+                mask.at[k].set(1.0)), None
 
     init = (jnp.zeros((q, d), dtype), jnp.zeros(q, dtype), jnp.ones(q, dtype), jnp.zeros(q, dtype))
-    (centers, mean, std, _), _ = jax.lax.scan(body, init, jnp.arange(q))
+    (centers, mean, std, _), _, _, _ = greedy_batch_unit(score, record, init, space, k_loop, q, n_starts=n_starts,
+                                                         n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
+                                                         init_unit=init_unit)
     return Batch(space.from_unit(centers), mean, std, log_ei(centers), L)
 
 

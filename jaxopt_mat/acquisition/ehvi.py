@@ -22,9 +22,9 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxopt_mat.chunked import map_rows
+from jaxopt_mat.optimize import greedy_batch_unit
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -142,10 +142,10 @@ class _EhviOfRows(NamedTuple):
     predict: Callable
 
     def __call__(self, rows, model_args, boxes):
-        return _ehvi_of_moments(self.predict(rows, *model_args), boxes)
+        return ehvi_of_moments(self.predict(rows, *model_args), boxes)
 
 
-def _ehvi_of_moments(rows, boxes):
+def ehvi_of_moments(rows, boxes):
     """EHVI of rows given as ``(mean, std)``, each ``(c, m)``."""
     mean, std = rows
     return jax.vmap(lambda m, s: ehvi_from_boxes(m, s, boxes))(mean, std)
@@ -193,198 +193,32 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
                     threads=threads, devices=devices)
 
 
-class _MomentsAndEhvi(NamedTuple):
-    """Row function of :func:`pool_ehvi_batch`: each row's posterior and its EHVI, in one pass."""
-
-    predict: Callable
-
-    def __call__(self, rows, model_args, boxes):
-        mean, std = self.predict(rows, *model_args)
-        return mean, std, _ehvi_of_moments((mean, std), boxes)
-
-
-def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclude=None, shortlist: int = 1024,
-                    chunk: int = 8192, devices=None):
-    """``q`` rows of a candidate pool by greedy EHVI, each row's posterior computed once.
-
-    One chunked (and, with several devices, sharded) pass over ``features``
-    gives every row's posterior and EHVI (:func:`~jaxopt_mat.chunked.map_rows`,
-    as :func:`score_pool` scores); the greedy of :func:`greedy_pool_batch`
-    then runs over the rows of largest EHVI.
-
-    Args:
-        predict, model_args: as for :func:`score_pool`.
-        features: ``(N, d)``; front: ``(p, m)`` observed values and ``ref`` ``(m,)``, maximisation form.
-        exclude: ``(N,)`` rows never chosen (already measured).
-
-    Returns:
-        ``(indices (q,), ehvi at pick time (q,), mean (q, m), std (q, m))``.
-    """
-    front = jnp.asarray(front)
-    ref = jnp.asarray(ref, front.dtype)
-    mean, std, first = map_rows(_MomentsAndEhvi(predict), (tuple(model_args), _boxes(front, ref, None)),
-                                jnp.asarray(features), chunk=chunk, devices=devices)
-    mean, std = np.asarray(mean), np.asarray(std)
-    idx, vals = _lazy_greedy(mean, std, np.asarray(first), front, ref, _blocked(exclude, mean.shape[0], q), q,
-                             shortlist)
-    return idx, vals, mean[idx], std[idx]
-
-
-def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist: int = 1024):
-    """``q`` pool rows by sequential greedy EHVI with Kriging-believer fantasies.
-
-    After each pick its predicted mean joins the front (the "believed"
-    outcome), and the next pick maximises EHVI over the rest; rows in
-    ``exclude`` (already measured) and picked rows are never chosen.
-
-    Lazy evaluation (Minoux's accelerated greedy): a row's EHVI can only
-    shrink as the front grows, so every EHVI computed so far bounds the row's
-    EHVI from above for every later pick. Each pick evaluates rows in order of
-    their bounds, ``shortlist`` rows first and blocks four times longer after,
-    and stops once the best fresh value is at least every bound left: the
-    result is the full greedy's (which runs when ``shortlist`` covers the
-    pool), at a fraction of its cost on a big pool.
-
-    Returns:
-        ``(indices (q,), ehvi at pick time (q,))``.
-    """
-    mean, std = np.asarray(mean), np.asarray(std)
-    front = jnp.asarray(front, mean.dtype)
-    ref = jnp.asarray(ref, mean.dtype)
-    blocked = _blocked(exclude, mean.shape[0], q)
-    first = None
-    if q < shortlist < mean.shape[0]:
-        # in chunks: a million rows times the front's boxes would not fit in memory at once
-        first = np.asarray(map_rows(_ehvi_of_moments, (_boxes(front, ref, None),), (mean, std)))
-    return _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist)
-
-
-def _blocked(exclude, n: int, q: int) -> np.ndarray:
-    blocked = np.zeros(n, bool) if exclude is None else np.asarray(exclude, bool)
-    if int(np.sum(~blocked)) < q:
-        raise ValueError(f"{int(np.sum(~blocked))} rows are free, fewer than the {q} asked for")
-    return blocked
-
-
-def _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist):
-    """The greedy with EHVI upper bounds (``first``: each row's EHVI under ``front``); the full greedy without them."""
-    n, p = mean.shape[0], front.shape[0]
-    if first is None or not q < shortlist < n:
-        idx, vals = _greedy(mean, std, front, ref, blocked, q=q, p=p)
-        return np.asarray(idx), np.asarray(vals)
-    bound = np.where(blocked, -np.inf, first)
-    fr = np.concatenate([np.asarray(front), np.zeros((q, mean.shape[1]), mean.dtype)])
-    valid = np.concatenate([np.ones(p, bool), np.zeros(q, bool)])
-    picks, values = [], []
-    for k in range(q):
-        if k == 0:  # the bounds are exact under the observed front
-            i = int(np.argmax(bound))
-            best = bound[i]
-        else:
-            boxes = _boxes(fr, ref, valid)
-            i, best = _best_by_bounds(mean, std, bound, boxes, shortlist)
-        picks.append(i)
-        values.append(best)
-        bound[i] = -np.inf
-        fr[p + k] = mean[i]
-        valid[p + k] = True
-    return np.asarray(picks), np.asarray(values)
-
-
-def _best_by_bounds(mean, std, bound, boxes, block):
-    """The row of largest EHVI under ``boxes``, evaluating rows in order of ``bound`` (tightened in place)."""
-    best, best_i = -np.inf, -1
-    fresh = np.zeros(bound.shape[0], bool)
-    while True:
-        open_rows = np.flatnonzero(~fresh & (bound >= best) & np.isfinite(bound))
-        if open_rows.size == 0:
-            return best_i, best
-        if open_rows.size > block:
-            open_rows = open_rows[np.argpartition(-bound[open_rows], block - 1)[:block]]
-        values = _ehvi_rows(mean[open_rows], std[open_rows], boxes)
-        bound[open_rows] = values
-        fresh[open_rows] = True
-        j = int(np.argmax(values))
-        if values[j] > best or (values[j] == best and open_rows[j] < best_i):  # ties: the lowest row, as argmax
-            best, best_i = float(values[j]), int(open_rows[j])
-        block *= 4
-
-
-_BLOCKS = (16384,)  # one compiled size: rows of the first block or two cost little next to a second program
-
-
-def _ehvi_rows(mean, std, boxes) -> np.ndarray:
-    """EHVI of the rows ``(mean, std)`` under ``boxes``: padded to a few fixed sizes (few compiled programs)."""
-    n = mean.shape[0]
-    size = next((b for b in _BLOCKS if b >= n), None)
-    if size is None:
-        return np.asarray(map_rows(_ehvi_of_moments, (boxes,), (mean, std)))
-    pad = size - n
-    out = _ehvi_block(np.pad(mean, ((0, pad), (0, 0)), mode="edge"), np.pad(std, ((0, pad), (0, 0)), mode="edge"),
-                      boxes)
-    return np.asarray(out)[:n]
-
-
-@jax.jit
-def _ehvi_block(mean, std, boxes):
-    return _ehvi_of_moments((mean, std), boxes)
-
-
-@jax.jit
-def _boxes(front, ref, valid):
-    return non_dominated_boxes(front, ref, valid)
-
-
-@partial(jax.jit, static_argnames=("q", "p"))
-def _greedy(mean, std, front, ref, blocked, *, q, p):
-    m = mean.shape[1]
-    fr = jnp.concatenate([front, jnp.zeros((q, m), mean.dtype)])
-    valid = jnp.concatenate([jnp.ones(p, bool), jnp.zeros(q, bool)])
-
-    def body(carry, k):
-        fr, valid, blocked = carry
-        boxes = non_dominated_boxes(fr, ref, valid)
-        e = jax.vmap(lambda a, b: ehvi_from_boxes(a, b, boxes))(mean, std)
-        e = jnp.where(blocked, -jnp.inf, e)
-        i = jnp.argmax(e)
-        fr = fr.at[p + k].set(mean[i])
-        valid = valid.at[p + k].set(True)
-        return (fr, valid, blocked.at[i].set(True)), (i, e[i])
-
-    _, (idx, vals) = jax.lax.scan(body, (fr, valid, blocked), jnp.arange(q))
-    return idx, vals
-
-
-def _log_ehvi_unit(predict, model_args, space, boxes, picked, picked_mask, u):
-    mean, std = predict(space.from_unit(u), *model_args, picked, picked_mask)
-    return jax.vmap(lambda a, b: log_ehvi_from_boxes(a, b, boxes))(mean, std)
-
-
 @partial(jax.jit, static_argnames=("predict", "q", "n_starts", "n_raw", "n_steps"))
 def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, *, q, n_starts, n_raw,
                 n_steps):
-    from jaxopt_mat.optimize import maximize_unit
-
     p, m = front.shape
     fr = jnp.concatenate([front, jnp.zeros((q, m), front.dtype)])
     valid = jnp.concatenate([jnp.ones(p, bool), jnp.zeros(q, bool)])
     picked = jnp.zeros((q, space.dim), front.dtype)
     picked_mask = jnp.zeros(q, front.dtype)
 
-    def body(carry, k):
-        fr, valid, picked, picked_mask = carry
-        boxes = non_dominated_boxes(fr, ref, valid)
-        fn_unit = partial(_log_ehvi_unit, predict, model_args, space, boxes, picked, picked_mask)
-        bu, bv, _, _ = maximize_unit(fn_unit, space, jax.random.fold_in(key, k), n_starts=n_starts, n_raw=n_raw,
-                                     n_steps=n_steps, learning_rate=learning_rate, init_unit=init_unit)
-        bx = space.from_unit(bu[None])
-        mean, std = predict(bx, *model_args, picked, picked_mask)
-        fr = fr.at[p + k].set(mean[0])
-        valid = valid.at[p + k].set(True)
-        carry = (fr, valid, picked.at[k].set(bx[0]), picked_mask.at[k].set(1.0))
-        return carry, (bu, bv, mean[0], std[0])
+    def score(carry, u):
+        _, _, picked, picked_mask, boxes = carry
+        mean, std = predict(space.from_unit(u), *model_args, picked, picked_mask)
+        return jax.vmap(lambda a, b: log_ehvi_from_boxes(a, b, boxes))(mean, std)
 
-    _, (us, log_e, means, stds) = jax.lax.scan(body, (fr, valid, picked, picked_mask), jnp.arange(q))
+    def record(carry, k, u, _):
+        fr, valid, picked, picked_mask, _ = carry
+        x = space.from_unit(u[None])
+        mean, std = predict(x, *model_args, picked, picked_mask)
+        fr, valid = fr.at[p + k].set(mean[0]), valid.at[p + k].set(True)
+        carry = (fr, valid, picked.at[k].set(x[0]), picked_mask.at[k].set(1.0), non_dominated_boxes(fr, ref, valid))
+        return carry, (mean[0], std[0])
+
+    carry = (fr, valid, picked, picked_mask, non_dominated_boxes(fr, ref, valid))
+    _, us, log_e, (means, stds) = greedy_batch_unit(score, record, carry, space, key, q, n_starts=n_starts,
+                                                    n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
+                                                    init_unit=init_unit)
     return space.from_unit(us), log_e, means, stds
 
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_mat.objectives import spectrum_loss
-from jaxopt_mat.optimize import maximize_unit
+from jaxopt_mat.optimize import greedy_batch_unit
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.spectrum_gp import SpectrumGP
 from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble
@@ -62,22 +62,21 @@ def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, rep
     d = space.dim
     p = pending.shape[0]
 
-    def body(carry, k):
+    def score(carry, u):
         chosen, mask = carry
+        value = lower_confidence_score(space.from_unit(u), ensemble, target, window, smoothness, kappa)
+        d2 = jnp.sum((u[:, None, :] - chosen[None]) ** 2, axis=-1)
+        return value - repulsion * jnp.sum(mask * jnp.exp(-0.5 * d2 / radius**2), axis=-1)
 
-        def fn_unit(u):
-            score = lower_confidence_score(space.from_unit(u), ensemble, target, window, smoothness, kappa)
-            d2 = jnp.sum((u[:, None, :] - chosen[None]) ** 2, axis=-1)
-            return score - repulsion * jnp.sum(mask * jnp.exp(-0.5 * d2 / radius**2), axis=-1)
-
-        bu, _, _, _ = maximize_unit(fn_unit, space, jax.random.fold_in(key, k), n_starts=n_starts, n_raw=n_raw,
-                                    n_steps=n_steps, learning_rate=learning_rate)
-        return (chosen.at[p + k].set(bu), mask.at[p + k].set(1.0)), None
+    def record(carry, k, u, _):
+        chosen, mask = carry
+        return (chosen.at[p + k].set(u), mask.at[p + k].set(1.0)), None
 
     dtype = jnp.asarray(space.low).dtype
     chosen = jnp.concatenate([space.to_unit(pending).astype(dtype), jnp.zeros((q, d), dtype)])
     mask = jnp.concatenate([jnp.ones(p, dtype), jnp.zeros(q, dtype)])
-    (chosen, _), _ = jax.lax.scan(body, (chosen, mask), jnp.arange(q))
+    (chosen, _), _, _, _ = greedy_batch_unit(score, record, (chosen, mask), space, key, q, n_starts=n_starts,
+                                             n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate)
     x = space.from_unit(chosen[p:])
     losses = member_losses(ensemble, x, target, window)
     return SpectrumBatch(x, jnp.mean(losses, axis=0), jnp.std(losses, axis=0))
@@ -195,21 +194,20 @@ def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, t
     coarse = SpectrumGP(model.models, model.mean[::stride], model.basis[:, ::stride])
     coarse_target = target[::stride]
 
-    def body(picked_and_mask, i):
-        picked, mask = picked_and_mask
-        picked_unit = space.to_unit(picked)
+    def score(carry, u):
+        picked, mask = carry
+        log_ei = log_expected_loss_improvement(coarse, space.from_unit(u), coarse_target, z, best, window=window,
+                                               smoothness=smoothness, tau=tau, picked=picked, picked_mask=mask)
+        return log_ei + log_exclusion(u, space.to_unit(picked), mask, radius)
 
-        def fn_unit(u):
-            log_ei = log_expected_loss_improvement(coarse, space.from_unit(u), coarse_target, z, best, window=window,
-                                                   smoothness=smoothness, tau=tau, picked=picked, picked_mask=mask)
-            return log_ei + log_exclusion(u, picked_unit, mask, radius)
-
-        bu, bv, _, _ = maximize_unit(fn_unit, space, jax.random.fold_in(key, i), n_starts=n_starts, n_raw=n_raw,
-                                     n_steps=n_steps, learning_rate=learning_rate)
-        return (picked.at[i].set(space.from_unit(bu)), mask.at[i].set(1.0)), bv
+    def record(carry, i, u, _):
+        picked, mask = carry
+        return (picked.at[i].set(space.from_unit(u)), mask.at[i].set(1.0)), None
 
     dtype = jnp.asarray(space.low).dtype
-    (x, _), log_acq = jax.lax.scan(body, (jnp.zeros((q, space.dim), dtype), jnp.zeros(q, dtype)), jnp.arange(q))
+    (x, _), _, log_acq, _ = greedy_batch_unit(score, record, (jnp.zeros((q, space.dim), dtype), jnp.zeros(q, dtype)),
+                                              space, key, q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps,
+                                              learning_rate=learning_rate)
     losses = expected_spectrum_loss(model, x, target, z, window=window)
     return SpectrumBatch(x, jnp.mean(losses, axis=0), jnp.std(losses, axis=0), log_acq)
 

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_mat.acquisition.ehvi import ehvi_batch, pool_ehvi_batch
+from jaxopt_mat.acquisition.ehvi import ehvi_batch
+from jaxopt_mat.acquisition.pool_ehvi import pool_ehvi_batch
 from jaxopt_mat.campaign import Config, Snapshot
 from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, remembered_fits,
