@@ -53,6 +53,18 @@ def test_a_notebook_campaign_round_trips_dataframes(tmp_path):
     assert status.to_dict()["best"] == status.best
 
 
+def test_a_campaign_opened_by_a_relative_path_stays_put_when_the_notebook_changes_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    camp = jm.Campaign.create("runs/c", CONFIG)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    batch = camp.suggest(6)
+    batch["y"] = measure(batch)
+    assert camp.observe(batch).total == 6
+    assert len(pd.read_csv(tmp_path / "runs" / "c" / "observations.csv")) == 6
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+
+
 def test_observe_refuses_a_bad_table_naming_the_row_and_records_nothing(tmp_path):
     camp = jm.Campaign.create(tmp_path / "c", CONFIG)
     bad = pd.DataFrame({"x1": [0.1, 0.9], "x2": [0.5, 1.9], "y": [1.0, 2.0]})  # row 3 violates x1 + x2 <= 2.5

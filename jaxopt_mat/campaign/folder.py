@@ -104,7 +104,7 @@ class CampaignFolder:
     """
 
     def __init__(self, directory: Path):
-        self.dir = Path(directory)
+        self.dir = Path(directory).absolute()  # a notebook's later chdir must not move the campaign
         cfg = self.dir / CONFIG_FILE
         if not cfg.is_file():
             raise CampaignError(f"{self.dir} is not a campaign folder (no {CONFIG_FILE}); run 'jaxopt-mat init' first")
@@ -115,7 +115,7 @@ class CampaignFolder:
     @classmethod
     def create(cls, directory: Path, config: Config, *, source_dir: Path | None = None) -> "CampaignFolder":
         """Create the folder; files the config names are read relative to ``source_dir`` and copied in."""
-        directory = Path(directory)
+        directory = Path(directory).absolute()
         if (directory / CONFIG_FILE).exists():
             raise CampaignError(f"{directory} already holds a campaign; choose another folder")
         if directory.exists() and not directory.is_dir():
