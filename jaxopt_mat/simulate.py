@@ -93,7 +93,8 @@ def run(
         x = np.repeat(kept.suggestion.x, replicates, axis=0)
         y = lab.measure(x, rng=rng)
         text = measurements_csv(config.input_names, _measured_columns(campaign, lab), x, y)
-        done = campaign.observe_text(text, f"round {r + 1} measurements")
+        # freshly measured, so a batch equal to an earlier one (a converged loop on a noise-free lab) is recorded
+        done = campaign.observe_text(text, f"round {r + 1} measurements", again=True)
         snap = campaign.snapshot()
         cond = snap.conditions
         best = float(np.max(cond.y) if config.objective.maximize else np.min(cond.y))

@@ -114,3 +114,16 @@ def test_status_and_plot_read_the_observations_once(tmp_path, monkeypatch, comma
     res = runner.invoke(app, [command[0], str(tmp_path / "c")] + [a.format(tmp=tmp_path) for a in command[1:]])
     assert res.exit_code == 0, res.output
     assert len(reads) == 1
+
+
+def test_simulate_records_a_batch_that_repeats_an_earlier_one(tmp_path, monkeypatch):
+    # A converged loop on a noise-free lab may suggest the same points again: they are new
+    # measurements, not a file observed twice, and the simulation records them.
+    from jaxopt_mat import simulate
+
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    first = camp.ask(6, method="lhs")
+    monkeypatch.setattr(camp, "ask", lambda batch, method=None: first)
+    lab = simulate.FunctionLab(lambda x: (x[:, 0] - 0.3) ** 2 + (x[:, 1] - 1.2) ** 2)
+    rounds = simulate.run(camp, lab, rounds=2, batch=6)
+    assert [r.index for r in rounds] == [1, 2] and [r.n_measured for r in rounds] == [6, 12]
