@@ -33,6 +33,7 @@ from jaxopt_mat import simulate  # noqa: E402
 from jaxopt_mat import Campaign  # noqa: E402
 from jaxopt_mat.campaign import parse_config  # noqa: E402
 from jaxopt_mat.test_functions import BRANIN, HARTMANN6  # noqa: E402
+from jaxopt_mat.optimize import grid_points_unit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,8 +192,20 @@ def bench_batch(out):
     else:
         out.append(f"| batch of 15 | {q15:.3f} s | not installed | |")
         out.append(f"| q = 1 log-EI | {q1:.3f} s | not installed | |")
-    out.append(f"\nTrue objective of the 15 points (max is {3.32237:.3f} at the 6-D optimum): "
+    out.append(f"\nTrue objective of the 15 points (the slice's maximum is {slice_maximum():.4f}): "
                f"best {true_vals.max():.3f}, median {np.median(true_vals):.3f}; best observed before: {best:.3f}.\n")
+
+
+def slice_maximum() -> float:
+    """Maximum of :func:`objective_5d` over the unit cube: 64 gradient starts from 65,536 samples, 500 steps each.
+
+    (Hartmann-6's own maximum, 3.322, lies off this slice.) Checked against the 20^5 grid, which stays below it.
+    """
+    space = jm.SearchSpace(np.zeros(5), np.ones(5))
+    best = jm.maximize(objective_5d, space, key=jax.random.key(0), n_starts=64, n_raw=65536, n_steps=500)
+    grid = jm.maximize_grid(objective_5d, space, resolution=20)
+    assert float(grid.value) <= float(best.value) + 1e-9
+    return float(best.value)
 
 
 def _botorch_acq_times(x, y):
@@ -241,7 +254,10 @@ def bench_grid(out):
     out.append("| --- | --- | --- | --- | --- |")
     grid_t, _ = timed(lambda: jm.maximize_grid(log_ei, space, resolution=20, args=(model, best)).value, repeats=3)
     g = jm.maximize_grid(log_ei, space, resolution=20, args=(model, best))
-    out.append(f"| grid 20^5 (constraint-violators dropped) | 3,200,000 | {float(g.value):.4f} | {grid_t:.2f} s | 1 |")
+    u = jnp.asarray(grid_points_unit(20, 5))
+    feasible = int(np.sum(np.asarray(space.is_feasible(space.from_unit(u)))))
+    out.append(f"| grid 20^5: 3,200,000 points, the {feasible:,} feasible ones evaluated | {feasible:,} | "
+               f"{float(g.value):.4f} | {grid_t:.2f} s | 1 |")
     for n_starts, n_steps in ((32, 100), (16, 60)):
         t, _ = timed(lambda: jm.maximize(log_ei, space, key=jax.random.key(3), args=(model, best),
                                          n_starts=n_starts, n_steps=n_steps).value)

@@ -161,6 +161,14 @@ def test_spectrum_campaigns_stop_when_either_model_has_learned(tmp_path):
     for cos, mse, stab in ((0.94, 0.01, 0.99), (0.99, 0.06, 0.99), (0.99, 0.01, 0.96)):  # one rule short
         res = evaluate(snap, settings, diagnostics={"readiness": two_step.Readiness("dnn", "", cos, mse, stab)})
         assert res["should_stop"] == gp_learned
+    # With the GP's rules pinned off (a stability above any cosine), the network's rules alone decide:
+    # all three met stops, any one short does not.
+    no_gp = {**settings, "stability": 1.01}
+    ready = evaluate(snap, no_gp, diagnostics={"readiness": two_step.Readiness("dnn", "", 0.99, 0.01, 0.99)})
+    assert not ready["stop_rules"]["stability"]["met"] and ready["should_stop"]
+    for cos, mse, stab in ((0.94, 0.01, 0.99), (0.99, 0.06, 0.99), (0.99, 0.01, 0.96)):
+        res = evaluate(snap, no_gp, diagnostics={"readiness": two_step.Readiness("dnn", "", cos, mse, stab)})
+        assert not res["should_stop"], (cos, mse, stab)
     lazy = evaluate(snap, settings, lazy=True, diagnostics={"readiness": two_step.Readiness("dnn", "", 0.99, 0.01, 0.99)})
     assert lazy["should_stop"]  # the plateau holds, so the lazy evaluation measures everything
 
