@@ -267,8 +267,12 @@ def bench_grid(out):
     out.append("")
 
 
-def _closed_loop(problem, batch, budget, method, seed, workdir):
-    """Run a campaign through its files until ``budget`` evaluations; return the simple regret."""
+def _closed_loop(problem, batch, budget, method, seed, workdir, start=None):
+    """Run a campaign through its files until ``budget`` evaluations; return the simple regret.
+
+    ``start``: an initial design ``(n0, d)`` measured and observed as the first batch (instead of
+    the campaign's own Latin hypercube), so that a peer's loop can begin from the same points.
+    """
     d = problem.low.size
     cfg = parse_config({
         "name": problem.name, "seed": seed, "initial_design": max(batch, 2 * d),
@@ -279,6 +283,10 @@ def _closed_loop(problem, batch, budget, method, seed, workdir):
     lab = simulate.FunctionLab(problem.fn)
     n = 0
     r = 0
+    if start is not None:
+        camp.observe_text(simulate.measurements_csv(camp.config.input_names, ["y"], start,
+                                                    lab.measure(start, rng=np.random.default_rng(seed))), "start")
+        n, r = start.shape[0], 1
     while n < budget:
         q = min(batch, budget - n)
         if n == 0 and method == "gp":
@@ -318,15 +326,14 @@ def bench_regret(out, seeds):
 
 
 def _botorch_closed_loop(problem, batch, budget, seed):
-    """BoTorch's joint qLogEI (10 restarts, 512 raw samples) in the same loop: Sobol start, then batches."""
+    """BoTorch's joint qLogEI (10 restarts, 512 raw samples) in the same loop: :func:`shared_start`, then batches."""
     import torch
     from botorch.acquisition import qLogExpectedImprovement
     from botorch.optim import optimize_acqf
 
     d = problem.low.size
     lo, hi = torch.tensor(problem.low), torch.tensor(problem.high)
-    n0 = max(batch, 2 * d)
-    X = torch.tensor(jm.latin_hypercube(jm.SearchSpace(problem.low, problem.high), n0, seed=seed))
+    X = torch.tensor(shared_start(problem, batch, seed))
     f = lambda X: torch.tensor(np.asarray(problem.fn(jnp.asarray(X.numpy()))))  # noqa: E731
     Y = f(X)
     torch.manual_seed(seed)
@@ -341,6 +348,12 @@ def _botorch_closed_loop(problem, batch, budget, seed):
     return float(Y.min() - problem.minimum)
 
 
+def shared_start(problem, batch, seed) -> np.ndarray:
+    """The initial design both loops of :func:`bench_botorch_regret` begin from: a Latin hypercube of max(batch, 2·d)."""
+    n0 = max(batch, 2 * problem.low.size)
+    return np.asarray(jm.latin_hypercube(jm.SearchSpace(problem.low, problem.high), n0, seed=seed))
+
+
 def bench_botorch_regret(out, seeds):
     out.append(f"## Closed loop against BoTorch's joint qLogEI, Hartmann-6, batch 15, budget 120, {seeds} seeds\n")
     if not have_botorch():
@@ -350,7 +363,7 @@ def bench_botorch_regret(out, seeds):
         ours, theirs, t_ours, t_theirs = [], [], [], []
         for s in range(seeds):
             t = time.perf_counter()
-            ours.append(_closed_loop(HARTMANN6, 15, 120, "gp", s, tmp))
+            ours.append(_closed_loop(HARTMANN6, 15, 120, "gp", s, tmp, start=shared_start(HARTMANN6, 15, s)))
             t_ours.append(time.perf_counter() - t)
             t = time.perf_counter()
             theirs.append(_botorch_closed_loop(HARTMANN6, 15, 120, s))
