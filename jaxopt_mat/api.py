@@ -88,6 +88,7 @@ class Status:
     recommended: dict | None
     pareto: dict | None
     pool: dict | None
+    failures: dict | None
     raw: dict = dataclasses.field(repr=False)
 
     @classmethod

@@ -325,13 +325,16 @@ class PoolBatch(NamedTuple):
     log_acquisition: jnp.ndarray
 
 
-def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True, exclude=None) -> PoolBatch:
+def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True, exclude=None,
+                         log_weights=None) -> PoolBatch:
     """``q`` pool rows by log-EI with local penalization (González et al. 2016).
 
     The Lipschitz constant is the largest posterior-mean gradient norm over the
     pool (unit-cube coordinates of the model); after each pick every row's
     log-EI gets the penalizer of the picked row. Rows in ``exclude`` and rows
-    already picked are never chosen. One compiled scan over the batch.
+    already picked are never chosen. ``log_weights`` ``(N,)``, e.g. each row's
+    log probability that its run succeeds, is added to every row's log-EI (and
+    to the reported ``log_acquisition``). One compiled scan over the batch.
     """
     feats = jnp.asarray(features)
     blocked = jnp.zeros(feats.shape[0], bool) if exclude is None else jnp.asarray(exclude, bool)
@@ -340,7 +343,8 @@ def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True
     # Per row, in chunks (a million rows' kernel matrix would not fit in memory at once):
     # the posterior and the slope of its mean, which bounds the Lipschitz constant.
     mean, std, slope = map_rows(_posterior_and_slope, (model,), feats)
-    return _penalized_pool(model, feats, blocked, jnp.asarray(best, feats.dtype), mean, std, slope, q=q,
+    log_weights = jnp.zeros(feats.shape[0], feats.dtype) if log_weights is None else jnp.asarray(log_weights)
+    return _penalized_pool(model, feats, blocked, jnp.asarray(best, feats.dtype), mean, std, slope, log_weights, q=q,
                            maximize=maximize)
 
 
@@ -353,8 +357,8 @@ def _posterior_and_slope(rows, model):
 
 
 @partial(jax.jit, static_argnames=("q", "maximize"))
-def _penalized_pool(model, feats, blocked, best, mean, std, norms, *, q, maximize):
-    log_ei = log_expected_improvement(mean, std, best, maximize=maximize)
+def _penalized_pool(model, feats, blocked, best, mean, std, norms, log_weights, *, q, maximize):
+    log_ei = log_expected_improvement(mean, std, best, maximize=maximize) + log_weights
     u = (feats - model.low) / (model.high - model.low)
     L = jnp.max(norms)
     L = jnp.where(L > 1e-7, L, 10.0)

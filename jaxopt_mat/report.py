@@ -13,7 +13,7 @@ import numpy as np
 from jaxopt_mat.campaign import Config, Snapshot
 from jaxopt_mat.pareto import hypervolume_history, non_dominated_mask
 from jaxopt_mat.stopping import evaluate
-from jaxopt_mat.strategies.base import Context
+from jaxopt_mat.strategies.base import Context, feasibility
 from jaxopt_mat.strategies.spectrum import recommended_condition
 from jaxopt_mat.strategies.two_step import network_readiness
 from jaxopt_mat.surrogates.gp import fit_gp, fit_quality
@@ -71,7 +71,10 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
     trained here). For Pareto campaigns, ``pareto`` holds the reference point,
     the hypervolume (now and after each batch) and the Pareto set; ``model``
     then maps each objective to its GP's fit quality. Pool campaigns add
-    ``pool`` (candidates, unmeasured). Spectrum campaigns with at least 3
+    ``pool`` (candidates, unmeasured). With failed runs recorded, ``failures``
+    holds their count, rate and count per batch, and (with the model) the
+    success classifier's length-scale and its probability of success at the
+    best condition. Spectrum campaigns with at least 3
     conditions add ``recommended``: the measured condition with the lowest
     posterior expected loss under the composite spectrum GP.
     """
@@ -92,6 +95,10 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
     }
     if config.is_pool:
         out["pool"] = {"candidates": len(snap.pool.ids), "unmeasured": int(np.sum(~snap.measured_mask))}
+    n_failed = int(snap.failed_x.shape[0])
+    out["failures"] = None if not n_failed else {
+        "count": n_failed, "rate": n_failed / (n_failed + snap.n_rows),
+        "by_batch": {str(b): int(c) for b, c in zip(*np.unique(snap.failed_batches, return_counts=True))}}
     describe = _describer(snap)
     if obj.is_pareto:
         out["pareto"] = pareto_summary(snap, describe) if snap.n_conditions else None
@@ -100,6 +107,14 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
         out["best"] = {**describe(i), "value": float(cond.y[i]), "replicates": int(cond.counts[i])}
     if not with_model:
         return out
+    if n_failed and snap.n_rows:  # the success model's view: its length-scale, and P(success) at the best condition
+        low, high = (snap.pool.low, snap.pool.high) if config.is_pool else (snap.space.low, snap.space.high)
+        success = feasibility(snap, low=low, high=high, ctx=ctx)
+        at = cond.x[[int(np.argmax(cond.y) if obj.maximize else np.argmin(cond.y))]] if not obj.is_pareto else cond.x
+        out["failures"]["success_model"] = {
+            "lengthscale": float(success.lengthscale),
+            ("probability_at_best" if not obj.is_pareto else "lowest_probability_on_measured"):
+                float(np.min(np.asarray(success.probability(at))))}
     diagnostics: dict = {}
     if snap.n_conditions >= 3:
         space, key = snap.space, jax.random.key(key_seed)

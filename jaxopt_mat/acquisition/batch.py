@@ -88,8 +88,8 @@ def log_penalizer(u, centers, mean, std, incumbent, lipschitz, mask, *, maximize
 
 
 @partial(jax.jit, static_argnames=("q", "maximize", "n_starts", "n_raw", "n_steps"))
-def _local_penalization(model, space, key, best, init_unit, learning_rate, constraint_model, constraint_upper, *, q,
-                        maximize, n_starts, n_raw, n_steps):
+def _local_penalization(model, space, key, best, init_unit, learning_rate, constraint_model, constraint_upper,
+                        feasibility, *, q, maximize, n_starts, n_raw, n_steps):
     d = space.dim
     dtype = model.x_unit.dtype
     k_lip, k_loop = jax.random.split(key)
@@ -101,6 +101,8 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
         if constraint_model is not None:  # times the probability that the constrained quantity stays below its bound
             pc = _predict_space_unit(constraint_model, space, u)
             value = value + log_ndtr((constraint_upper - pc.mean) / pc.std)
+        if feasibility is not None:  # times the probability that a run there gives a result
+            value = value + feasibility.log_weight(space.from_unit(u))
         return value
 
     def score(carry, u):
@@ -134,6 +136,7 @@ def local_penalization_batch(
     n_steps: int = 60,
     learning_rate: float = 0.03,
     constraint=None,
+    feasibility=None,
     program_cache=None,
 ) -> Batch:
     """Choose ``q`` points by log-EI with local penalization (González et al. 2016).
@@ -151,6 +154,10 @@ def local_penalization_batch(
             below ``upper``, modelled by its own GP; the acquisition becomes
             log EI + log P(outcome <= upper) (Gardner et al., ICML 2014), and
             ``log_acquisition`` reports that sum.
+        feasibility: optional success classifier
+            (:class:`~jaxopt_mat.surrogates.feasibility.FeasibilityModel`): its
+            ``log P(success)`` is added too, so the batch keeps away from where
+            runs failed.
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled program between processes (used by the CLI).
 
@@ -164,7 +171,7 @@ def local_penalization_batch(
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
     c_model, c_upper = (None, None) if constraint is None else (constraint[0], jnp.asarray(constraint[1], model.x_unit.dtype))
     args = (model, space, key, jnp.asarray(best, model.x_unit.dtype), init_unit, jnp.asarray(learning_rate), c_model,
-            c_upper)
+            c_upper, feasibility)
     static = dict(q=q, maximize=maximize, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
     if program_cache is None:
         return _local_penalization(*args, **static)

@@ -194,8 +194,8 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
 
 
 @partial(jax.jit, static_argnames=("predict", "q", "n_starts", "n_raw", "n_steps"))
-def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, *, q, n_starts, n_raw,
-                n_steps):
+def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, feasibility, *, q, n_starts,
+                n_raw, n_steps):
     p, m = front.shape
     fr = jnp.concatenate([front, jnp.zeros((q, m), front.dtype)])
     valid = jnp.concatenate([jnp.ones(p, bool), jnp.zeros(q, bool)])
@@ -205,7 +205,8 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
     def score(carry, u):
         _, _, picked, picked_mask, boxes = carry
         mean, std = predict(space.from_unit(u), *model_args, picked, picked_mask)
-        return jax.vmap(lambda a, b: log_ehvi_from_boxes(a, b, boxes))(mean, std)
+        value = jax.vmap(lambda a, b: log_ehvi_from_boxes(a, b, boxes))(mean, std)
+        return value if feasibility is None else value + feasibility.log_weight(space.from_unit(u))
 
     def record(carry, k, u, _):
         fr, valid, picked, picked_mask, _ = carry
@@ -223,7 +224,7 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
 
 
 def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None, n_starts: int = 16,
-               n_raw: int = 512, n_steps: int = 60, learning_rate: float = 0.03):
+               n_raw: int = 512, n_steps: int = 60, learning_rate: float = 0.03, feasibility=None):
     """``q`` points of a continuous space by sequential greedy EHVI with Kriging-believer fantasies.
 
     Each point maximises log EHVI by the multi-start projected gradient method
@@ -240,6 +241,7 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
             a module-level function, so compiled code is reused.
         front: ``(p, m)`` observed values (maximisation form); ``ref``: ``(m,)``.
         init: optional extra starting points ``(k, d)``, physical units.
+        feasibility: optional success classifier; its ``log P(success)`` is added to log EHVI.
 
     Returns:
         ``(x (q, d), log_ehvi at pick time (q,), mean (q, m), std (q, m))``.
@@ -247,7 +249,7 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
     front = jnp.asarray(front)
     return _ehvi_batch(predict, tuple(model_args), space, key, front, jnp.asarray(ref, front.dtype), init_unit,
-                       jnp.asarray(learning_rate, front.dtype), q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
+                       jnp.asarray(learning_rate, front.dtype), feasibility, q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
 
 
 def q_expected_hypervolume_improvement(mean, cov, front, ref, base_samples, *, front_valid=None):

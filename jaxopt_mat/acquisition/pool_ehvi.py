@@ -34,8 +34,8 @@ class _MomentsAndEhvi(NamedTuple):
         return mean, std, ehvi_of_moments((mean, std), boxes)
 
 
-def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclude=None, shortlist: int = 1024,
-                    chunk: int = 8192, devices=None):
+def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclude=None, weights=None,
+                    shortlist: int = 1024, chunk: int = 8192, devices=None):
     """``q`` rows of a candidate pool by greedy EHVI, each row's posterior computed once.
 
     One chunked (and, with several devices, sharded) pass over ``features``
@@ -47,6 +47,8 @@ def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclud
         predict, model_args: as for :func:`score_pool`.
         features: ``(N, d)``; front: ``(p, m)`` observed values and ``ref`` ``(m,)``, maximisation form.
         exclude: ``(N,)`` rows never chosen (already measured).
+        weights: ``(N,)`` factors in [0, 1] on each row's EHVI, e.g. the probability that its run
+            succeeds; the lazy greedy stays exact (a weighted EHVI also only shrinks as the front grows).
 
     Returns:
         ``(indices (q,), ehvi at pick time (q,), mean (q, m), std (q, m))``.
@@ -56,8 +58,9 @@ def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclud
     mean, std, first = map_rows(_MomentsAndEhvi(predict), (tuple(model_args), _boxes(front, ref, None)),
                                 jnp.asarray(features), chunk=chunk, devices=devices)
     mean, std = np.asarray(mean), np.asarray(std)
-    idx, vals = _lazy_greedy(mean, std, np.asarray(first), front, ref, _blocked(exclude, mean.shape[0], q), q,
-                             shortlist)
+    weights = np.ones(mean.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    idx, vals = _lazy_greedy(mean, std, np.asarray(first) * weights, front, ref, _blocked(exclude, mean.shape[0], q),
+                             q, shortlist, weights)
     return idx, vals, mean[idx], std[idx]
 
 
@@ -87,7 +90,7 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist:
     if q < shortlist < mean.shape[0]:
         # in chunks: a million rows times the front's boxes would not fit in memory at once
         first = np.asarray(map_rows(ehvi_of_moments, (_boxes(front, ref, None),), (mean, std)))
-    return _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist)
+    return _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist, np.ones(mean.shape[0]))
 
 
 def _blocked(exclude, n: int, q: int) -> np.ndarray:
@@ -97,11 +100,12 @@ def _blocked(exclude, n: int, q: int) -> np.ndarray:
     return blocked
 
 
-def _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist):
-    """The greedy with EHVI upper bounds (``first``: each row's EHVI under ``front``); the full greedy without them."""
+def _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist, weights):
+    """The greedy of ``weights * EHVI`` with upper bounds (``first``: each row's under ``front``); the full greedy
+    without them."""
     n, p = mean.shape[0], front.shape[0]
     if first is None or not q < shortlist < n:
-        idx, vals = _greedy(mean, std, front, ref, blocked, q=q, p=p)
+        idx, vals = _greedy(mean, std, front, ref, blocked, weights, q=q, p=p)
         return np.asarray(idx), np.asarray(vals)
     bound = np.where(blocked, -np.inf, first)
     fr = np.concatenate([np.asarray(front), np.zeros((q, mean.shape[1]), mean.dtype)])
@@ -113,7 +117,7 @@ def _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist):
             best = bound[i]
         else:
             boxes = _boxes(fr, ref, valid)
-            i, best = _best_by_bounds(mean, std, bound, boxes, shortlist)
+            i, best = _best_by_bounds(mean, std, weights, bound, boxes, shortlist)
         picks.append(i)
         values.append(best)
         bound[i] = -np.inf
@@ -122,7 +126,7 @@ def _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist):
     return np.asarray(picks), np.asarray(values)
 
 
-def _best_by_bounds(mean, std, bound, boxes, block):
+def _best_by_bounds(mean, std, weights, bound, boxes, block):
     """The row of largest EHVI under ``boxes``, evaluating rows in order of ``bound`` (tightened in place)."""
     best, best_i = -np.inf, -1
     fresh = np.zeros(bound.shape[0], bool)
@@ -132,7 +136,7 @@ def _best_by_bounds(mean, std, bound, boxes, block):
             return best_i, best
         if open_rows.size > block:
             open_rows = open_rows[np.argpartition(-bound[open_rows], block - 1)[:block]]
-        values = _ehvi_rows(mean[open_rows], std[open_rows], boxes)
+        values = _ehvi_rows(mean[open_rows], std[open_rows], boxes) * weights[open_rows]
         bound[open_rows] = values
         fresh[open_rows] = True
         j = int(np.argmax(values))
@@ -167,7 +171,7 @@ def _boxes(front, ref, valid):
 
 
 @partial(jax.jit, static_argnames=("q", "p"))
-def _greedy(mean, std, front, ref, blocked, *, q, p):
+def _greedy(mean, std, front, ref, blocked, weights, *, q, p):
     m = mean.shape[1]
     fr = jnp.concatenate([front, jnp.zeros((q, m), mean.dtype)])
     valid = jnp.concatenate([jnp.ones(p, bool), jnp.zeros(q, bool)])
@@ -175,7 +179,7 @@ def _greedy(mean, std, front, ref, blocked, *, q, p):
     def body(carry, k):
         fr, valid, blocked = carry
         boxes = non_dominated_boxes(fr, ref, valid)
-        e = jax.vmap(lambda a, b: ehvi_from_boxes(a, b, boxes))(mean, std)
+        e = jax.vmap(lambda a, b: ehvi_from_boxes(a, b, boxes))(mean, std) * weights
         e = jnp.where(blocked, -jnp.inf, e)
         i = jnp.argmax(e)
         fr = fr.at[p + k].set(mean[i])

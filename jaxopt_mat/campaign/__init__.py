@@ -6,8 +6,9 @@
 - :mod:`~jaxopt_mat.campaign.snapshot`: the immutable value a command reads the folder into, once.
 """
 
-from jaxopt_mat.campaign.config import (BATCH_COLUMN, CONFIG_FILE, DEFAULT_WINDOW, RESERVED_COLUMNS, Config, Input,
-                                        Objective, config_to_toml, load_config, parse_config, widen_bound)
+from jaxopt_mat.campaign.config import (BATCH_COLUMN, CONFIG_FILE, DEFAULT_WINDOW, RESERVED_COLUMNS, STATUS_COLUMN,
+                                        Config, Input, Objective, config_to_toml, load_config, parse_config,
+                                        widen_bound)
 from jaxopt_mat.campaign.folder import (OBSERVATIONS_FILE, STATE_FILE, SUGGESTIONS_DIR, CampaignFolder,
                                         atomic_write_text)
 from jaxopt_mat.campaign.snapshot import Snapshot, read_snapshot
@@ -15,7 +16,7 @@ from jaxopt_mat.campaign.tables import (Measurements, read_target, suggestion_cs
                                         validate_measurements)
 
 __all__ = [
-    "BATCH_COLUMN", "CONFIG_FILE", "DEFAULT_WINDOW", "OBSERVATIONS_FILE", "RESERVED_COLUMNS", "STATE_FILE",
+    "BATCH_COLUMN", "CONFIG_FILE", "DEFAULT_WINDOW", "OBSERVATIONS_FILE", "RESERVED_COLUMNS", "STATE_FILE", "STATUS_COLUMN",
     "SUGGESTIONS_DIR", "CampaignFolder", "Config", "Input", "Measurements", "Objective", "Snapshot",
     "atomic_write_text", "config_to_toml", "load_config", "parse_config", "read_snapshot", "read_target",
     "suggestion_csv", "target_on_grid", "validate_measurements", "widen_bound",

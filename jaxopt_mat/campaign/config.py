@@ -14,8 +14,10 @@ from jaxopt_mat.space import SearchSpace, constraints_from_strings
 
 CONFIG_FILE = "campaign.toml"
 BATCH_COLUMN = "batch"
+# A measurement row's outcome: "failed" (no result; its measured cells may be empty) or "ok" / empty.
+STATUS_COLUMN = "status"
 # Columns of observations.csv that no input or objective may be named after.
-RESERVED_COLUMNS = (BATCH_COLUMN, "id")
+RESERVED_COLUMNS = (BATCH_COLUMN, "id", STATUS_COLUMN)
 
 _TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_design", "stopping", "candidates",
              "features", "embedding"}

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxopt_mat.campaign.config import BATCH_COLUMN, CONFIG_FILE, Config, config_to_toml, load_config
-from jaxopt_mat.campaign.tables import Measurements, Records, csv_cell, parse_records, read_target, repeated_batch
+from jaxopt_mat.campaign.config import BATCH_COLUMN, CONFIG_FILE, STATUS_COLUMN, Config, config_to_toml, load_config
+from jaxopt_mat.campaign.tables import (Measurements, Records, csv_cell, parse_records, read_target, repeated_batch,
+                                        split_failed)
 from jaxopt_mat.errors import CampaignError, ConfigError, RepeatedBatchError, read_data_file
 from jaxopt_mat.pool import Pool, load_pool_cache, parse_pool, read_pool, store_pool_cache
 
@@ -222,15 +223,24 @@ class CampaignFolder:
             if first_spectra:  # no data yet: the grid comes with these rows
                 header = self.config.input_names + list(measurements.columns) + [BATCH_COLUMN]
                 old = ",".join(header) + "\n" + old.split("\n", 1)[1]
-            elif rows.shape[1] != len(header) - 1 - (1 if ids is not None else 0):
-                raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {len(header) - 1}")
+            has_status = header[-2] == STATUS_COLUMN
+            expected = len(header) - 1 - has_status - (1 if ids is not None else 0)
+            if rows.shape[1] != expected:
+                raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {expected}")
             if refuse_repeat:
-                earlier = repeated_batch(body, rows, ids)
+                earlier = repeated_batch(split_failed(body, header)[0], rows, ids)
                 if earlier is not None:
                     raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly "
                                              "(observed twice?); nothing recorded")
+            if measurements.any_failed and not has_status:  # the first failure: every earlier row was a result
+                header, body = header[:-1] + [STATUS_COLUMN, BATCH_COLUMN], [r[:-1] + ["ok", r[-1]] for r in body]
+                old = "".join(",".join(map(csv_cell, r)) + "\n" for r in [header] + body)
+                has_status = True
             batch = max((int(r[-1]) for r in body), default=0) + 1
-            lines = [",".join(repr(float(v)) for v in r) + f",{batch}" for r in rows]
+            failed = measurements.failed if measurements.failed is not None else np.zeros(len(rows), bool)
+            status = [f",{'failed' if f else 'ok'}" if has_status else "" for f in failed]
+            lines = [",".join("" if np.isnan(v) else repr(float(v)) for v in r) + f"{st},{batch}"
+                     for r, st in zip(rows, status)]
             if ids is not None:
                 lines = [f"{csv_cell(i)},{line}" for i, line in zip(ids, lines)]
             if old and not old.endswith("\n"):

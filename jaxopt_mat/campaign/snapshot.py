@@ -17,9 +17,9 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxopt_mat.campaign.config import Config
+from jaxopt_mat.campaign.config import STATUS_COLUMN, Config
 from jaxopt_mat.campaign.folder import OBSERVATIONS_FILE, CampaignFolder
-from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, target_on_grid
+from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, split_failed, target_on_grid
 from jaxopt_mat.data import Conditions, combine_replicates
 from jaxopt_mat.errors import CampaignError
 from jaxopt_mat.objectives import spectrum_loss
@@ -50,6 +50,10 @@ class Snapshot:
         measured: ``(n, k)`` the measured columns of every row.
         batches: ``(n,)`` the ``observe`` call that recorded each row.
         ids: pool campaigns: each row's candidate id; otherwise ``None``.
+            (``x``, ``measured``, ``batches`` and ``ids`` hold the runs that gave a result.)
+        failed_x, failed_batches, failed_ids: the runs recorded as failed (``status`` = ``failed``):
+            their inputs, batches and (pool campaigns) ids. Kept apart: no regression model sees them;
+            the feasibility model does.
         state: the loop's remembered decisions (``state.json``), read-only.
         n_suggested: how many batches ``suggest`` has returned so far.
         previous_batch: inputs of the newest suggested batch (``None`` if none, or not needed).
@@ -71,6 +75,9 @@ class Snapshot:
     n_suggested: int
     previous_batch: np.ndarray | None
     last_acquisition: float | None
+    failed_x: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
+    failed_batches: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, int))
+    failed_ids: tuple[str, ...] | None = None
     pool: Pool | None = None
     pool_index: Mapping[str, int] | None = None
     target_spectrum: tuple[np.ndarray, np.ndarray] | None = None
@@ -123,9 +130,9 @@ class Snapshot:
 
     @functools.cached_property
     def measured_mask(self) -> np.ndarray:
-        """Pool campaigns: ``(N,)`` True for candidates with at least one measurement."""
+        """Pool campaigns: ``(N,)`` True for candidates run at least once (a failed run counts: never suggested again)."""
         mask = np.zeros(len(self.pool.ids), bool)
-        mask[[self.pool_index[i] for i in self.ids if i in self.pool_index]] = True
+        mask[[self.pool_index[i] for i in self.ids + (self.failed_ids or ()) if i in self.pool_index]] = True
         return _frozen(mask)
 
     def reference_point(self, values_max: np.ndarray) -> np.ndarray:
@@ -161,6 +168,10 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
     """Read a campaign folder once into a :class:`Snapshot`."""
     config = folder.config
     header, body = folder.read_records()
+    body, failed = split_failed(body, header)
+    header = [h for h in header if h != STATUS_COLUMN]
+    failures = [r for r, f in zip(body, failed) if f]
+    body = [r for r, f in zip(body, failed) if not f]
     source = folder.dir / OBSERVATIONS_FILE
     d = len(config.input_names)
     pool = folder.pool() if config.is_pool else None
@@ -180,6 +191,13 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
         x, ids = arr[:, :d], None
         arr = arr[:, d:]
         space = config.space()
+    if config.is_pool:
+        failed_x = pool.features[[folder.pool_index()[r[0]] for r in failures]].reshape(len(failures), d)
+        failed_ids = tuple(r[0] for r in failures)
+    else:
+        failed_x = recorded_numbers([r[:d] for r in failures], source) if failures else np.zeros((0, d))
+        failed_ids = None
+    failed_batches = np.array([int(r[-1]) for r in failures], int)
     files = folder.suggestion_files()
     previous = None
     if files and any(i.extendable for i in config.inputs):
@@ -188,6 +206,7 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
     return Snapshot(
         directory=folder.dir, config=config, space=space, columns=columns, x=_frozen(x),
         measured=_frozen(arr[:, :-1]), batches=_frozen(arr[:, -1].astype(int)), ids=ids,
+        failed_x=_frozen(failed_x), failed_batches=_frozen(failed_batches), failed_ids=failed_ids,
         state=MappingProxyType(folder.read_state()), n_suggested=len(files), previous_batch=previous,
         last_acquisition=_last_acquisition(files), pool=pool,
         pool_index=MappingProxyType(folder.pool_index()) if pool is not None else None, target_spectrum=target,

@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from jaxopt_mat.campaign.config import BATCH_COLUMN, Config
+from jaxopt_mat.campaign.config import BATCH_COLUMN, STATUS_COLUMN, Config
 from jaxopt_mat.errors import CampaignError, DataError, read_data_file, refuse_repeated_columns, separator_hint
 from jaxopt_mat.space import SearchSpace
 
@@ -28,11 +28,18 @@ class Measurements(NamedTuple):
         values: ``(n, d + k)``: the inputs, then the measured columns (pool campaigns: ``(n, k)``).
         columns: names of the ``k`` measured columns (the objective(s), or the wavelengths as written).
         ids: pool campaigns: the candidate id of each row; otherwise ``None``.
+        failed: ``(n,)`` True for a run that gave no result (``status`` = ``failed``); its measured
+            values are NaN. ``None`` when the file has no ``status`` column.
     """
 
     values: np.ndarray
     columns: list[str]
     ids: list[str] | None = None
+    failed: np.ndarray | None = None
+
+    @property
+    def any_failed(self) -> bool:
+        return self.failed is not None and bool(np.any(self.failed))
 
 
 class Records(NamedTuple):
@@ -56,9 +63,13 @@ def parse_records(text: str, config: Config, source) -> Records:
     if header[: len(names)] != names or header[-1] != BATCH_COLUMN:
         raise CampaignError(f"{source}: header does not start with {names} and end with '{BATCH_COLUMN}'")
     body = []
+    status = header[-2] == STATUS_COLUMN if len(header) > len(names) + 1 else False
     for line, r in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in r):
             continue
+        if status and len(r) == len(header) and r[-2] not in ("ok", "failed"):
+            raise CampaignError(f"{source} row {line}: status {r[-2]!r} is neither 'ok' nor 'failed' (edited by hand? "
+                                "fix the row or restore the file)")
         if len(r) != len(header) or not r[-1].strip().isdigit():
             problem = (f"{len(r)} fields, the header has {len(header)}" if len(r) != len(header)
                        else f"batch {r[-1]!r} is not a whole number")
@@ -79,6 +90,13 @@ def recorded_numbers(cells: list[list[str]], source) -> np.ndarray:
         raise CampaignError(f"{source}: the row {start!r} holds a value that is not a finite "
                             "number (edited by hand? fix the row or restore the file)")
     return arr
+
+
+def split_failed(body: list[list[str]], header: list[str]) -> tuple[list[list[str]], np.ndarray]:
+    """Recorded rows without their ``status`` cell, and which of them failed (all False without the column)."""
+    if len(header) < 2 or header[-2] != STATUS_COLUMN:
+        return body, np.zeros(len(body), bool)
+    return [r[:-2] + r[-1:] for r in body], np.array([r[-2] == "failed" for r in body], bool)
 
 
 def repeated_batch(body: list[list[str]], rows: np.ndarray, ids: list[str] | None) -> int | None:
@@ -190,15 +208,20 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need[:len(names) + 1])}"
                         f"{', ...' if len(need) > len(names) + 1 else ''}){separator_hint(header)}")
-    refuse_repeated_columns(header, need, source)
+    refuse_repeated_columns(header, need + [STATUS_COLUMN], source)
     pos = [header.index(c) for c in need]
-    values = []
+    at_status = header.index(STATUS_COLUMN) if STATUS_COLUMN in header else None
+    values, failed = [], []
     for line, row in enumerate(reader, start=2):
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
             raise DataError(f"{source} row {line}: {len(row)} fields, expected {len(header)}")
-        vals = _numbers(row, need, pos, source, line)
+        failed.append(_failed(row, at_status, source, line))
+        if failed[-1]:  # no result: the measured cells are not read
+            vals = _numbers(row, names, pos[: len(names)], source, line) + [math.nan] * (len(need) - len(names))
+        else:
+            vals = _numbers(row, need, pos, source, line)
         for inp, v in zip(config.inputs, vals):
             tol = 1e-9 * (inp.high - inp.low)
             if v < inp.low - tol:
@@ -214,7 +237,7 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
         values.append(vals)
     if not values:
         raise DataError(f"{source}: no data rows")
-    return Measurements(np.array(values), need[len(names):])
+    return Measurements(np.array(values), need[len(names):], None, np.array(failed) if at_status is not None else None)
 
 
 def _validate_pool_rows(header: list[str], reader, source: str, config: Config, index: Mapping[str, int]):
@@ -223,9 +246,10 @@ def _validate_pool_rows(header: list[str], reader, source: str, config: Config, 
     missing = [c for c in need if c not in header]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need)})")
-    refuse_repeated_columns(header, need, source)
+    refuse_repeated_columns(header, need + [STATUS_COLUMN], source)
     pos = [header.index(c) for c in need]
-    ids, values = [], []
+    at_status = header.index(STATUS_COLUMN) if STATUS_COLUMN in header else None
+    ids, values, failed = [], [], []
     for line, row in enumerate(reader, start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -234,12 +258,24 @@ def _validate_pool_rows(header: list[str], reader, source: str, config: Config, 
         cid = row[pos[0]].strip()
         if cid not in index:
             raise DataError(f"{source} row {line}: id {cid!r} is not in the candidate table {config.candidates}")
-        vals = _numbers(row, measured, pos[1:], source, line)
+        failed.append(_failed(row, at_status, source, line))
+        vals = [math.nan] * len(measured) if failed[-1] else _numbers(row, measured, pos[1:], source, line)
         ids.append(cid)
         values.append(vals)
     if not values:
         raise DataError(f"{source}: no data rows")
-    return Measurements(np.array(values), measured, ids)
+    return Measurements(np.array(values), measured, ids, np.array(failed) if at_status is not None else None)
+
+
+def _failed(row: list[str], at: int | None, source: str, line: int) -> bool:
+    """Whether the row's ``status`` cell says the run failed: ``failed`` (any case); ``ok`` or empty is a result."""
+    if at is None:
+        return False
+    cell = row[at].strip().lower()
+    if cell not in ("", "ok", "failed"):
+        raise DataError(f"{source} row {line}: {STATUS_COLUMN} = {row[at].strip()!r}; use 'failed' for a run that "
+                        "gave no result, 'ok' or nothing otherwise")
+    return cell == "failed"
 
 
 def suggestion_csv(input_names: list[str], x: np.ndarray, extra: dict[str, np.ndarray],

@@ -117,6 +117,15 @@ def print_status(info: dict) -> None:
     typer.echo(f"  measurements: {info['n_observations']} ({info['n_conditions']} conditions, {info['n_batches']} batches)")
     if info.get("pool"):
         typer.echo(f"  pool: {info['pool']['candidates']} candidates, {info['pool']['unmeasured']} not measured yet")
+    if info.get("failures"):
+        fail = info["failures"]
+        by_batch = ", ".join(f"batch {b}: {c}" for b, c in fail["by_batch"].items())
+        typer.echo(f"  failed runs: {fail['count']} ({fail['rate']:.0%} of runs; {by_batch})")
+        if fail.get("success_model"):
+            model = dict(fail["success_model"])
+            ls = model.pop("lengthscale")
+            (what, p), = model.items()
+            typer.echo(f"    success model: length-scale {ls:.3g} (unit cube), {what.replace('_', ' ')} {p:.2f}")
     if "objectives" in obj:
         par = info.get("pareto")
         if par is None:

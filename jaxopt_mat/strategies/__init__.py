@@ -75,12 +75,15 @@ def suggest(snap: Snapshot, batch: int, *, method: str | None = None, seed: int 
         check_free(snap, batch)
     req = Request(batch, method, base_seed(snap, seed), next_suggestion_seed(snap, seed), kappa)
     strategy, notes = allowed[method], []
-    if method in MODEL_BASED and snap.n_conditions < snap.config.initial_design:
+    # Failed runs count towards the initial design (they inform the success model), but a GP needs results.
+    n_failed = snap.failed_x.shape[0]
+    initial = snap.config.initial_design
+    if method in MODEL_BASED and (snap.n_conditions + n_failed < initial or snap.n_conditions < min(3, initial)):
         design = INITIAL_DESIGN[kind]
         what = "candidates" if kind == "pool" else "conditions"
         returning = ("a space-filling selection from the pool" if kind == "pool" else "a Latin-hypercube design")
-        notes.append(f"{snap.n_conditions} of {snap.config.initial_design} initial {what} measured: "
-                     f"returning {returning}")
+        failed = f" ({n_failed} more failed)" if n_failed else ""
+        notes.append(f"{snap.n_conditions} of {initial} initial {what} measured{failed}: returning {returning}")
         strategy = allowed[design]
     result = strategy(snap, req, ctx)
     result.notes = notes + result.notes

@@ -18,6 +18,7 @@ from jaxopt_mat.acquisition.batch import MAX_BATCH
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.ensemble_cache import EnsembleMemo
 from jaxopt_mat.errors import DataError
+from jaxopt_mat.surrogates.feasibility import fit_feasibility
 
 # state.json keeps each suggest-time GP's hyper-parameters for this many condition counts.
 WARM_STARTS_KEPT = 4
@@ -151,3 +152,27 @@ def remembered_fits(state, n: int, models: dict) -> dict:
         entries = {**old, str(n): [float(v) for v in np.asarray(model.hyperparameters)]}
         saved[name] = {k: entries[k] for k in sorted(entries, key=int)[-WARM_STARTS_KEPT:]}
     return {"gp_hyperparameters": saved}
+
+
+def feasibility(snap: Snapshot, *, low, high, ctx: Context):
+    """The success classifier of the recorded runs, or ``None`` when no run has failed.
+
+    With failures recorded, every model-based batch adds ``log P(success)`` to
+    its acquisition (:mod:`~jaxopt_mat.surrogates.feasibility`), so it keeps
+    away from where runs failed; the regression models see only the runs that
+    gave a result.
+    """
+    n_failed = snap.failed_x.shape[0]
+    if n_failed == 0:
+        return None
+    ctx.progress(f"fitting the success model to {snap.n_rows + n_failed} runs ({n_failed} failed)")
+    x = np.concatenate([snap.x, snap.failed_x])
+    success = np.concatenate([np.ones(snap.n_rows, bool), np.zeros(n_failed, bool)])
+    return fit_feasibility(x, success, low=low, high=high)
+
+
+def failure_note(snap: Snapshot) -> list[str]:
+    """The note a batch carries when it accounted for failed runs."""
+    n = snap.failed_x.shape[0]
+    return [f"{n} failed run{'s' if n != 1 else ''} recorded: the batch is weighted by the modelled probability "
+            "that a run succeeds"] if n else []

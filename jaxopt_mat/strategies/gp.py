@@ -16,7 +16,8 @@ from jaxopt_mat.acquisition.batch import local_penalization_batch
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, cosine_similarity, intensity_factor, minmax
-from jaxopt_mat.strategies.base import Context, Request, Suggestion, check_feasible, remembered_fits, warm_start
+from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
+                                        remembered_fits, warm_start)
 from jaxopt_mat.surrogates.gp import fit_gp
 
 # Name of the spectrum campaigns' peak-intensity GP among the remembered fits.
@@ -83,7 +84,8 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     init = np.clip(np.concatenate([top, (top[None] + jitter).reshape(-1, space.dim)]), space.low, space.high)
     ctx.progress(f"optimizing log-EI for a batch of {req.batch}")
     result = local_penalization_batch(model, space, req.batch, key=k_acq, best=best, maximize=maximize, init=init,
-                                      constraint=constraint, program_cache=ctx.program_cache)
+                                      constraint=constraint, program_cache=ctx.program_cache,
+                                      feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx))
     x = check_feasible(space, result.x)
     mean, std = np.asarray(result.mean), np.asarray(result.std)
     if spectrum:  # back to loss units: median and delta-method spread of exp(model) - floor
@@ -91,5 +93,5 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     extra = {"predicted_mean": mean, "predicted_std": std, "log_ei": np.asarray(result.log_acquisition)}
     # The stop rules judge GPs of the recorded objective: a spectrum's GP models a transform of it.
     diagnostics = {} if spectrum else {"objective_models": (model,)}
-    return Suggestion(x, "gp", extra, [], state=remembered_fits(snap.state, cond.x.shape[0], fits),
+    return Suggestion(x, "gp", extra, failure_note(snap), state=remembered_fits(snap.state, cond.x.shape[0], fits),
                       diagnostics=diagnostics)

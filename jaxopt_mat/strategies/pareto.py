@@ -9,9 +9,10 @@ import numpy as np
 from jaxopt_mat.acquisition.ehvi import ehvi_batch
 from jaxopt_mat.acquisition.pool_ehvi import pool_ehvi_batch
 from jaxopt_mat.campaign import Config, Snapshot
+from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.pareto import non_dominated_mask
-from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, remembered_fits,
-                                        warm_start)
+from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
+                                        remembered_fits, warm_start)
 from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
 
 
@@ -53,9 +54,10 @@ def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion
     ctx.progress(f"optimizing EHVI for a batch of {req.batch}")
     init = cond.x[np.asarray(non_dominated_mask(front))]
     x, log_e, mean, std = ehvi_batch(predict_objectives_believer, (models, jnp.asarray(signs)), space, front, ref,
-                                     req.batch, key=k_acq, init=init)
+                                     req.batch, key=k_acq, init=init,
+                                     feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx))
     x = check_feasible(space, x)
-    return Suggestion(x, "gp", pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"), [],
+    return Suggestion(x, "gp", pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"), failure_note(snap),
                       state=_kept(snap, models), diagnostics={"objective_models": models})
 
 
@@ -67,7 +69,14 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     front = cond.y * signs
     ref = snap.reference_point(front)
     ctx.progress(f"scoring EHVI over {len(pool.ids)} candidates")
+    success = feasibility(snap, low=pool.low, high=pool.high, ctx=ctx)
+    weights = None if success is None else np.exp(np.asarray(map_rows(log_success, (success,), pool.features)))
     idx, ehvi, mean, std = pool_ehvi_batch(predict_objectives, (models, jnp.asarray(signs)), pool.features, front,
-                                           ref, req.batch, exclude=snap.measured_mask)
+                                           ref, req.batch, exclude=snap.measured_mask, weights=weights)
     extra = pareto_extra(config, mean, std, ehvi, "ehvi")
     return idx, extra, models, _kept(snap, models)
+
+
+def log_success(rows, model):
+    """Row function: each candidate's log weight under the success classifier (``FeasibilityModel.log_weight``)."""
+    return model.log_weight(rows)
