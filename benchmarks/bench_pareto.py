@@ -12,6 +12,7 @@ when BoTorch is installed.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import os
 import resource
@@ -169,7 +170,8 @@ def _botorch_ehvi_rates(x, y, front_pts, ref, rng, passes=3) -> dict[str, float]
     cands64 = torch.tensor(rng.uniform(size=(20_000, 1, x.shape[1])))
     rates = {}
     for label, dtype in (("float64", torch.float64), ("float32", torch.float32)):
-        model = ModelListGP(*models).to(dtype)
+        # a fresh copy of the fitted models per precision: prediction caches made in one precision stay in it
+        model = ModelListGP(*copy.deepcopy(models)).to(dtype)
         model.eval()
         part = FastNondominatedPartitioning(ref_point=torch.tensor(ref, dtype=dtype), Y=torch.tensor(front_pts, dtype=dtype))
         acq = ExpectedHypervolumeImprovement(model, ref_point=ref.tolist(), partitioning=part)
