@@ -190,7 +190,7 @@ def log_exclusion(u, chosen, mask, radius):
 
 @partial(jax.jit, static_argnames=("q", "stride", "n_starts", "n_raw", "n_steps"))
 def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, tau, radius, learning_rate,
-                       *, q, stride, n_starts, n_raw, n_steps):
+                       feasibility, *, q, stride, n_starts, n_raw, n_steps):
     coarse = SpectrumGP(model.models, model.mean[::stride], model.basis[:, ::stride])
     coarse_target = target[::stride]
 
@@ -198,7 +198,8 @@ def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, t
         picked, mask = carry
         log_ei = log_expected_loss_improvement(coarse, space.from_unit(u), coarse_target, z, best, window=window,
                                                smoothness=smoothness, tau=tau, picked=picked, picked_mask=mask)
-        return log_ei + log_exclusion(u, space.to_unit(picked), mask, radius)
+        value = log_ei + log_exclusion(u, space.to_unit(picked), mask, radius)
+        return value if feasibility is None else value + feasibility.log_weight(space.from_unit(u))
 
     def record(carry, i, u, _):
         picked, mask = carry
@@ -230,6 +231,7 @@ def spectrum_gp_batch(
     n_raw: int = 1024,
     n_steps: int = 100,
     learning_rate: float = 0.02,
+    feasibility=None,
     program_cache=None,
 ) -> SpectrumBatch:
     """``q`` feasible recipes by sequential expected improvement of the loss under a :class:`SpectrumGP`.
@@ -258,6 +260,7 @@ def spectrum_gp_batch(
         n_samples: score draws per recipe.
         stride: the acquisition evaluates every ``stride``-th wavelength (spectra are
             smooth; halves the cost). Reported losses use all wavelengths.
+        feasibility: optional success classifier; its log weight is added to the log expected improvement.
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled program between processes (used by the CLI).
 
@@ -269,6 +272,6 @@ def spectrum_gp_batch(
     dtype = jnp.asarray(model.mean).dtype
     z = jax.random.normal(k_z, (n_samples, model.n_components), dtype=dtype)
     args = (model, space, k_opt, jnp.asarray(target), z,
-            *(jnp.asarray(v, dtype) for v in (best, window, smoothness, tau, radius, learning_rate)))
+            *(jnp.asarray(v, dtype) for v in (best, window, smoothness, tau, radius, learning_rate)), feasibility)
     return _cached(program_cache, "spectrum_gp_batch", _spectrum_gp_batch, args,
                    dict(q=q, stride=stride, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))

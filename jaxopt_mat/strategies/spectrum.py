@@ -15,7 +15,7 @@ import numpy as np
 from jaxopt_mat.acquisition.spectrum import posterior_expected_loss, spectrum_batch, spectrum_gp_batch
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
-from jaxopt_mat.strategies.base import Context, Request, Suggestion, check_feasible
+from jaxopt_mat.strategies.base import Context, Request, Suggestion, check_feasible, failure_note, feasibility
 from jaxopt_mat.strategies.two_step import network_readiness, network_seed, train_on
 from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp
 
@@ -79,12 +79,13 @@ def suggest_cgp(snap: Snapshot, req: Request, ctx: Context, batch: int | None = 
     ctx.progress("fitting GPs to the principal components of the measured spectra")
     model, _, expected = spectrum_gp_view(snap, key=k_fit, program_cache=ctx.program_cache)
     ctx.progress(f"optimizing the expected improvement of the loss for a batch of {batch}")
+    success = feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx)
     sb = spectrum_gp_batch(model, snap.space, snap.target, batch, key=k_acq, best=float(np.min(expected)),
-                           window=snap.config.objective.window, program_cache=ctx.program_cache)
+                           window=snap.config.objective.window, feasibility=success, program_cache=ctx.program_cache)
     x = check_feasible(snap.space, sb.x)
     extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std),
              "log_ei": np.asarray(sb.log_acquisition)}
-    return Suggestion(x, "cgp", extra, [])
+    return Suggestion(x, "cgp", extra, failure_note(snap))
 
 
 def suggest_dnn(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
