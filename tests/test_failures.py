@@ -169,3 +169,27 @@ def test_failed_pool_candidates_are_never_suggested_again(tmp_path):
     nxt = camp.suggest(10)
     assert not set(nxt["id"]) & set(first["id"])
     assert any("failed run" in n for n in nxt.attrs["notes"])
+
+
+def test_a_spectrum_campaign_records_failed_droplets_and_cgp_weighs_them(tmp_path):
+    from jaxopt_mat.design import latin_hypercube
+    from jaxopt_mat.simulate import measurements_csv
+    from jaxopt_mat.virtual_lab import INPUT_NAMES, SilverLab
+    from tests.test_two_step import spectrum_config
+
+    lab = SilverLab()
+    camp = jm.Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
+    x = np.asarray(latin_hypercube(camp.space, 12, seed=0))
+    clogged = x[:, 4] > 800.0  # fast total flows clog (say): no spectrum
+    wl = [f"{w:g}" for w in lab.wavelengths]
+    text = measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=np.random.default_rng(0)))
+    lines = text.splitlines()
+    lines[0] += ",status"
+    for i, bad in enumerate(clogged, start=1):
+        lines[i] = (",".join(lines[i].split(",")[:5] + [""] * len(wl)) + ",failed") if bad else lines[i] + ",ok"
+    assert clogged.any() and camp.observe_text("\n".join(lines) + "\n", "m.csv").total == 12
+    snap = camp.snapshot()
+    assert snap.n_rows == int((~clogged).sum()) and snap.failed_x.shape == (int(clogged.sum()), 5)
+    batch = camp.suggest(4, method="cgp")
+    assert any("failed run" in n for n in batch.attrs["notes"])
+    assert np.all(np.isfinite(batch["log_ei"])) and np.all(np.asarray(camp.space.is_feasible(batch[list(INPUT_NAMES)].to_numpy())))
