@@ -35,7 +35,7 @@ class _MomentsAndEhvi(NamedTuple):
 
 
 def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclude=None, weights=None,
-                    shortlist: int = 1024, chunk: int = 8192, devices=None):
+                    shortlist: int | None = None, chunk: int = 8192, devices=None):
     """``q`` rows of a candidate pool by greedy EHVI, each row's posterior computed once.
 
     One chunked (and, with several devices, sharded) pass over ``features``
@@ -60,11 +60,11 @@ def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclud
     mean, std = np.asarray(mean), np.asarray(std)
     weights = np.ones(mean.shape[0]) if weights is None else np.asarray(weights, np.float64)
     idx, vals = _lazy_greedy(mean, std, np.asarray(first) * weights, front, ref, _blocked(exclude, mean.shape[0], q),
-                             q, shortlist, weights)
+                             q, _first_block(shortlist, mean.shape[0]), weights)
     return idx, vals, mean[idx], std[idx]
 
 
-def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist: int = 1024):
+def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist: int | None = None):
     """``q`` pool rows by sequential greedy EHVI with Kriging-believer fantasies.
 
     After each pick its predicted mean joins the front (the "believed"
@@ -76,8 +76,11 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist:
     EHVI from above for every later pick. Each pick evaluates rows in order of
     their bounds, ``shortlist`` rows first and blocks four times longer after,
     and stops once the best fresh value is at least every bound left: the
-    result is the full greedy's (which runs when ``shortlist`` covers the
-    pool), at a fraction of its cost on a big pool.
+    result is the full greedy's, at a fraction of its cost on a big pool.
+    By default (``shortlist=None``) pools of up to 50,000 rows run the full
+    greedy, one compiled scan (faster there), and bigger ones the lazy greedy
+    from blocks of 1,024 rows; a ``shortlist`` at least the pool's size also
+    runs the full greedy.
 
     Returns:
         ``(indices (q,), ehvi at pick time (q,))``.
@@ -86,11 +89,23 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist:
     front = jnp.asarray(front, mean.dtype)
     ref = jnp.asarray(ref, mean.dtype)
     blocked = _blocked(exclude, mean.shape[0], q)
+    shortlist = _first_block(shortlist, mean.shape[0])
     first = None
     if q < shortlist < mean.shape[0]:
         # in chunks: a million rows times the front's boxes would not fit in memory at once
         first = np.asarray(map_rows(ehvi_of_moments, (_boxes(front, ref, None),), (mean, std)))
     return _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist, np.ones(mean.shape[0]))
+
+
+# Below this many rows one compiled scan of the full greedy beats the lazy greedy's host loop.
+LAZY_FROM = 50_000
+
+
+def _first_block(shortlist: int | None, n: int) -> int:
+    """The lazy greedy's first block; the pool's size (the full greedy) for small pools by default."""
+    if shortlist is not None:
+        return shortlist
+    return 1024 if n > LAZY_FROM else n
 
 
 def _blocked(exclude, n: int, q: int) -> np.ndarray:
@@ -145,7 +160,7 @@ def _best_by_bounds(mean, std, weights, bound, boxes, block):
         block *= 4
 
 
-_BLOCKS = (16384,)  # one compiled size: rows of the first block or two cost little next to a second program
+_BLOCKS = (1024, 16384)  # two compiled sizes: the first block, then the longer ones
 
 
 def _ehvi_rows(mean, std, boxes) -> np.ndarray:
