@@ -180,6 +180,7 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
         index = folder.pool_index()
         try:
             rows = [index[r[0]] for r in body]
+            failed_rows = [index[r[0]] for r in failures]
         except KeyError as e:
             raise CampaignError(f"{OBSERVATIONS_FILE}: id {e.args[0]!r} is not in {config.candidates}") from None
         arr = recorded_numbers([r[1:] for r in body], source) if body else np.zeros((0, len(columns) + 1))
@@ -192,7 +193,7 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
         arr = arr[:, d:]
         space = config.space()
     if config.is_pool:
-        failed_x = pool.features[[folder.pool_index()[r[0]] for r in failures]].reshape(len(failures), d)
+        failed_x = pool.features[failed_rows].reshape(len(failures), d)
         failed_ids = tuple(r[0] for r in failures)
     else:
         failed_x = recorded_numbers([r[:d] for r in failures], source) if failures else np.zeros((0, d))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np

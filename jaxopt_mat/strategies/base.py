@@ -157,10 +157,10 @@ def remembered_fits(state, n: int, models: dict) -> dict:
 def feasibility(snap: Snapshot, *, low, high, ctx: Context):
     """The success classifier of the recorded runs, or ``None`` when no run has failed.
 
-    With failures recorded, every model-based batch adds ``log P(success)`` to
-    its acquisition (:mod:`~jaxopt_mat.surrogates.feasibility`), so it keeps
-    away from where runs failed; the regression models see only the runs that
-    gave a result.
+    With failures recorded, the GP batches add its log weight (``log
+    P(success)``, steep below 1/2: ``FeasibilityModel.log_weight``) to their
+    acquisition, so they keep away from where runs failed; the regression
+    models see only the runs that gave a result.
     """
     n_failed = snap.failed_x.shape[0]
     if n_failed == 0:

@@ -7,9 +7,10 @@ simulation). Which recipes fail is learned from the recorded runs, successes
 its mode (Rasmussen & Williams, "Gaussian Processes for Machine Learning",
 2006, algorithms 3.1 and 3.2; the approach Trieste and Atlas use for their
 failure models). The predictive probability of success is
-``Phi(mean / sqrt(1 + var))``; acquisition functions add its log, so a batch
-avoids the regions that failed, while unexplored regions keep the campaign's
-overall success rate (the latent prior mean).
+``Phi(mean / sqrt(1 + var))``; acquisition functions add its log weight
+(:meth:`FeasibilityModel.log_weight`), so a batch avoids the regions that
+failed, while unexplored regions keep the campaign's overall success rate
+(the latent prior mean).
 
 The kernel is Matérn-5/2 on the unit cube with one length-scale; length-scale
 and variance are chosen from a small grid by the Laplace approximation of the
