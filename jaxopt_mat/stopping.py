@@ -22,7 +22,7 @@ Rules (thresholds in ``[stopping]`` of ``campaign.toml``; defaults below):
   (spectrum campaigns: of the range of the capped log-loss that ``gp`` models;
   ``cgp``, ``auto``'s GP step and the ``cgp`` half of ``mixed`` batches record
   the expected improvement of the log-loss, in the same units).
-- ``budget``: at least ``budget`` measurements recorded. Off unless set.
+- ``budget``: at least ``budget`` runs recorded, failed runs included. Off unless set.
 - spectrum campaigns also: ``spectrum_accuracy``, ``spectrum_mse`` and
   ``spectrum_stability``, the spectrum network's accuracy on the newest batch
   and its stability, by the ``auto`` switch's numbers and thresholds
@@ -147,7 +147,8 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
     thr = s["threshold"]
     rules["threshold"] = _rule(now, thr, thr is not None and now is not None and (now <= thr if minimize else now >= thr))
     budget = s["budget"]
-    rules["budget"] = _rule(int(x.shape[0]), budget, budget is not None and x.shape[0] >= budget)
+    runs = int(x.shape[0] + snap.failed_x.shape[0])  # a failed run spent the budget too
+    rules["budget"] = _rule(runs, budget, budget is not None and runs >= budget)
 
     if cfg.objective.is_spectrum:
         # Spectrum losses are judged in the log-loss the GP step models: a best loss going from 0.006 to

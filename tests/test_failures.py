@@ -60,6 +60,7 @@ def test_failed_runs_are_recorded_kept_apart_and_the_record_gains_a_status_colum
     assert status.failures["count"] == 2 and status.failures["by_batch"] == {"2": 2}
     assert status.failures["rate"] == pytest.approx(2 / 9)
     assert 0.0 <= status.failures["success_model"]["probability_at_best"] <= 1.0
+    assert status.stop_rules["budget"]["value"] == 9  # failed runs spend the budget too
 
 
 @pytest.mark.parametrize("rows, message", [
