@@ -181,7 +181,7 @@ def test_a_spectrum_campaign_records_failed_droplets_and_cgp_weighs_them(tmp_pat
     lab = SilverLab()
     camp = jm.Campaign.create(tmp_path / "c", spectrum_config(tmp_path, lab), source_dir=tmp_path)
     x = np.asarray(latin_hypercube(camp.space, 12, seed=0))
-    clogged = x[:, 4] > 800.0  # fast total flows clog (say): no spectrum
+    clogged = x[:, 4] < 500.0  # slow total flows clog (say): no spectrum; the target recipe (450) lies there
     wl = [f"{w:g}" for w in lab.wavelengths]
     text = measurements_csv(list(INPUT_NAMES), wl, x, lab.measure(x, rng=np.random.default_rng(0)))
     lines = text.splitlines()
@@ -193,4 +193,21 @@ def test_a_spectrum_campaign_records_failed_droplets_and_cgp_weighs_them(tmp_pat
     assert snap.n_rows == int((~clogged).sum()) and snap.failed_x.shape == (int(clogged.sum()), 5)
     batch = camp.suggest(4, method="cgp")
     assert any("failed run" in n for n in batch.attrs["notes"])
-    assert np.all(np.isfinite(batch["log_ei"])) and np.all(np.asarray(camp.space.is_feasible(batch[list(INPUT_NAMES)].to_numpy())))
+    assert np.all(np.isfinite(batch["log_ei"]))
+    assert np.all(np.asarray(camp.space.is_feasible(batch[list(INPUT_NAMES)].to_numpy())))
+    recipes = camp.suggest(3, method="dnn")  # the network's recipes carry the classifier's constraint
+    assert any("failed run" in n for n in recipes.attrs["notes"]) and len(recipes) == 3
+
+
+def test_the_weight_and_the_constraint_follow_their_formulas():
+    from jaxopt_mat.surrogates.feasibility import PENALTY
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(40, 2))
+    model = fit_feasibility(x, x[:, 0] < 0.5, low=[0.0, 0.0], high=[1.0, 1.0])
+    t = rng.uniform(size=(200, 2))
+    p = np.asarray(model.probability(t))
+    assert p.min() < 0.2 and p.max() > 0.8  # both sides of the boundary are probed
+    expected_constraint = PENALTY * np.minimum(np.log(2 * p), 0.0)
+    np.testing.assert_allclose(model.log_constraint(t), expected_constraint, atol=1e-9)
+    np.testing.assert_allclose(model.log_weight(t), np.log(p) + expected_constraint, atol=1e-9)

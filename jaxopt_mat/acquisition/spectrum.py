@@ -58,7 +58,7 @@ def lower_confidence_score(x, ensemble, target, window, smoothness, kappa):
 
 @partial(jax.jit, static_argnames=("q", "n_starts", "n_raw", "n_steps"))
 def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, repulsion, radius, learning_rate,
-                    pending, *, q, n_starts, n_raw, n_steps):
+                    pending, feasibility, *, q, n_starts, n_raw, n_steps):
     d = space.dim
     p = pending.shape[0]
 
@@ -66,7 +66,8 @@ def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, rep
         chosen, mask = carry
         value = lower_confidence_score(space.from_unit(u), ensemble, target, window, smoothness, kappa)
         d2 = jnp.sum((u[:, None, :] - chosen[None]) ** 2, axis=-1)
-        return value - repulsion * jnp.sum(mask * jnp.exp(-0.5 * d2 / radius**2), axis=-1)
+        value = value - repulsion * jnp.sum(mask * jnp.exp(-0.5 * d2 / radius**2), axis=-1)
+        return value if feasibility is None else value + feasibility.log_constraint(space.from_unit(u))
 
     def record(carry, k, u, _):
         chosen, mask = carry
@@ -99,6 +100,7 @@ def spectrum_batch(
     n_steps: int = 150,
     learning_rate: float = 0.02,
     pending=None,
+    feasibility=None,
     program_cache=None,
 ) -> SpectrumBatch:
     """``q`` distinct feasible recipes minimising the ensemble's predicted loss against ``target``.
@@ -116,6 +118,8 @@ def spectrum_batch(
         pending: recipes already in the batch from elsewhere, ``(p, d)`` (e.g. the
             composite GP's half of a ``mixed`` batch): the new recipes are repelled
             from them as from each other.
+        feasibility: optional success classifier; recipes where it gives less than even odds of a
+            result are penalised (``FeasibilityModel.log_constraint``).
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled program between processes (used by the CLI).
 
@@ -125,7 +129,8 @@ def spectrum_batch(
     dtype = jnp.asarray(target).dtype
     pending = jnp.zeros((0, space.dim), dtype) if pending is None else jnp.asarray(pending, dtype)
     args = (ensemble, space, key, jnp.asarray(target), jnp.asarray(window, dtype),
-            *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)), pending)
+            *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)), pending,
+            feasibility)
     return _cached(program_cache, "spectrum_batch", _spectrum_batch, args,
                    dict(q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
 

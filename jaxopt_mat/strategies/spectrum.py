@@ -132,11 +132,12 @@ def _network_batch(snap: Snapshot, req: Request, ctx: Context, *, ensemble, n_dn
     ctx.progress(f"minimising the predicted loss for {n_dnn} recipes")
     sb = spectrum_batch(ensemble, snap.space, snap.target, n_dnn, key=jax.random.key(req.rng_seed),
                         window=objective.window, smoothness=objective.smoothness, kappa=req.kappa,
-                        pending=None if cgp is None else cgp.x, program_cache=ctx.program_cache)
+                        pending=None if cgp is None else cgp.x, program_cache=ctx.program_cache,
+                        feasibility=feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx))
     x = np.asarray(sb.x)
     extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std)}
     if cgp is not None:  # network rows first; the composite GP's keep their log-EI (the acquisition stop rule reads it)
         x = np.concatenate([x, cgp.x])
         extra = {k: np.concatenate([v, cgp.extra[k]]) for k, v in extra.items()}
         extra["log_ei"] = np.concatenate([np.full(n_dnn, np.nan), cgp.extra["log_ei"]])
-    return Suggestion(x, label, extra, notes)
+    return Suggestion(x, label, extra, notes + failure_note(snap))

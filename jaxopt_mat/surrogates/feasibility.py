@@ -97,6 +97,14 @@ class FeasibilityModel(NamedTuple):
         log_p = self.log_probability(x)
         return log_p + PENALTY * jnp.minimum(log_p + math.log(2.0), 0.0)
 
+    def log_constraint(self, x):
+        """The soft constraint ``P(success) >= 1/2`` alone: 0 where it holds, ``PENALTY * log(2 P)`` below.
+
+        For scores that are not log acquisitions (the spectrum network's
+        predicted loss): it leaves the ranking of likely successes alone.
+        """
+        return PENALTY * jnp.minimum(self.log_probability(x) + math.log(2.0), 0.0)
+
 
 def _newton(K, y, mask, prior_mean):
     """Posterior mode of the latent (R&W algorithm 3.1, probit); returns the model's arrays and the log evidence."""
