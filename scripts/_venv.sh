@@ -8,7 +8,7 @@ supported() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11)
 
 if [ ! -x .venv/bin/python ]; then
     python=""
-    for candidate in ${PYTHON:-python3.12 python3.11 python3}; do
+    for candidate in ${PYTHON:-python3.11 python3.12 python3}; do
         if command -v "$candidate" >/dev/null 2>&1 && supported "$candidate"; then
             python="$candidate"
             break
