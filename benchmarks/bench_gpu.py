@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -36,17 +35,8 @@ from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives
 from jaxopt_mat.virtual_lab import CONSTRAINT_A, CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, load_spectrum_network, mlp_spectra  # noqa: E402,E501
 
 HERE = Path(__file__).resolve().parent
-
-
-def median_time(fn, repeats: int = 3) -> tuple[float, list[float]]:
-    """Median wall time of ``fn`` (blocked until ready) after one warm-up call."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), times
+sys.path.insert(0, str(HERE))
+from bench_core import timed  # noqa: E402  (median after a warm-up)
 
 
 def ehvi_rates(sizes: list[int]) -> list[dict]:
@@ -61,8 +51,8 @@ def ehvi_rates(sizes: list[int]) -> list[dict]:
     for n in sizes:
         feats = jax.random.uniform(jax.random.key(1), (n, d), dtype=jnp.float64)
         for label, dtype in (("float64", None), ("float32", jnp.float32)):
-            med, times = median_time(lambda: score_pool(predict_objectives, (models, jnp.ones(2)), feats, front, ref,
-                                                        dtype=dtype))
+            med, times = timed(lambda: score_pool(predict_objectives, (models, jnp.ones(2)), feats, front, ref,
+                                                  dtype=dtype), repeats=3)
             out.append({"candidates": n, "precision": label, "seconds": med, "runs": times,
                         "candidates_per_second": n / med})
             print(f"EHVI {n:,} {label}: {med:.3f} s ({n / med:,.0f}/s)", flush=True)
@@ -87,11 +77,11 @@ def grid_against_gradient(data: Path, resolution: int) -> list[dict]:
                "Gaussian band 520 nm": jnp.asarray(np.exp(-0.5 * ((wl - 520.0) / 40.0) ** 2), jnp.float32)}
     out = []
     for label, target in targets.items():
-        grid_s, _ = median_time(lambda: jm.maximize_grid(neg_loss, space, resolution=resolution,
-                                                         args=(params, target)).value)
+        grid_s, _ = timed(lambda: jm.maximize_grid(neg_loss, space, resolution=resolution,
+                                                   args=(params, target)).value, repeats=3)
         grid = jm.maximize_grid(neg_loss, space, resolution=resolution, args=(params, target))
-        grad_s, _ = median_time(lambda: jm.maximize(neg_smooth_loss, space, key=jax.random.key(0),
-                                                    args=(params, target)).x)
+        grad_s, _ = timed(lambda: jm.maximize(neg_smooth_loss, space, key=jax.random.key(0),
+                                              args=(params, target)).x, repeats=3)
         res = jm.maximize(neg_smooth_loss, space, key=jax.random.key(0), args=(params, target))
         grad_loss = float(-neg_loss(res.x[None], params, target)[0])
         out.append({"target": label, "grid_points": resolution ** 5, "grid_seconds": grid_s,

@@ -14,8 +14,7 @@ from jaxopt_mat.space import SearchSpace, constraints_from_strings
 
 CONFIG_FILE = "campaign.toml"
 BATCH_COLUMN = "batch"
-# A measurement row's outcome: "failed" (no result; its measured cells may be empty) or "ok" / empty.
-STATUS_COLUMN = "status"
+STATUS_COLUMN = "status"  # a run's outcome: "failed" (no result, measured cells may be empty), "ok" or empty
 # Columns of observations.csv that no input or objective may be named after.
 RESERVED_COLUMNS = (BATCH_COLUMN, "id", STATUS_COLUMN)
 

@@ -13,6 +13,7 @@ from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
                                         remembered_fits, warm_start)
+from jaxopt_mat.surrogates.feasibility import log_weight_of_rows
 from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
 
 
@@ -70,13 +71,8 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     ref = snap.reference_point(front)
     ctx.progress(f"scoring EHVI over {len(pool.ids)} candidates")
     success = feasibility(snap, low=pool.low, high=pool.high, ctx=ctx)
-    weights = None if success is None else np.exp(np.asarray(map_rows(log_success, (success,), pool.features)))
+    weights = None if success is None else np.exp(np.asarray(map_rows(log_weight_of_rows, (success,), pool.features)))
     idx, ehvi, mean, std = pool_ehvi_batch(predict_objectives, (models, jnp.asarray(signs)), pool.features, front,
                                            ref, req.batch, exclude=snap.measured_mask, weights=weights)
     extra = pareto_extra(config, mean, std, ehvi, "ehvi")
     return idx, extra, models, _kept(snap, models)
-
-
-def log_success(rows, model):
-    """Row function: each candidate's log weight under the success classifier (``FeasibilityModel.log_weight``)."""
-    return model.log_weight(rows)

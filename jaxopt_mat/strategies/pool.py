@@ -13,7 +13,8 @@ from jaxopt_mat.pool import penalized_pool_batch
 from jaxopt_mat.strategies.base import Context, Request, Suggestion, failure_note, feasibility, remembered_fits
 from jaxopt_mat.strategies.designs import pool_rows
 from jaxopt_mat.strategies.gp import fit_warm
-from jaxopt_mat.strategies.pareto import log_success, suggest_pool_pareto
+from jaxopt_mat.strategies.pareto import suggest_pool_pareto
+from jaxopt_mat.surrogates.feasibility import log_weight_of_rows
 
 
 def check_free(snap: Snapshot, batch: int) -> None:
@@ -36,7 +37,7 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     best = float(np.max(cond.y) if maximize else np.min(cond.y))
     ctx.progress(f"scoring log-EI over {len(pool.ids)} candidates")
     success = feasibility(snap, low=pool.low, high=pool.high, ctx=ctx)
-    log_weights = None if success is None else map_rows(log_success, (success,), pool.features)
+    log_weights = None if success is None else map_rows(log_weight_of_rows, (success,), pool.features)
     pb = penalized_pool_batch(model, jnp.asarray(pool.features), req.batch, best=best, maximize=maximize,
                               exclude=np.array(snap.measured_mask), log_weights=log_weights)
     extra = {"predicted_mean": np.asarray(pb.mean), "predicted_std": np.asarray(pb.std),

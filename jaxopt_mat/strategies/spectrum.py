@@ -72,14 +72,18 @@ def recommended_condition(snap: Snapshot, *, key, program_cache=None) -> tuple[i
     return i, float(expected[i])
 
 
-def suggest_cgp(snap: Snapshot, req: Request, ctx: Context, batch: int | None = None) -> Suggestion:
-    """``cgp``: expected improvement of the loss under GPs of the spectrum's principal components."""
+def suggest_cgp(snap: Snapshot, req: Request, ctx: Context, batch: int | None = None, success=None) -> Suggestion:
+    """``cgp``: expected improvement of the loss under GPs of the spectrum's principal components.
+
+    ``success``: the success classifier when the caller has fitted it already (``mixed``).
+    """
     batch = req.batch if batch is None else batch
     k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
     ctx.progress("fitting GPs to the principal components of the measured spectra")
     model, _, expected = spectrum_gp_view(snap, key=k_fit, program_cache=ctx.program_cache)
     ctx.progress(f"optimizing the expected improvement of the loss for a batch of {batch}")
-    success = feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx)
+    if success is None:
+        success = feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx)
     sb = spectrum_gp_batch(model, snap.space, snap.target, batch, key=k_acq, best=float(np.min(expected)),
                            window=snap.config.objective.window, feasibility=success, program_cache=ctx.program_cache)
     x = check_feasible(snap.space, sb.x)
@@ -122,8 +126,9 @@ def _network_batch(snap: Snapshot, req: Request, ctx: Context, *, ensemble, n_dn
     away from them)."""
     objective = snap.config.objective
     notes, cgp = [], None
+    success = feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx)
     if n_dnn < req.batch:
-        cgp = suggest_cgp(snap, req, ctx, batch=req.batch - n_dnn)
+        cgp = suggest_cgp(snap, req, ctx, batch=req.batch - n_dnn, success=success)
         notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {req.batch - n_dnn} from the "
                      "composite spectrum GP")
     if ensemble is None:
@@ -133,7 +138,7 @@ def _network_batch(snap: Snapshot, req: Request, ctx: Context, *, ensemble, n_dn
     sb = spectrum_batch(ensemble, snap.space, snap.target, n_dnn, key=jax.random.key(req.rng_seed),
                         window=objective.window, smoothness=objective.smoothness, kappa=req.kappa,
                         pending=None if cgp is None else cgp.x, program_cache=ctx.program_cache,
-                        feasibility=feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx))
+                        feasibility=success)
     x = np.asarray(sb.x)
     extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std)}
     if cgp is not None:  # network rows first; the composite GP's keep their log-EI (the acquisition stop rule reads it)

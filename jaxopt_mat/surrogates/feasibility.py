@@ -106,6 +106,11 @@ class FeasibilityModel(NamedTuple):
         return PENALTY * jnp.minimum(self.log_probability(x) + math.log(2.0), 0.0)
 
 
+def log_weight_of_rows(rows, model: FeasibilityModel):
+    """Row function for :func:`~jaxopt_mat.chunked.map_rows`: each row's :meth:`FeasibilityModel.log_weight`."""
+    return model.log_weight(rows)
+
+
 def _newton(K, y, mask, prior_mean):
     """Posterior mode of the latent (R&W algorithm 3.1, probit); returns the model's arrays and the log evidence."""
     n = K.shape[0]
