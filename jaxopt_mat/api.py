@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jaxopt_mat import report, strategies
-from jaxopt_mat.campaign import (CampaignFolder, Config, Measurements, Snapshot, load_config, parse_config, read_snapshot,
-                                 suggestion_csv, validate_measurements, widen_bound)
+from jaxopt_mat.campaign import (SUGGESTION_COLUMN, CampaignFolder, Config, Measurements, Snapshot, file_number,
+                                 load_config, parse_config, read_snapshot, suggestion_csv, suggestion_ids,
+                                 validate_measurements, widen_bound)
 from jaxopt_mat.errors import ConfigError, DataError, RepeatedBatchError, read_data_file
 from jaxopt_mat.stopping import evaluate
 from jaxopt_mat.strategies import Context, Suggestion
@@ -49,12 +50,19 @@ class SuggestedBatch:
     def method(self) -> str:
         return self.suggestion.method
 
+    @property
+    def suggestion_ids(self) -> list[str]:
+        """Each row's suggestion id (``b0004-07``), which a measurement may carry back in a ``suggestion`` column."""
+        return suggestion_ids(file_number(self.path), len(self.suggestion.x))
+
     def table(self) -> "pd.DataFrame":
-        """The batch as a DataFrame: (pool campaigns: ``id``,) the inputs by name, then the extra columns."""
+        """The batch as a DataFrame: ``suggestion``, (pool campaigns: ``id``,) the inputs by name, then the extras."""
         import pandas as pd
 
         sug = self.suggestion
-        columns = {"id": list(sug.ids)} if sug.ids is not None else {}
+        columns = {SUGGESTION_COLUMN: self.suggestion_ids}
+        if sug.ids is not None:
+            columns["id"] = list(sug.ids)
         columns.update({n: np.asarray(sug.x)[:, j] for j, n in enumerate(self.input_names)})
         columns.update({k: np.asarray(v) for k, v in sug.extra.items()})
         frame = pd.DataFrame(columns)
@@ -159,7 +167,8 @@ class Campaign:
 
     # -- ask -------------------------------------------------------------------
     def ask(self, batch: int, *, method: str | None = None, seed: int | None = None, kappa: float = 0.0,
-            extend_bounds: bool = False, snapshot: Snapshot | None = None) -> SuggestedBatch:
+            extend_bounds: bool = False, ignore_pending: bool = False,
+            snapshot: Snapshot | None = None) -> SuggestedBatch:
         """Suggest the next ``batch`` conditions, keep them in ``suggestions/`` and remember the strategy's state.
 
         ``method`` (default: the campaign's first, e.g. ``gp`` or ``auto``) is
@@ -167,10 +176,14 @@ class Campaign:
         campaign's; ``kappa`` weighs the spectrum network's disagreement. With
         ``extend_bounds``, extendable bounds the batches keep pressing against
         are widened (``campaign.toml`` is rewritten) and the batch is suggested
-        again in the wider space.
+        again in the wider space. Rows suggested earlier and not yet observed
+        are pending: the batch keeps away from them unless ``ignore_pending``.
+        Each row gets a suggestion id (``b0004-07``) that a measurement file
+        may carry back in a ``suggestion`` column.
         """
         snap = snapshot or self.snapshot()
-        sug = self._suggest(snap, batch, method, seed, kappa)
+        options = dict(method=method, seed=seed, kappa=kappa, ignore_pending=ignore_pending)
+        sug = self._suggest(snap, batch, **options)
         pressing = strategies.bound_pressure(snap, sug.x)
         bound_notes = []
         config = snap.config
@@ -190,23 +203,25 @@ class Campaign:
         notes = sug.notes + bound_notes
         if extend_bounds and pressing:  # suggest again in the widened space (without widening twice)
             self.folder.save_config(config)
-            sug = self._suggest(snap.with_config(config), batch, method, seed, kappa)
+            sug = self._suggest(snap.with_config(config), batch, **options)
             notes += [n for n in sug.notes if n not in notes]
         sug.notes = notes
-        text = suggestion_csv(config.input_names, sug.x, sug.extra, sug.ids)
-        path = self.folder.save_suggestion(text)
+        newest = max(snap.last_batch, int(snap.failed_batches.max()) if snap.failed_batches.size else 0)
+        path, text = self.folder.save_suggestion(
+            lambda n: suggestion_csv(config.input_names, sug.x, sug.extra, sug.ids, suggestion_ids(n, len(sug.x))),
+            after_batch=newest)
         if sug.state:
             self.folder.update_state(**sug.state)
         return SuggestedBatch(sug, text, path, tuple(config.input_names))
 
-    def _suggest(self, snap: Snapshot, batch, method, seed, kappa) -> Suggestion:
+    def _suggest(self, snap: Snapshot, batch, **options) -> Suggestion:
         """The strategy's batch, with a note when the stop rules say the campaign should stop."""
-        sug = strategies.suggest(snap, batch, method=method, seed=seed, kappa=kappa, context=self.context)
+        sug = strategies.suggest(snap, batch, context=self.context, **options)
         model_based = sug.method not in ("lhs", "random", "spread")
         if model_based and snap.n_conditions >= 3:
             verdict = evaluate(snap, snap.config.stopping, lazy=True, context=self.context,
                                diagnostics=sug.diagnostics, acquisition=sug.acquisition_max,
-                               seed=strategies.base.base_seed(snap, seed))
+                               seed=strategies.base.base_seed(snap, options["seed"]))
             if verdict["should_stop"]:
                 met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
                 sug.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")
@@ -252,7 +267,7 @@ class Campaign:
         return validate_measurements(
             text, source, config=snap.config, space=None if snap.config.is_pool else snap.space,
             wavelengths=snap.wavelengths, target_on=snap.target_on if snap.target_spectrum is not None else None,
-            pool_index=snap.pool_index if snap.config.is_pool else None)
+            pool_index=snap.pool_index if snap.config.is_pool else None, suggested_ids=frozenset(snap.suggested.ids))
 
     # -- look ------------------------------------------------------------------
     def status(self, *, with_model: bool = True) -> Status:

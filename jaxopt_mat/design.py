@@ -7,7 +7,7 @@ import numpy as np
 from jaxopt_mat.space import SearchSpace
 
 
-def latin_hypercube(space: SearchSpace, n: int, *, seed: int) -> np.ndarray:
+def latin_hypercube(space: SearchSpace, n: int, *, seed: int, avoid=None) -> np.ndarray:
     """A space-filling design of ``n`` feasible points, in physical units.
 
     Without constraints this is a Latin hypercube (one point in each of the
@@ -18,12 +18,15 @@ def latin_hypercube(space: SearchSpace, n: int, *, seed: int) -> np.ndarray:
     the feasible region (strict stratification cannot survive a constraint).
     Those oversampled hypercubes skip the discrepancy optimisation: the max-min
     pick does the space filling, and optimising a few hundred points costs
-    seconds.
+    seconds. Points to ``avoid`` (e.g. runs still in the lab) take the same
+    route: the max-min pick starts from them, so the design fills the space
+    they leave.
 
     Args:
         space: the search space.
         n: number of points, at least 1.
         seed: integer seed; the same seed gives the same design.
+        avoid: optional ``(k, d)`` points, physical units, the design keeps away from.
 
     Returns:
         Array of shape ``(n, d)``.
@@ -37,7 +40,8 @@ def latin_hypercube(space: SearchSpace, n: int, *, seed: int) -> np.ndarray:
         raise ValueError(f"a design needs at least one point, got n = {n}")
     rng = np.random.default_rng(seed)
     d = space.dim
-    if space.n_constraints == 0:
+    avoid_unit = None if avoid is None or len(avoid) == 0 else np.asarray(space.to_unit(np.asarray(avoid)))
+    if space.n_constraints == 0 and avoid_unit is None:
         u = _lhs(d, n, rng)
         return np.asarray(space.from_unit(u))
     pool = np.zeros((0, d))
@@ -53,7 +57,7 @@ def latin_hypercube(space: SearchSpace, n: int, *, seed: int) -> np.ndarray:
         # A thin feasible region: top up with repaired points, which are feasible.
         extra = np.asarray(space.repair_unit(rng.uniform(size=(n - pool.shape[0], d))))
         pool = np.concatenate([pool, extra])
-    chosen = _greedy_maximin(pool, n, rng)
+    chosen = _greedy_maximin(pool, n, rng, avoid_unit)
     return np.asarray(space.from_unit(chosen))
 
 
@@ -64,11 +68,16 @@ def _lhs(d: int, n: int, rng: np.random.Generator, *, optimize: bool = True) -> 
     return sampler.random(n)
 
 
-def _greedy_maximin(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Pick ``n`` rows of ``pool``, each the farthest from those already picked."""
-    start = int(rng.integers(pool.shape[0]))
+def _greedy_maximin(pool: np.ndarray, n: int, rng: np.random.Generator, avoid=None) -> np.ndarray:
+    """Pick ``n`` rows of ``pool``, each the farthest from those already picked (and from ``avoid``)."""
+    if avoid is None:
+        start = int(rng.integers(pool.shape[0]))
+    else:
+        start = int(np.argmax(np.min(np.linalg.norm(pool[:, None] - avoid[None], axis=-1), axis=1)))
     picked = [start]
     dist = np.linalg.norm(pool - pool[start], axis=1)
+    if avoid is not None:
+        dist = np.minimum(dist, np.min(np.linalg.norm(pool[:, None] - avoid[None], axis=-1), axis=1))
     for _ in range(n - 1):
         nxt = int(np.argmax(dist))
         picked.append(nxt)

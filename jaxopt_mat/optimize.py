@@ -132,6 +132,28 @@ def maximize_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_steps,
     return best_u[i], best_v[i], best_u, best_v
 
 
+# Pending rows are padded to one of these counts, so a batch's compiled program serves many pending counts.
+PENDING_SIZES = (8, 32, 128)
+
+
+def pad_pending(pending, d: int, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``pending`` ``(p, d)`` (or ``None``) padded with zero rows to the next of :data:`PENDING_SIZES`.
+
+    Returns the padded rows and their mask (1 for a real row). No pending rows
+    give ``(0, d)`` and ``(0,)``; beyond the largest size, the next multiple of it.
+    A sequential batch builder puts these rows into its state before the first
+    pick, as if they had been chosen already (runs still in the lab).
+    """
+    rows = np.zeros((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
+    p = rows.shape[0]
+    if p == 0:
+        return jnp.zeros((0, d), dtype), jnp.zeros(0, dtype)
+    size = next((s for s in PENDING_SIZES if s >= p), -(-p // PENDING_SIZES[-1]) * PENDING_SIZES[-1])
+    padded = np.zeros((size, d))
+    padded[:p] = rows
+    return jnp.asarray(padded, dtype), jnp.asarray(np.arange(size) < p, dtype)
+
+
 def greedy_batch_unit(score, record, carry, space: SearchSpace, key, q: int, *, n_starts, n_raw, n_steps,
                       learning_rate, init_unit=None):
     """A batch of ``q`` points chosen one at a time, each by :func:`maximize_unit` (traceable, one ``lax.scan``).

@@ -31,6 +31,7 @@ from jaxopt_mat.acquisition.analytic import log_expected_improvement
 from jaxopt_mat.acquisition.batch import log_penalizer
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.errors import DataError, read_data_file, refuse_repeated_columns, separator_hint
+from jaxopt_mat.optimize import pad_pending
 
 ID_COLUMN = "id"
 
@@ -326,7 +327,7 @@ class PoolBatch(NamedTuple):
 
 
 def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True, exclude=None,
-                         log_weights=None) -> PoolBatch:
+                         log_weights=None, pending=None) -> PoolBatch:
     """``q`` pool rows by log-EI with local penalization (González et al. 2016).
 
     The Lipschitz constant is the largest posterior-mean gradient norm over the
@@ -334,7 +335,9 @@ def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True
     log-EI gets the penalizer of the picked row. Rows in ``exclude`` and rows
     already picked are never chosen. ``log_weights`` ``(N,)``, e.g. each row's
     log probability that its run succeeds, is added to every row's log-EI (and
-    to the reported ``log_acquisition``). One compiled scan over the batch.
+    to the reported ``log_acquisition``). ``pending``: indices of rows being
+    measured now; they penalize as if picked earlier in this batch (exclude
+    them too). One compiled scan over the batch.
     """
     feats = jnp.asarray(features)
     blocked = jnp.zeros(feats.shape[0], bool) if exclude is None else jnp.asarray(exclude, bool)
@@ -344,8 +347,10 @@ def penalized_pool_batch(model, features, q: int, *, best, maximize: bool = True
     # the posterior and the slope of its mean, which bounds the Lipschitz constant.
     mean, std, slope = map_rows(_posterior_and_slope, (model,), feats)
     log_weights = jnp.zeros(feats.shape[0], feats.dtype) if log_weights is None else jnp.asarray(log_weights)
-    return _penalized_pool(model, feats, blocked, jnp.asarray(best, feats.dtype), mean, std, slope, log_weights, q=q,
-                           maximize=maximize)
+    rows = np.zeros(0, int) if pending is None else np.asarray(pending, int).reshape(-1)
+    slots, slot_mask = pad_pending(rows[:, None], 1, jnp.int32)
+    return _penalized_pool(model, feats, blocked, jnp.asarray(best, feats.dtype), mean, std, slope, log_weights,
+                           slots[:, 0], slot_mask.astype(feats.dtype), q=q, maximize=maximize)
 
 
 def _posterior_and_slope(rows, model):
@@ -357,24 +362,27 @@ def _posterior_and_slope(rows, model):
 
 
 @partial(jax.jit, static_argnames=("q", "maximize"))
-def _penalized_pool(model, feats, blocked, best, mean, std, norms, log_weights, *, q, maximize):
+def _penalized_pool(model, feats, blocked, best, mean, std, norms, log_weights, pending, pending_mask, *, q,
+                    maximize):
     log_ei = log_expected_improvement(mean, std, best, maximize=maximize) + log_weights
     u = (feats - model.low) / (model.high - model.low)
     L = jnp.max(norms)
     L = jnp.where(L > 1e-7, L, 10.0)
-    d = feats.shape[1]
+    d, p = feats.shape[1], pending.shape[0]
 
-    # The penalizer needs each picked row's posterior; keep them in fixed-size buffers.
+    # The penalizer needs each picked row's posterior; keep them in fixed-size buffers (pending rows first).
     def step(carry, k):
         blocked, centers, c_mean, c_std, mask = carry
         pen = log_penalizer(u, centers, c_mean, c_std, best, L, mask, maximize=maximize)
         score = jnp.where(blocked, -jnp.inf, log_ei + pen)
         i = jnp.argmax(score)
-        carry = (blocked.at[i].set(True), centers.at[k].set(u[i]), c_mean.at[k].set(mean[i]),
-                 c_std.at[k].set(std[i]), mask.at[k].set(1.0))
+        carry = (blocked.at[i].set(True), centers.at[p + k].set(u[i]), c_mean.at[p + k].set(mean[i]),
+                 c_std.at[p + k].set(std[i]), mask.at[p + k].set(1.0))
         return carry, i
 
-    init = (blocked, jnp.zeros((q, d), feats.dtype), jnp.zeros(q, feats.dtype), jnp.ones(q, feats.dtype),
-            jnp.zeros(q, feats.dtype))
+    zeros = jnp.zeros(q, feats.dtype)
+    init = (blocked, jnp.concatenate([u[pending], jnp.zeros((q, d), feats.dtype)]),
+            jnp.concatenate([mean[pending], zeros]), jnp.concatenate([std[pending], zeros + 1.0]),
+            jnp.concatenate([pending_mask, zeros]))
     _, idx = jax.lax.scan(step, init, jnp.arange(q))
     return PoolBatch(idx, mean[idx], std[idx], log_ei[idx])

@@ -81,8 +81,8 @@ def test_closed_loop_round_trip_improves_and_respects_the_constraint(campaign, t
         res = invoke("suggest", campaign, "--batch", 6 if r == 0 else 4)
         assert res.exit_code == 0, res.output
         header = res.stdout.splitlines()[0].split(",")
-        assert header[:2] == ["x1", "x2"]
-        x = np.array([[float(v) for v in ln.split(",")[:2]] for ln in res.stdout.splitlines()[1:]])
+        assert header[:3] == ["suggestion", "x1", "x2"]
+        x = np.array([[float(v) for v in ln.split(",")[1:3]] for ln in res.stdout.splitlines()[1:]])
         assert np.all(x.sum(axis=1) <= 20.0) and np.all(x[:, 0] >= -5) and np.all(x[:, 1] <= 15)
         if r > 0:
             assert "predicted_mean" in header
@@ -105,7 +105,7 @@ def test_fewer_observations_than_the_initial_design_give_a_latin_hypercube(campa
     res = invoke("suggest", campaign, "--batch", 5)
     assert res.exit_code == 0
     assert "Latin-hypercube" in res.stderr
-    assert res.stdout.splitlines()[0] == "x1,x2"
+    assert res.stdout.splitlines()[0] == "suggestion,x1,x2"
 
 
 def test_suggestions_are_reproducible_from_the_seed(campaign, tmp_path):

@@ -72,4 +72,4 @@ def test_init_embeds_a_long_table_into_candidate_features(tmp_path):
     assert 'candidates = "atoms_embedded.csv"' in saved and 'source = "atoms.csv"' in saved
     res = CliRunner().invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "4"])
     assert res.exit_code == 0, res.output
-    assert res.stdout.splitlines()[0].startswith("id,kme_0,")
+    assert res.stdout.splitlines()[0].startswith("suggestion,id,kme_0,")

@@ -42,16 +42,16 @@ def test_failed_runs_are_recorded_kept_apart_and_the_record_gains_a_status_colum
     camp = jm.Campaign.create(tmp_path / "c", CONFIG)
     first = camp.suggest(6)
     first["y"] = objective(first)
-    camp.observe(first)  # no status column yet
-    assert (tmp_path / "c" / "observations.csv").read_text().splitlines()[0] == "x1,x2,y,batch"
+    camp.observe(first)  # no status column yet (the suggestion ids came back with the batch)
+    assert (tmp_path / "c" / "observations.csv").read_text().splitlines()[0] == "x1,x2,y,suggestion,batch"
     second = pd.DataFrame({"x1": [0.1, 0.95, 0.99], "x2": [0.2, 0.5, 0.9], "y": [0.3, None, 7.0],
                            "status": ["ok", "failed", "Failed"]})
     done = camp.observe(second)
     assert (done.batch, done.n_rows, done.total) == (2, 3, 9)
     lines = (tmp_path / "c" / "observations.csv").read_text().splitlines()
-    assert lines[0] == "x1,x2,y,status,batch"
-    assert all(line.endswith(",ok,1") for line in lines[1:7])  # earlier rows kept, marked as results
-    assert lines[-2:] == ["0.95,0.5,,failed,2", "0.99,0.9,,failed,2"]  # a failed run's value is not recorded
+    assert lines[0] == "x1,x2,y,suggestion,status,batch"
+    assert all(line.endswith(f",b0001-0{k},ok,1") for k, line in enumerate(lines[1:7], 1))  # kept, marked as results
+    assert lines[-2:] == ["0.95,0.5,,,failed,2", "0.99,0.9,,,failed,2"]  # a failed run's value is not recorded
     snap = camp.snapshot()
     assert snap.n_rows == 7 and snap.n_conditions == 7  # the regression sees the results only
     np.testing.assert_array_equal(snap.failed_x, [[0.95, 0.5], [0.99, 0.9]])

@@ -84,7 +84,7 @@ def test_pool_pareto_loop_never_repeats_a_candidate_and_reports_the_front(pool_c
         res = invoke("suggest", camp, "--batch", q)
         assert res.exit_code == 0, res.output
         header = res.stdout.splitlines()[0].split(",")
-        assert header[:4] == ["id", "a", "b", "c"]
+        assert header[:5] == ["suggestion", "id", "a", "b", "c"]
         if r > 0:
             assert {"predicted_strength", "predicted_cost", "predicted_cost_std", "ehvi"} <= set(header)
         ids = [row["id"] for row in csv.DictReader(io.StringIO(res.stdout))]
@@ -176,7 +176,7 @@ def test_scalar_pool_campaign_uses_penalized_log_ei_over_unmeasured_rows(tmp_pat
         res = invoke("suggest", tmp_path / "c", "--batch", q)
         assert res.exit_code == 0, res.output
         rows = list(csv.DictReader(io.StringIO(res.stdout)))
-        assert list(rows[0])[:3] == ["id", "a", "b"]
+        assert list(rows[0])[:4] == ["suggestion", "id", "a", "b"]
         ids = {row["id"] for row in rows}
         assert len(ids) == q and not ids & seen
         seen |= ids

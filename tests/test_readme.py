@@ -46,5 +46,5 @@ def test_the_readme_campaign_runs_from_a_notebook(tmp_path, capsys):
     finally:
         os.chdir(here)
     batch = scope["batch"]
-    assert batch.shape == (15, 6) and np.all(batch.iloc[:, :4].sum(axis=1) <= 90.0)
+    assert batch.shape == (15, 7) and np.all(batch.iloc[:, 1:5].sum(axis=1) <= 90.0)
     assert best["value"] == pytest.approx(batch["yield"].max()) and "q_tot" in capsys.readouterr().out

@@ -212,8 +212,8 @@ def test_cgp_suggestions_through_the_cli(tmp_path):
     res = CliRunner().invoke(app, ["suggest", str(tmp_path / "c"), "--batch", "3", "--method", "cgp"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
-    assert lines[0].split(",") == list(INPUT_NAMES) + ["predicted_loss", "predicted_loss_std", "log_ei"]
-    rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+    assert lines[0].split(",") == ["suggestion"] + list(INPUT_NAMES) + ["predicted_loss", "predicted_loss_std", "log_ei"]
+    rows = np.array([[float(v) for v in ln.split(",")[1:]] for ln in lines[1:]])
     assert rows.shape == (3, 8) and np.all(rows[:, :4].sum(axis=1) <= 90.0) and np.all(np.isfinite(rows))
     assert np.all((rows[:, 5] >= 0) & (rows[:, 5] <= 1))
     # The expected loss of the measured conditions, averaged chunk by chunk, equals one average over all the draws.

@@ -97,7 +97,7 @@ def test_simulate_runs_the_loop_through_the_files(tmp_path):
     # Round 2 is auto's GP step: the composite spectrum GP, with its predicted loss and log-EI per recipe.
     assert "auto:cgp" in res.stdout.splitlines()[1]
     header = batches[1].read_text().splitlines()[0].split(",")
-    assert header[:5] == list(INPUT_NAMES) and {"predicted_loss", "predicted_loss_std", "log_ei"} <= set(header)
+    assert header[:6] == ["suggestion"] + list(INPUT_NAMES) and {"predicted_loss", "predicted_loss_std", "log_ei"} <= set(header)
 
 
 @pytest.mark.heavy
@@ -113,8 +113,8 @@ def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path, monkeypatch):
         res = runner.invoke(app, ["suggest", str(tmp_path / "c"), "--batch", str(n), "--method", method])
         assert res.exit_code == 0, res.output
         lines = res.stdout.splitlines()
-        assert lines[0].split(",")[:5] == list(INPUT_NAMES) and "predicted_loss" in lines[0]
-        rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+        assert lines[0].split(",")[:6] == ["suggestion"] + list(INPUT_NAMES) and "predicted_loss" in lines[0]
+        rows = np.array([[float(v) for v in ln.split(",")[1:]] for ln in lines[1:]])
         assert rows.shape == (n, 7 if method == "dnn" else 8)
         assert np.all(rows[:, :4].sum(axis=1) <= 90.0)
     # mixed: the composite GP's recipes keep their log-EI, the network's have none; the stop rule reads the former.
@@ -129,8 +129,10 @@ def test_dnn_and_mixed_suggestions_come_from_the_network(tmp_path, monkeypatch):
     batch_fn = spectrum_strategies.spectrum_batch
     monkeypatch.setattr(spectrum_strategies, "spectrum_batch",
                         lambda *a, **k: pending.append(k["pending"]) or batch_fn(*a, **k))
-    sug = strategies.suggest(camp.snapshot(), 5, method="auto", context=cli_context())
-    np.testing.assert_array_equal(pending[0], sug.x[3:])
+    snap = camp.snapshot()
+    assert snap.n_pending == 8  # the dnn and mixed batches above were never observed
+    sug = strategies.suggest(snap, 5, method="auto", context=cli_context())
+    np.testing.assert_array_equal(pending[0], np.concatenate([snap.pending.x, sug.x[3:]]))
     assert sug.method == "auto:mixed" and sug.x.shape == (5, 5)
     assert any(n.startswith("auto: dnn step (network step since batch 1") for n in sug.notes), sug.notes
     assert any(n.startswith("mixed: 3 recipes from the spectrum network, then 2") for n in sug.notes), sug.notes

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
 from jaxopt_mat.acquisition.analytic import log_expected_improvement
-from jaxopt_mat.optimize import greedy_batch_unit, sample_feasible_unit
+from jaxopt_mat.optimize import greedy_batch_unit, pad_pending, sample_feasible_unit
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.gp import GPModel
 
@@ -89,7 +89,7 @@ def log_penalizer(u, centers, mean, std, incumbent, lipschitz, mask, *, maximize
 
 @partial(jax.jit, static_argnames=("q", "maximize", "n_starts", "n_raw", "n_steps"))
 def _local_penalization(model, space, key, best, init_unit, learning_rate, constraint_model, constraint_upper,
-                        feasibility, *, q, maximize, n_starts, n_raw, n_steps):
+                        feasibility, pending, pending_mask, *, q, maximize, n_starts, n_raw, n_steps):
     d = space.dim
     dtype = model.x_unit.dtype
     k_lip, k_loop = jax.random.split(key)
@@ -109,16 +109,25 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
         centers, mean, std, mask = carry
         return log_ei(u) + log_penalizer(u, centers, mean, std, best, L, mask, maximize=maximize)
 
+    p = pending.shape[0]
+
     def record(carry, k, u, _):
         centers, mean, std, mask = carry
         post = _predict_space_unit(model, space, u[None])
-        return (centers.at[k].set(u), mean.at[k].set(post.mean[0]), std.at[k].set(post.std[0]),
-                mask.at[k].set(1.0)), None
+        return (centers.at[p + k].set(u), mean.at[p + k].set(post.mean[0]), std.at[p + k].set(post.std[0]),
+                mask.at[p + k].set(1.0)), None
 
-    init = (jnp.zeros((q, d), dtype), jnp.zeros(q, dtype), jnp.ones(q, dtype), jnp.zeros(q, dtype))
+    # Pending rows (runs in the lab) penalize as if chosen earlier in this batch.
+    pending_unit = space.to_unit(pending)
+    pending_post = _predict_space_unit(model, space, pending_unit)
+    init = (jnp.concatenate([pending_unit, jnp.zeros((q, d), dtype)]),
+            jnp.concatenate([pending_post.mean, jnp.zeros(q, dtype)]),
+            jnp.concatenate([pending_post.std, jnp.ones(q, dtype)]),
+            jnp.concatenate([pending_mask, jnp.zeros(q, dtype)]))
     (centers, mean, std, _), _, _, _ = greedy_batch_unit(score, record, init, space, k_loop, q, n_starts=n_starts,
                                                          n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
                                                          init_unit=init_unit)
+    centers, mean, std = centers[p:], mean[p:], std[p:]
     return Batch(space.from_unit(centers), mean, std, log_ei(centers), L)
 
 
@@ -137,6 +146,7 @@ def local_penalization_batch(
     learning_rate: float = 0.03,
     constraint=None,
     feasibility=None,
+    pending=None,
     program_cache=None,
 ) -> Batch:
     """Choose ``q`` points by log-EI with local penalization (González et al. 2016).
@@ -158,6 +168,9 @@ def local_penalization_batch(
             (:class:`~jaxopt_mat.surrogates.feasibility.FeasibilityModel`): its
             ``log P(success)`` is added too, so the batch keeps away from where
             runs failed.
+        pending: optional ``(p, d)`` points already being measured (physical
+            units): they penalize the acquisition as if chosen earlier in this
+            batch, so the batch keeps away from them.
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled program between processes (used by the CLI).
 
@@ -170,8 +183,9 @@ def local_penalization_batch(
         raise ValueError(f"batch size must be between 1 and {MAX_BATCH}, got {q}")
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
     c_model, c_upper = (None, None) if constraint is None else (constraint[0], jnp.asarray(constraint[1], model.x_unit.dtype))
-    args = (model, space, key, jnp.asarray(best, model.x_unit.dtype), init_unit, jnp.asarray(learning_rate), c_model,
-            c_upper, feasibility)
+    dtype = model.x_unit.dtype
+    args = (model, space, key, jnp.asarray(best, dtype), init_unit, jnp.asarray(learning_rate), c_model,
+            c_upper, feasibility, *pad_pending(pending, space.dim, dtype))
     static = dict(q=q, maximize=maximize, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
     if program_cache is None:
         return _local_penalization(*args, **static)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_mat.chunked import map_rows
-from jaxopt_mat.optimize import greedy_batch_unit
+from jaxopt_mat.optimize import greedy_batch_unit, pad_pending
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -194,13 +194,16 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
 
 
 @partial(jax.jit, static_argnames=("predict", "q", "n_starts", "n_raw", "n_steps"))
-def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, feasibility, *, q, n_starts,
-                n_raw, n_steps):
-    p, m = front.shape
-    fr = jnp.concatenate([front, jnp.zeros((q, m), front.dtype)])
-    valid = jnp.concatenate([jnp.ones(p, bool), jnp.zeros(q, bool)])
-    picked = jnp.zeros((q, space.dim), front.dtype)
-    picked_mask = jnp.zeros(q, front.dtype)
+def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, feasibility, pending,
+                pending_mask, *, q, n_starts, n_raw, n_steps):
+    n_front, m = front.shape
+    n_pending = pending.shape[0]
+    # Pending rows (runs in the lab) are believed observed at their predicted means before the first pick.
+    picked = jnp.concatenate([pending, jnp.zeros((q, space.dim), front.dtype)])
+    picked_mask = jnp.concatenate([pending_mask, jnp.zeros(q, front.dtype)])
+    believed, _ = predict(pending, *model_args, picked, jnp.zeros_like(picked_mask))
+    fr = jnp.concatenate([front, believed, jnp.zeros((q, m), front.dtype)])
+    valid = jnp.concatenate([jnp.ones(n_front, bool), pending_mask > 0, jnp.zeros(q, bool)])
 
     def score(carry, u):
         _, _, picked, picked_mask, boxes = carry
@@ -212,9 +215,10 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
         fr, valid, picked, picked_mask, _ = carry
         x = space.from_unit(u[None])
         mean, std = predict(x, *model_args, picked, picked_mask)
-        fr, valid = fr.at[p + k].set(mean[0]), valid.at[p + k].set(True)
-        carry = (fr, valid, picked.at[k].set(x[0]), picked_mask.at[k].set(1.0), non_dominated_boxes(fr, ref, valid))
-        return carry, (mean[0], std[0])
+        at = n_front + n_pending + k
+        fr, valid = fr.at[at].set(mean[0]), valid.at[at].set(True)
+        picked, picked_mask = picked.at[n_pending + k].set(x[0]), picked_mask.at[n_pending + k].set(1.0)
+        return (fr, valid, picked, picked_mask, non_dominated_boxes(fr, ref, valid)), (mean[0], std[0])
 
     carry = (fr, valid, picked, picked_mask, non_dominated_boxes(fr, ref, valid))
     _, us, log_e, (means, stds) = greedy_batch_unit(score, record, carry, space, key, q, n_starts=n_starts,
@@ -224,7 +228,7 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
 
 
 def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None, n_starts: int = 16,
-               n_raw: int = 512, n_steps: int = 60, learning_rate: float = 0.03, feasibility=None):
+               n_raw: int = 512, n_steps: int = 60, learning_rate: float = 0.03, feasibility=None, pending=None):
     """``q`` points of a continuous space by sequential greedy EHVI with Kriging-believer fantasies.
 
     Each point maximises log EHVI by the multi-start projected gradient method
@@ -242,6 +246,8 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
         front: ``(p, m)`` observed values (maximisation form); ``ref``: ``(m,)``.
         init: optional extra starting points ``(k, d)``, physical units.
         feasibility: optional success classifier; its ``log P(success)`` is added to log EHVI.
+        pending: optional ``(p, d)`` points already being measured: believed observed at their
+            predicted means (on the front, in the models) before the first pick.
 
     Returns:
         ``(x (q, d), log_ehvi at pick time (q,), mean (q, m), std (q, m))``.
@@ -249,7 +255,8 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
     front = jnp.asarray(front)
     return _ehvi_batch(predict, tuple(model_args), space, key, front, jnp.asarray(ref, front.dtype), init_unit,
-                       jnp.asarray(learning_rate, front.dtype), feasibility, q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
+                       jnp.asarray(learning_rate, front.dtype), feasibility, *pad_pending(pending, space.dim, front.dtype),
+                       q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
 
 
 def q_expected_hypervolume_improvement(mean, cov, front, ref, base_samples, *, front_valid=None):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_mat.objectives import spectrum_loss
-from jaxopt_mat.optimize import greedy_batch_unit
+from jaxopt_mat.optimize import greedy_batch_unit, pad_pending
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.spectrum_gp import SpectrumGP
 from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble
@@ -58,7 +58,7 @@ def lower_confidence_score(x, ensemble, target, window, smoothness, kappa):
 
 @partial(jax.jit, static_argnames=("q", "n_starts", "n_raw", "n_steps"))
 def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, repulsion, radius, learning_rate,
-                    pending, feasibility, *, q, n_starts, n_raw, n_steps):
+                    pending, pending_mask, feasibility, *, q, n_starts, n_raw, n_steps):
     d = space.dim
     p = pending.shape[0]
 
@@ -75,7 +75,7 @@ def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, rep
 
     dtype = jnp.asarray(space.low).dtype
     chosen = jnp.concatenate([space.to_unit(pending).astype(dtype), jnp.zeros((q, d), dtype)])
-    mask = jnp.concatenate([jnp.ones(p, dtype), jnp.zeros(q, dtype)])
+    mask = jnp.concatenate([pending_mask, jnp.zeros(q, dtype)])
     (chosen, _), _, _, _ = greedy_batch_unit(score, record, (chosen, mask), space, key, q, n_starts=n_starts,
                                              n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate)
     x = space.from_unit(chosen[p:])
@@ -115,9 +115,9 @@ def spectrum_batch(
         smoothness: width of the smooth window edge used while optimising.
         kappa: exploration weight on the members' disagreement.
         repulsion, radius: height and width (unit cube) of the repulsion between batch members.
-        pending: recipes already in the batch from elsewhere, ``(p, d)`` (e.g. the
-            composite GP's half of a ``mixed`` batch): the new recipes are repelled
-            from them as from each other.
+        pending: recipes already in the batch from elsewhere, ``(p, d)`` (runs still in
+            the lab, the composite GP's half of a ``mixed`` batch): the new recipes are
+            repelled from them as from each other.
         feasibility: optional success classifier; recipes where it gives less than even odds of a
             result are penalised (``FeasibilityModel.log_constraint``).
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
@@ -127,10 +127,9 @@ def spectrum_batch(
         :class:`SpectrumBatch` with the exact predicted loss of each recipe.
     """
     dtype = jnp.asarray(target).dtype
-    pending = jnp.zeros((0, space.dim), dtype) if pending is None else jnp.asarray(pending, dtype)
     args = (ensemble, space, key, jnp.asarray(target), jnp.asarray(window, dtype),
-            *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)), pending,
-            feasibility)
+            *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)),
+            *pad_pending(pending, space.dim, dtype), feasibility)
     return _cached(program_cache, "spectrum_batch", _spectrum_batch, args,
                    dict(q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
 
@@ -195,7 +194,7 @@ def log_exclusion(u, chosen, mask, radius):
 
 @partial(jax.jit, static_argnames=("q", "stride", "n_starts", "n_raw", "n_steps"))
 def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, tau, radius, learning_rate,
-                       feasibility, *, q, stride, n_starts, n_raw, n_steps):
+                       feasibility, pending, pending_mask, *, q, stride, n_starts, n_raw, n_steps):
     coarse = SpectrumGP(model.models, model.mean[::stride], model.basis[:, ::stride])
     coarse_target = target[::stride]
 
@@ -206,14 +205,19 @@ def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, t
         value = log_ei + log_exclusion(u, space.to_unit(picked), mask, radius)
         return value if feasibility is None else value + feasibility.log_weight(space.from_unit(u))
 
+    p = pending.shape[0]
+
     def record(carry, i, u, _):
         picked, mask = carry
-        return (picked.at[i].set(space.from_unit(u)), mask.at[i].set(1.0)), None
+        return (picked.at[p + i].set(space.from_unit(u)), mask.at[p + i].set(1.0)), None
 
     dtype = jnp.asarray(space.low).dtype
-    (x, _), _, log_acq, _ = greedy_batch_unit(score, record, (jnp.zeros((q, space.dim), dtype), jnp.zeros(q, dtype)),
-                                              space, key, q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps,
-                                              learning_rate=learning_rate)
+    # Pending recipes (runs in the lab) are believed and excluded as if chosen earlier in this batch.
+    carry = (jnp.concatenate([pending, jnp.zeros((q, space.dim), dtype)]),
+             jnp.concatenate([pending_mask, jnp.zeros(q, dtype)]))
+    (x, _), _, log_acq, _ = greedy_batch_unit(score, record, carry, space, key, q, n_starts=n_starts, n_raw=n_raw,
+                                              n_steps=n_steps, learning_rate=learning_rate)
+    x = x[p:]
     losses = expected_spectrum_loss(model, x, target, z, window=window)
     return SpectrumBatch(x, jnp.mean(losses, axis=0), jnp.std(losses, axis=0), log_acq)
 
@@ -237,6 +241,7 @@ def spectrum_gp_batch(
     n_steps: int = 100,
     learning_rate: float = 0.02,
     feasibility=None,
+    pending=None,
     program_cache=None,
 ) -> SpectrumBatch:
     """``q`` feasible recipes by sequential expected improvement of the loss under a :class:`SpectrumGP`.
@@ -266,6 +271,8 @@ def spectrum_gp_batch(
         stride: the acquisition evaluates every ``stride``-th wavelength (spectra are
             smooth; halves the cost). Reported losses use all wavelengths.
         feasibility: optional success classifier; its log weight is added to the log expected improvement.
+        pending: optional ``(p, d)`` recipes already being measured: believed and excluded like
+            recipes chosen earlier in the batch.
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled program between processes (used by the CLI).
 
@@ -277,6 +284,7 @@ def spectrum_gp_batch(
     dtype = jnp.asarray(model.mean).dtype
     z = jax.random.normal(k_z, (n_samples, model.n_components), dtype=dtype)
     args = (model, space, k_opt, jnp.asarray(target), z,
-            *(jnp.asarray(v, dtype) for v in (best, window, smoothness, tau, radius, learning_rate)), feasibility)
+            *(jnp.asarray(v, dtype) for v in (best, window, smoothness, tau, radius, learning_rate)), feasibility,
+            *pad_pending(pending, space.dim, dtype))
     return _cached(program_cache, "spectrum_gp_batch", _spectrum_gp_batch, args,
                    dict(q=q, stride=stride, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))

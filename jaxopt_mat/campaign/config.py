@@ -15,8 +15,9 @@ from jaxopt_mat.space import SearchSpace, constraints_from_strings
 CONFIG_FILE = "campaign.toml"
 BATCH_COLUMN = "batch"
 STATUS_COLUMN = "status"  # a run's outcome: "failed" (no result, measured cells may be empty), "ok" or empty
+SUGGESTION_COLUMN = "suggestion"  # the id of the suggested row a measurement answers (b0004-07)
 # Columns of observations.csv that no input or objective may be named after.
-RESERVED_COLUMNS = (BATCH_COLUMN, "id", STATUS_COLUMN)
+RESERVED_COLUMNS = (BATCH_COLUMN, "id", STATUS_COLUMN, SUGGESTION_COLUMN)
 
 _TOP_KEYS = {"name", "seed", "inputs", "constraints", "objective", "initial_design", "stopping", "candidates",
              "features", "embedding"}

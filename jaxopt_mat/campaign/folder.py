@@ -3,7 +3,8 @@
     DIR/campaign.toml      the space and the objective (validated copy of the user's config)
     DIR/observations.csv   every measurement, one row each, append-only
     DIR/suggestions/       every batch ``suggest`` returned, numbered
-    DIR/state.json         decisions the loop remembers (warm starts, the network step)
+    DIR/state.json         decisions the loop remembers (warm starts, the network step, when each batch
+                           was suggested, cancelled suggestions)
     DIR/.lock              serialises writers
     DIR/.candidates.npz    a pool campaign's parsed candidate table (a cache, rebuilt when the table changes)
 
@@ -22,14 +23,17 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from jaxopt_mat.campaign.config import BATCH_COLUMN, CONFIG_FILE, STATUS_COLUMN, Config, config_to_toml, load_config
+from jaxopt_mat.campaign.config import (BATCH_COLUMN, CONFIG_FILE, STATUS_COLUMN, SUGGESTION_COLUMN, Config, config_to_toml,
+                                        load_config)
+from jaxopt_mat.campaign.pending import file_number
 from jaxopt_mat.campaign.tables import (Measurements, Records, csv_cell, parse_records, read_target, repeated_batch,
-                                        split_failed)
+                                        split_reserved)
 from jaxopt_mat.errors import CampaignError, ConfigError, RepeatedBatchError, read_data_file
 from jaxopt_mat.pool import Pool, load_pool_cache, parse_pool, read_pool, store_pool_cache
 
@@ -37,6 +41,9 @@ OBSERVATIONS_FILE = "observations.csv"
 SUGGESTIONS_DIR = "suggestions"
 POOL_CACHE_FILE = ".candidates.npz"
 STATE_FILE = "state.json"
+# Entries of state.json kept by the folder itself: each suggestion file's log, the cancelled suggestion ids.
+SUGGESTED_LOG = "suggested"
+CANCELLED = "cancelled"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -183,8 +190,10 @@ class CampaignFolder:
         return parse_records(text, self.config, path)
 
     def suggestion_files(self) -> list[Path]:
+        """The saved batches, ``suggestions/batch_0001.csv`` onwards, in order."""
         folder = self.dir / SUGGESTIONS_DIR
-        return sorted(folder.glob("batch_*.csv")) if folder.is_dir() else []
+        files = [p for p in folder.glob("batch_*.csv") if p.stem[6:].isdigit()] if folder.is_dir() else []
+        return sorted(files, key=file_number)
 
     def read_state(self) -> dict:
         """Small decisions the loop must remember (e.g. the round the network step began)."""
@@ -216,52 +225,90 @@ class CampaignFolder:
             unknown = [i for i in ids if i not in index]
             if unknown:
                 raise CampaignError(f"id {unknown[0]!r} is not in the candidate table {self.config.candidates}")
+        failed = measurements.failed if measurements.failed is not None else np.zeros(len(rows), bool)
+        sids = measurements.suggestions if measurements.suggestions is not None else [""] * len(rows)
+        n_keys = len(self.config.key_columns)
         with self.lock():
             header, body = self.read_records()
             old = path.read_text(encoding="utf-8")
-            first_spectra = self.config.objective.is_spectrum and len(header) == len(self.config.key_columns) + 1
+            first_spectra = self.config.objective.is_spectrum and len(header) == n_keys + 1
             if first_spectra:  # no data yet: the grid comes with these rows
                 header = self.config.input_names + list(measurements.columns) + [BATCH_COLUMN]
                 old = ",".join(header) + "\n" + old.split("\n", 1)[1]
-            has_status = header[-2] == STATUS_COLUMN
-            expected = len(header) - 1 - has_status - (1 if ids is not None else 0)
+            body, old_failed, old_sids = split_reserved(body, header, n_keys)
+            has_status = STATUS_COLUMN in header[n_keys:]
+            has_suggestion = SUGGESTION_COLUMN in header[n_keys:]
+            measured = [h for h in header[n_keys:-1] if h not in (STATUS_COLUMN, SUGGESTION_COLUMN)]
+            expected = len(measured) + (0 if ids is not None else n_keys)
             if rows.shape[1] != expected:
                 raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {expected}")
             if refuse_repeat:
-                earlier = repeated_batch(split_failed(body, header)[0], rows, ids)
+                earlier = repeated_batch(body, rows, ids)
                 if earlier is not None:
                     raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly "
                                              "(observed twice?); nothing recorded")
-            if measurements.any_failed and not has_status:  # the first failure: every earlier row was a result
-                header, body = header[:-1] + [STATUS_COLUMN, BATCH_COLUMN], [r[:-1] + ["ok", r[-1]] for r in body]
-                old = "".join(",".join(map(csv_cell, r)) + "\n" for r in [header] + body)
-                has_status = True
+            # The first failure (or suggestion id) adds its column; earlier rows were results (answering no id).
+            widen = (measurements.any_failed and not has_status) or (any(sids) and not has_suggestion)
+            has_status = has_status or measurements.any_failed
+            has_suggestion = has_suggestion or any(sids)
+            header = (header[:n_keys] + measured + [SUGGESTION_COLUMN] * has_suggestion + [STATUS_COLUMN] * has_status
+                      + [BATCH_COLUMN])
+
+            def line(cells, sid, fail, batch):
+                return ",".join([*cells, *[csv_cell(sid) if sid else ""] * has_suggestion,
+                                 *["failed" if fail else "ok"] * has_status, str(batch)])
+
+            if widen:
+                old = "".join(f"{r}\n" for r in [",".join(map(csv_cell, header))] +
+                              [line(map(csv_cell, r[:-1]), sid, f, r[-1]) for r, sid, f in zip(body, old_sids, old_failed)])
             batch = max((int(r[-1]) for r in body), default=0) + 1
-            failed = measurements.failed if measurements.failed is not None else np.zeros(len(rows), bool)
-            status = [f",{'failed' if f else 'ok'}" if has_status else "" for f in failed]
-            lines = [",".join("" if np.isnan(v) else repr(float(v)) for v in r) + f"{st},{batch}"
-                     for r, st in zip(rows, status)]
+            lines = [line(["" if np.isnan(v) else repr(float(v)) for v in r], sid, f, batch)
+                     for r, sid, f in zip(rows, sids, failed)]
             if ids is not None:
-                lines = [f"{csv_cell(i)},{line}" for i, line in zip(ids, lines)]
+                lines = [f"{csv_cell(i)},{text}" for i, text in zip(ids, lines)]
             if old and not old.endswith("\n"):
                 old += "\n"
             atomic_write_text(path, old + "\n".join(lines) + "\n")
         return batch, len(body) + len(lines)
 
-    def save_suggestion(self, text: str) -> Path:
+    def save_suggestion(self, make_text: Callable[[int], str], *, after_batch: int) -> tuple[Path, str]:
+        """Save the next suggestion file: ``make_text(its number)`` (the number is part of each row's id).
+
+        The file's number, the newest observed batch (``after_batch``) and the
+        time are logged in ``state.json`` (``suggested``) under the same lock,
+        so an observation can tell whether it came after the suggestion.
+        Returns the file and its text.
+        """
         folder = self.dir / SUGGESTIONS_DIR
         folder.mkdir(exist_ok=True)
         with self.lock():
-            n = len(self.suggestion_files()) + 1
+            files = self.suggestion_files()
+            n = (file_number(files[-1]) if files else 0) + 1
+            text = make_text(n)
             path = folder / f"batch_{n:04d}.csv"
             atomic_write_text(path, text)
-        return path
+            state = self.read_state()
+            log = state.get(SUGGESTED_LOG) if isinstance(state.get(SUGGESTED_LOG), dict) else {}
+            state[SUGGESTED_LOG] = {**log, str(n): {"after_batch": int(after_batch), "at": round(time.time(), 3)}}
+            self._write_state(state)
+        return path, text
+
+    def cancel(self, suggestion_ids) -> None:
+        """Record suggested rows as cancelled (never to be measured): they stop being pending."""
+        with self.lock():
+            state = self.read_state()
+            old = state.get(CANCELLED) if isinstance(state.get(CANCELLED), list) else []
+            state[CANCELLED] = sorted(set(old) | set(suggestion_ids))
+            self._write_state(state)
+
+    def _write_state(self, state: dict) -> None:
+        atomic_write_text(self.dir / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     def update_state(self, **changes) -> None:
         with self.lock():
             state = self.read_state()
             state.update(changes)
-            atomic_write_text(self.dir / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+            self._write_state(state)
 
     def save_config(self, config: Config) -> None:
         with self.lock():

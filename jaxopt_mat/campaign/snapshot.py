@@ -17,9 +17,10 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxopt_mat.campaign.config import STATUS_COLUMN, Config
-from jaxopt_mat.campaign.folder import OBSERVATIONS_FILE, CampaignFolder
-from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, split_failed, target_on_grid
+from jaxopt_mat.campaign.config import STATUS_COLUMN, SUGGESTION_COLUMN, Config
+from jaxopt_mat.campaign.folder import CANCELLED, OBSERVATIONS_FILE, SUGGESTED_LOG, SUGGESTIONS_DIR, CampaignFolder
+from jaxopt_mat.campaign.pending import SuggestedRows, read_suggested, resolve_pending
+from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, split_reserved, target_on_grid
 from jaxopt_mat.data import Conditions, combine_replicates
 from jaxopt_mat.errors import CampaignError
 from jaxopt_mat.objectives import spectrum_loss
@@ -61,6 +62,10 @@ class Snapshot:
         pool: a pool campaign's candidate table.
         pool_index: a pool campaign's row of each candidate id.
         target_spectrum: a spectrum campaign's target as read, ``(wavelengths, absorbance)``.
+        pending: the suggested rows not yet resolved by an observation nor cancelled (runs
+            still in the lab; :mod:`~jaxopt_mat.campaign.pending`). Strategies keep new
+            batches away from them.
+        suggested: every row ``suggest`` has returned, pending or not.
     """
 
     directory: Path
@@ -81,6 +86,8 @@ class Snapshot:
     pool: Pool | None = None
     pool_index: Mapping[str, int] | None = None
     target_spectrum: tuple[np.ndarray, np.ndarray] | None = None
+    pending: SuggestedRows | None = None
+    suggested: SuggestedRows | None = None
 
     @property
     def n_rows(self) -> int:
@@ -128,6 +135,22 @@ class Snapshot:
     def n_conditions(self) -> int:
         return int(self.conditions.x.shape[0])
 
+    @property
+    def n_pending(self) -> int:
+        return 0 if self.pending is None else len(self.pending)
+
+    def without_pending(self) -> "Snapshot":
+        """The same campaign with no suggested row pending (``suggest --ignore-pending``)."""
+        return dataclasses.replace(self, pending=SuggestedRows.empty(self.space.dim, self.config.is_pool))
+
+    @functools.cached_property
+    def unavailable_mask(self) -> np.ndarray:
+        """Pool campaigns: ``(N,)`` True for candidates measured (or failed) or pending: never suggested again."""
+        mask = np.array(self.measured_mask)
+        if self.n_pending:
+            mask[[self.pool_index[i] for i in self.pending.pool_ids]] = True
+        return _frozen(mask)
+
     @functools.cached_property
     def measured_mask(self) -> np.ndarray:
         """Pool campaigns: ``(N,)`` True for candidates run at least once (a failed run counts: never suggested again)."""
@@ -168,10 +191,9 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
     """Read a campaign folder once into a :class:`Snapshot`."""
     config = folder.config
     header, body = folder.read_records()
-    body, failed = split_failed(body, header)
-    header = [h for h in header if h != STATUS_COLUMN]
-    failures = [r for r, f in zip(body, failed) if f]
-    body = [r for r, f in zip(body, failed) if not f]
+    n_keys = len(config.key_columns)
+    body, failed, sids = split_reserved(body, header, n_keys)
+    header = [h for h in header if h not in (STATUS_COLUMN, SUGGESTION_COLUMN)]
     source = folder.dir / OBSERVATIONS_FILE
     d = len(config.input_names)
     pool = folder.pool() if config.is_pool else None
@@ -179,36 +201,57 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
         columns = tuple(header[1:-1])
         index = folder.pool_index()
         try:
-            rows = [index[r[0]] for r in body]
-            failed_rows = [index[r[0]] for r in failures]
+            rows = np.array([index[r[0]] for r in body], int)
         except KeyError as e:
             raise CampaignError(f"{OBSERVATIONS_FILE}: id {e.args[0]!r} is not in {config.candidates}") from None
-        arr = recorded_numbers([r[1:] for r in body], source) if body else np.zeros((0, len(columns) + 1))
-        x, ids = pool.features[rows].reshape(len(rows), d), tuple(r[0] for r in body)
+        all_x = pool.features[rows].reshape(len(rows), d)
+        ok = [r for r, f in zip(body, failed) if not f]
+        arr = recorded_numbers([r[1:] for r in ok], source) if ok else np.zeros((0, len(columns) + 1))
         space = SearchSpace(pool.low, pool.high, names=pool.names)
     else:
         columns = tuple(header[d:-1])
-        arr = recorded_numbers(body, source) if body else np.zeros((0, d + len(columns) + 1))
-        x, ids = arr[:, :d], None
+        ok = [r for r, f in zip(body, failed) if not f]
+        arr = recorded_numbers(ok, source) if ok else np.zeros((0, d + len(columns) + 1))
+        all_x = np.zeros((len(body), d))
+        all_x[~failed] = arr[:, :d]
+        if failed.any():  # a failed run's measured cells are empty: only its inputs are numbers
+            all_x[failed] = recorded_numbers([r[:d] for r, f in zip(body, failed) if f], source)
         arr = arr[:, d:]
         space = config.space()
-    if config.is_pool:
-        failed_x = pool.features[failed_rows].reshape(len(failures), d)
-        failed_ids = tuple(r[0] for r in failures)
-    else:
-        failed_x = recorded_numbers([r[:d] for r in failures], source) if failures else np.zeros((0, d))
-        failed_ids = None
-    failed_batches = np.array([int(r[-1]) for r in failures], int)
+    all_ids = tuple(r[0] for r in body) if config.is_pool else None
+    all_batches = np.array([int(r[-1]) for r in body], int)
     files = folder.suggestion_files()
+    state = folder.read_state()
+    suggested, pending = _pending(folder, files, state, sids, all_x, all_ids, all_batches, pool, space)
     previous = None
     if files and any(i.extendable for i in config.inputs):
         previous = _frozen(read_suggestion(files[-1], config.input_names)[0])
     target = read_target(folder.dir / config.objective.target) if config.objective.is_spectrum else None
+    ids = None if all_ids is None else tuple(i for i, f in zip(all_ids, failed) if not f)
     return Snapshot(
-        directory=folder.dir, config=config, space=space, columns=columns, x=_frozen(x),
+        directory=folder.dir, config=config, space=space, columns=columns, x=_frozen(all_x[~failed]),
         measured=_frozen(arr[:, :-1]), batches=_frozen(arr[:, -1].astype(int)), ids=ids,
-        failed_x=_frozen(failed_x), failed_batches=_frozen(failed_batches), failed_ids=failed_ids,
-        state=MappingProxyType(folder.read_state()), n_suggested=len(files), previous_batch=previous,
+        failed_x=_frozen(all_x[failed]), failed_batches=_frozen(all_batches[failed]),
+        failed_ids=None if all_ids is None else tuple(i for i, f in zip(all_ids, failed) if f),
+        state=MappingProxyType(state), n_suggested=len(files), previous_batch=previous,
         last_acquisition=_last_acquisition(files), pool=pool,
         pool_index=MappingProxyType(folder.pool_index()) if pool is not None else None, target_spectrum=target,
+        pending=pending, suggested=suggested,
     )
+
+
+def _pending(folder: CampaignFolder, files, state, sids, x, pool_ids, batches, pool, space):
+    """Every suggested row, and those that no recorded row (result or failure) resolves and ``cancel`` did not drop."""
+    log = state.get(SUGGESTED_LOG)
+    try:
+        suggested = read_suggested(files, folder.config.input_names, log=log if isinstance(log, dict) else None,
+                                   pool_features=None if pool is None else pool.features,
+                                   pool_index=None if pool is None else folder.pool_index())
+    except (KeyError, ValueError, IndexError) as e:
+        raise CampaignError(f"{folder.dir / SUGGESTIONS_DIR}: a suggestion file was edited by hand and cannot be "
+                            f"read ({type(e).__name__}: {e}); restore it or delete it") from None
+    cancelled = state.get(CANCELLED)
+    mask = resolve_pending(suggested, observed_ids=sids, observed_x=x, observed_pool_ids=pool_ids,
+                           observed_batches=batches, cancelled=cancelled if isinstance(cancelled, list) else (),
+                           scale=np.asarray(space.high) - np.asarray(space.low))
+    return suggested, suggested.subset(mask)

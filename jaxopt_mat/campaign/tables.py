@@ -10,13 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-from jaxopt_mat.campaign.config import BATCH_COLUMN, STATUS_COLUMN, Config
+from jaxopt_mat.campaign.config import BATCH_COLUMN, STATUS_COLUMN, SUGGESTION_COLUMN, Config
+from jaxopt_mat.campaign.pending import parse_suggestion_id
 from jaxopt_mat.errors import CampaignError, DataError, read_data_file, refuse_repeated_columns, separator_hint
 from jaxopt_mat.space import SearchSpace
 
@@ -30,12 +31,14 @@ class Measurements(NamedTuple):
         ids: pool campaigns: the candidate id of each row; otherwise ``None``.
         failed: ``(n,)`` True for a run that gave no result (``status`` = ``failed``); its measured
             values are NaN. ``None`` when the file has no ``status`` column.
+        suggestions: each row's suggestion id (``""`` for none); ``None`` without a ``suggestion`` column.
     """
 
     values: np.ndarray
     columns: list[str]
     ids: list[str] | None = None
     failed: np.ndarray | None = None
+    suggestions: list[str] | None = None
 
     @property
     def any_failed(self) -> bool:
@@ -63,19 +66,33 @@ def parse_records(text: str, config: Config, source) -> Records:
     if header[: len(names)] != names or header[-1] != BATCH_COLUMN:
         raise CampaignError(f"{source}: header does not start with {names} and end with '{BATCH_COLUMN}'")
     body = []
-    status = header[-2] == STATUS_COLUMN if len(header) > len(names) + 1 else False
+    at_status, at_suggestion = _reserved_positions(header, len(names))
     for line, r in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in r):
             continue
-        if status and len(r) == len(header) and r[-2] not in ("ok", "failed"):
-            raise CampaignError(f"{source} row {line}: status {r[-2]!r} is neither 'ok' nor 'failed' (edited by hand? "
-                                "fix the row or restore the file)")
         if len(r) != len(header) or not r[-1].strip().isdigit():
             problem = (f"{len(r)} fields, the header has {len(header)}" if len(r) != len(header)
                        else f"batch {r[-1]!r} is not a whole number")
             raise CampaignError(f"{source} row {line}: {problem} (edited by hand? fix the row or restore the file)")
+        if at_status is not None and r[at_status] not in ("ok", "failed"):
+            raise CampaignError(f"{source} row {line}: status {r[at_status]!r} is neither 'ok' nor 'failed' (edited "
+                                "by hand? fix the row or restore the file)")
+        if at_suggestion is not None and r[at_suggestion] and parse_suggestion_id(r[at_suggestion]) is None:
+            raise CampaignError(f"{source} row {line}: suggestion {r[at_suggestion]!r} is not a suggestion id (edited "
+                                "by hand? fix the row or restore the file)")
         body.append(r)
     return Records(header, body)
+
+
+def _reserved_positions(header: list[str], n_keys: int) -> tuple[int | None, int | None]:
+    """Positions of ``status`` and ``suggestion`` in ``observations.csv``'s header (``None`` when absent).
+
+    The header is ``keys, measured..., [suggestion], [status], batch``.
+    """
+    at_status = len(header) - 2 if len(header) >= n_keys + 2 and header[-2] == STATUS_COLUMN else None
+    k = len(header) - 2 - (at_status is not None)
+    at_suggestion = k if k >= n_keys and header[k] == SUGGESTION_COLUMN else None
+    return at_status, at_suggestion
 
 
 def recorded_numbers(cells: list[list[str]], source) -> np.ndarray:
@@ -92,11 +109,18 @@ def recorded_numbers(cells: list[list[str]], source) -> np.ndarray:
     return arr
 
 
-def split_failed(body: list[list[str]], header: list[str]) -> tuple[list[list[str]], np.ndarray]:
-    """Recorded rows without their ``status`` cell, and which of them failed (all False without the column)."""
-    if len(header) < 2 or header[-2] != STATUS_COLUMN:
-        return body, np.zeros(len(body), bool)
-    return [r[:-2] + r[-1:] for r in body], np.array([r[-2] == "failed" for r in body], bool)
+def split_reserved(body: list[list[str]], header: list[str], n_keys: int):
+    """Recorded rows without their ``suggestion`` and ``status`` cells, which of them failed, and their suggestion ids.
+
+    Returns ``(rows, failed (n,), suggestion ids)`` (all False and ``""`` when the columns are absent).
+    """
+    at_status, at_suggestion = _reserved_positions(header, n_keys)
+    drop = {at_status, at_suggestion} - {None}
+    failed = np.array([r[at_status] == "failed" for r in body], bool) if at_status is not None else np.zeros(len(body), bool)
+    sids = [r[at_suggestion] for r in body] if at_suggestion is not None else [""] * len(body)
+    if drop:
+        body = [[c for j, c in enumerate(r) if j not in drop] for r in body]
+    return body, failed, sids
 
 
 def repeated_batch(body: list[list[str]], rows: np.ndarray, ids: list[str] | None) -> int | None:
@@ -166,14 +190,17 @@ def target_on_grid(target_wl, target_abs, wavelengths, *, source: str = "target"
 
 def validate_measurements(text: str, source: str, *, config: Config, space: SearchSpace | None,
                           wavelengths: np.ndarray, target_on: Callable | None = None,
-                          pool_index: Mapping[str, int] | None = None) -> Measurements:
+                          pool_index: Mapping[str, int] | None = None,
+                          suggested_ids: Collection[str] | None = None) -> Measurements:
     """Parse a measurement CSV into rows ``(n, d + k)``: inputs, then the objective or the spectrum.
 
     Spectrum columns are those whose header is a number (the wavelength);
     they are returned in increasing wavelength and must match ``wavelengths``,
     the grid of earlier observations (empty before the first). ``target_on``
     interpolates the campaign's target onto a grid (it must cover the file's);
-    ``pool_index`` maps a pool campaign's candidate ids to rows.
+    ``pool_index`` maps a pool campaign's candidate ids to rows. An optional
+    ``suggestion`` column names the suggested row each measurement answers
+    (empty: none); with ``suggested_ids``, an id must be one of them.
 
     Raises:
         DataError: naming the row and the reason for the first problem found.
@@ -185,7 +212,7 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
         raise DataError(f"{source}: the file is empty") from None
     header = [h.strip() for h in header]
     if config.is_pool:
-        return _validate_pool_rows(header, reader, source, config, pool_index)
+        return _validate_pool_rows(header, reader, source, config, pool_index, suggested_ids)
     names = config.input_names
     if config.objective.is_spectrum:
         spectral = sorted(((w, i) for i, h in enumerate(header) if (w := _as_wavelength(h)) is not None))
@@ -208,16 +235,18 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need[:len(names) + 1])}"
                         f"{', ...' if len(need) > len(names) + 1 else ''}){separator_hint(header)}")
-    refuse_repeated_columns(header, need + [STATUS_COLUMN], source)
+    refuse_repeated_columns(header, need + [STATUS_COLUMN, SUGGESTION_COLUMN], source)
     pos = [header.index(c) for c in need]
     at_status = header.index(STATUS_COLUMN) if STATUS_COLUMN in header else None
-    values, failed = [], []
+    at_suggestion = header.index(SUGGESTION_COLUMN) if SUGGESTION_COLUMN in header else None
+    values, failed, sids = [], [], []
     for line, row in enumerate(reader, start=2):
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
             raise DataError(f"{source} row {line}: {len(row)} fields, expected {len(header)}")
         failed.append(_failed(row, at_status, source, line))
+        sids.append(_suggestion(row, at_suggestion, suggested_ids, source, line))
         if failed[-1]:  # no result: the measured cells are not read
             vals = _numbers(row, names, pos[: len(names)], source, line) + [math.nan] * (len(need) - len(names))
         else:
@@ -237,19 +266,22 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
         values.append(vals)
     if not values:
         raise DataError(f"{source}: no data rows")
-    return Measurements(np.array(values), need[len(names):], None, np.array(failed) if at_status is not None else None)
+    return Measurements(np.array(values), need[len(names):], None, np.array(failed) if at_status is not None else None,
+                        sids if at_suggestion is not None else None)
 
 
-def _validate_pool_rows(header: list[str], reader, source: str, config: Config, index: Mapping[str, int]):
+def _validate_pool_rows(header: list[str], reader, source: str, config: Config, index: Mapping[str, int],
+                        suggested_ids: Collection[str] | None):
     measured = config.objective.measured_names
     need = ["id"] + measured
     missing = [c for c in need if c not in header]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need)})")
-    refuse_repeated_columns(header, need + [STATUS_COLUMN], source)
+    refuse_repeated_columns(header, need + [STATUS_COLUMN, SUGGESTION_COLUMN], source)
     pos = [header.index(c) for c in need]
     at_status = header.index(STATUS_COLUMN) if STATUS_COLUMN in header else None
-    ids, values, failed = [], [], []
+    at_suggestion = header.index(SUGGESTION_COLUMN) if SUGGESTION_COLUMN in header else None
+    ids, values, failed, sids = [], [], [], []
     for line, row in enumerate(reader, start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -259,12 +291,14 @@ def _validate_pool_rows(header: list[str], reader, source: str, config: Config, 
         if cid not in index:
             raise DataError(f"{source} row {line}: id {cid!r} is not in the candidate table {config.candidates}")
         failed.append(_failed(row, at_status, source, line))
+        sids.append(_suggestion(row, at_suggestion, suggested_ids, source, line))
         vals = [math.nan] * len(measured) if failed[-1] else _numbers(row, measured, pos[1:], source, line)
         ids.append(cid)
         values.append(vals)
     if not values:
         raise DataError(f"{source}: no data rows")
-    return Measurements(np.array(values), measured, ids, np.array(failed) if at_status is not None else None)
+    return Measurements(np.array(values), measured, ids, np.array(failed) if at_status is not None else None,
+                        sids if at_suggestion is not None else None)
 
 
 def _failed(row: list[str], at: int | None, source: str, line: int) -> bool:
@@ -278,15 +312,30 @@ def _failed(row: list[str], at: int | None, source: str, line: int) -> bool:
     return cell == "failed"
 
 
+def _suggestion(row: list[str], at: int | None, known: Collection[str] | None, source: str, line: int) -> str:
+    """The row's suggestion id (``""`` for none), checked against the ``known`` ids when given."""
+    if at is None:
+        return ""
+    cell = row[at].strip()
+    if cell and parse_suggestion_id(cell) is None:
+        raise DataError(f"{source} row {line}: {SUGGESTION_COLUMN} = {cell!r} is not a suggestion id (like b0004-07); "
+                        "leave it empty for a measurement that answers no suggestion")
+    if cell and known is not None and cell not in known:
+        raise DataError(f"{source} row {line}: {SUGGESTION_COLUMN} {cell} was never suggested in this campaign")
+    return cell
+
+
 def suggestion_csv(input_names: list[str], x: np.ndarray, extra: dict[str, np.ndarray],
-                   ids: list[str] | None = None) -> str:
-    """A batch as CSV: (pool campaigns: ``id``,) the input columns by name, then the extra columns."""
+                   ids: list[str] | None = None, suggestion_ids: list[str] | None = None) -> str:
+    """A batch as CSV: (``suggestion``,) (pool campaigns: ``id``,) the input columns by name, then the extra columns."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow((["id"] if ids is not None else []) + list(input_names) + list(extra))
+    lead = ([SUGGESTION_COLUMN] if suggestion_ids is not None else []) + (["id"] if ids is not None else [])
+    w.writerow(lead + list(input_names) + list(extra))
     for i, row in enumerate(x):
         cells = [repr(float(v)) for v in row] + [repr(float(col[i])) for col in extra.values()]
-        w.writerow(([ids[i]] if ids is not None else []) + cells)
+        first = ([suggestion_ids[i]] if suggestion_ids is not None else []) + ([ids[i]] if ids is not None else [])
+        w.writerow(first + cells)
     return buf.getvalue()
 
 

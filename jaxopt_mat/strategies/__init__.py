@@ -17,7 +17,7 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.errors import DataError
 from jaxopt_mat.strategies import designs
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, base_seed, check_batch_size,
-                                        next_suggestion_seed)
+                                        next_suggestion_seed, pending_note)
 from jaxopt_mat.strategies.gp import suggest_gp
 from jaxopt_mat.strategies.pareto import suggest_continuous
 from jaxopt_mat.strategies.pool import check_free, suggest_pool_gp
@@ -53,18 +53,23 @@ def methods(snap: Snapshot) -> tuple[str, ...]:
 
 
 def suggest(snap: Snapshot, batch: int, *, method: str | None = None, seed: int | None = None, kappa: float = 0.0,
-            context: Context | None = None) -> Suggestion:
+            ignore_pending: bool = False, context: Context | None = None) -> Suggestion:
     """The next ``batch`` conditions for the campaign in ``snap``.
 
     The random stream depends on the seed (default: the campaign's) and on the
     number of batches suggested so far, so a repeated call on the same state
-    gives the same batch, and successive batches differ.
+    gives the same batch, and successive batches differ. Rows suggested
+    earlier and not yet observed (``snap.pending``) are runs still in the lab:
+    the batch keeps away from them (pool rows are never suggested twice)
+    unless ``ignore_pending``.
 
     Raises:
         DataError: an unknown method, a batch size out of range, or (pools) too few candidates left.
     """
     ctx = context or Context()
     check_batch_size(batch)
+    if ignore_pending:
+        snap = snap.without_pending()
     kind = campaign_kind(snap)
     allowed = REGISTRY[kind]
     method = method or next(iter(allowed))
@@ -86,7 +91,7 @@ def suggest(snap: Snapshot, batch: int, *, method: str | None = None, seed: int 
         notes.append(f"{snap.n_conditions} of {initial} initial {what} measured{failed}: returning {returning}")
         strategy = allowed[design]
     result = strategy(snap, req, ctx)
-    result.notes = notes + result.notes
+    result.notes = notes + result.notes + pending_note(snap)
     return result
 
 

@@ -176,3 +176,20 @@ def failure_note(snap: Snapshot) -> list[str]:
     n = snap.failed_x.shape[0]
     return [f"{n} failed run{'s' if n != 1 else ''} recorded: the batch is weighted by the modelled probability "
             "that a run succeeds"] if n else []
+
+
+def pending_x(snap: Snapshot) -> np.ndarray | None:
+    """The inputs of the pending rows (suggested, not yet observed), or ``None`` when there are none."""
+    return snap.pending.x if snap.n_pending else None
+
+
+def pending_rows(snap: Snapshot) -> np.ndarray | None:
+    """Pool campaigns: the candidate rows of the pending suggestions, or ``None`` when there are none."""
+    return np.array([snap.pool_index[i] for i in snap.pending.pool_ids], int) if snap.n_pending else None
+
+
+def pending_note(snap: Snapshot) -> list[str]:
+    """The note a batch carries when it kept away from pending rows."""
+    n = snap.n_pending
+    return [f"kept away from {n} pending row{'s' if n != 1 else ''} (suggested earlier, not yet observed; "
+            "'cancel' drops them, --ignore-pending disregards them)"] if n else []

@@ -7,12 +7,12 @@ import numpy as np
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.design import latin_hypercube, random_design
 from jaxopt_mat.pool import farthest_point_design
-from jaxopt_mat.strategies.base import Context, Request, Suggestion
+from jaxopt_mat.strategies.base import Context, Request, Suggestion, pending_x
 
 
 def lhs(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
-    """A Latin hypercube that respects the linear constraints."""
-    return Suggestion(latin_hypercube(snap.space, req.batch, seed=req.rng_seed), "lhs", {}, [])
+    """A Latin hypercube that respects the linear constraints (spread away from pending rows, if any)."""
+    return Suggestion(latin_hypercube(snap.space, req.batch, seed=req.rng_seed, avoid=pending_x(snap)), "lhs", {}, [])
 
 
 def random(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
@@ -21,21 +21,22 @@ def random(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
 
 
 def pool_rows(snap: Snapshot, idx, method: str, extra=None, notes=None) -> Suggestion:
-    """The batch of pool rows ``idx``, after checking none is measured or repeated."""
+    """The batch of pool rows ``idx``, after checking none is measured, pending or repeated."""
     idx = np.asarray(idx)
-    if snap.measured_mask[idx].any() or len(set(idx.tolist())) != len(idx):  # the selection rules guarantee this
+    if snap.unavailable_mask[idx].any() or len(set(idx.tolist())) != len(idx):  # the selection rules guarantee this
         raise AssertionError("internal error: a measured or repeated candidate was selected")
     return Suggestion(snap.pool.features[idx], method, extra or {}, notes or [],
                       ids=[snap.pool.ids[i] for i in idx])
 
 
 def pool_random(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
-    """Unmeasured candidates drawn uniformly."""
-    free = np.flatnonzero(~snap.measured_mask)
+    """Unmeasured candidates (not pending) drawn uniformly."""
+    free = np.flatnonzero(~snap.unavailable_mask)
     return pool_rows(snap, np.random.default_rng(req.rng_seed).choice(free, req.batch, replace=False), "random")
 
 
 def pool_spread(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
-    """Unmeasured candidates far from each other and from the measured ones (greedy max-min distance)."""
-    idx = farthest_point_design(snap.pool.features, req.batch, seed=req.rng_seed, exclude=np.array(snap.measured_mask))
+    """Unmeasured candidates far from each other and from the measured and pending ones (greedy max-min distance)."""
+    idx = farthest_point_design(snap.pool.features, req.batch, seed=req.rng_seed,
+                                exclude=np.array(snap.unavailable_mask))
     return pool_rows(snap, idx, "spread")

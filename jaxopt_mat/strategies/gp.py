@@ -17,7 +17,7 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, cosine_similarity, intensity_factor, minmax
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        remembered_fits, warm_start)
+                                        pending_x, remembered_fits, warm_start)
 from jaxopt_mat.surrogates.gp import fit_gp
 
 # Name of the spectrum campaigns' peak-intensity GP among the remembered fits.
@@ -85,7 +85,8 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     ctx.progress(f"optimizing log-EI for a batch of {req.batch}")
     result = local_penalization_batch(model, space, req.batch, key=k_acq, best=best, maximize=maximize, init=init,
                                       constraint=constraint, program_cache=ctx.program_cache,
-                                      feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx))
+                                      feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx),
+                                      pending=pending_x(snap))
     x = check_feasible(space, result.x)
     mean, std = np.asarray(result.mean), np.asarray(result.std)
     if spectrum:  # back to loss units: median and delta-method spread of exp(model) - floor

@@ -12,7 +12,7 @@ from jaxopt_mat.campaign import Config, Snapshot
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        remembered_fits, warm_start)
+                                        pending_rows, pending_x, remembered_fits, warm_start)
 from jaxopt_mat.surrogates.feasibility import log_weight_of_rows
 from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
 
@@ -56,7 +56,8 @@ def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion
     init = cond.x[np.asarray(non_dominated_mask(front))]
     x, log_e, mean, std = ehvi_batch(predict_objectives_believer, (models, jnp.asarray(signs)), space, front, ref,
                                      req.batch, key=k_acq, init=init,
-                                     feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx))
+                                     feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx),
+                                     pending=pending_x(snap))
     x = check_feasible(space, x)
     return Suggestion(x, "gp", pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"), failure_note(snap),
                       state=_kept(snap, models), diagnostics={"objective_models": models})
@@ -72,7 +73,11 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     ctx.progress(f"scoring EHVI over {len(pool.ids)} candidates")
     success = feasibility(snap, low=pool.low, high=pool.high, ctx=ctx)
     weights = None if success is None else np.exp(np.asarray(map_rows(log_weight_of_rows, (success,), pool.features)))
+    waiting = pending_rows(snap)
+    if waiting is not None:  # runs in the lab join the front at their predicted outcomes (the Kriging believer)
+        front = np.concatenate([front, np.asarray(predict_objectives(pool.features[waiting], models,
+                                                                     jnp.asarray(signs))[0])])
     idx, ehvi, mean, std = pool_ehvi_batch(predict_objectives, (models, jnp.asarray(signs)), pool.features, front,
-                                           ref, req.batch, exclude=snap.measured_mask, weights=weights)
+                                           ref, req.batch, exclude=snap.unavailable_mask, weights=weights)
     extra = pareto_extra(config, mean, std, ehvi, "ehvi")
     return idx, extra, models, _kept(snap, models)

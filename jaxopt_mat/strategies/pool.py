@@ -10,7 +10,8 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.errors import DataError
 from jaxopt_mat.pool import penalized_pool_batch
-from jaxopt_mat.strategies.base import Context, Request, Suggestion, failure_note, feasibility, remembered_fits
+from jaxopt_mat.strategies.base import (Context, Request, Suggestion, failure_note, feasibility, pending_rows,
+                                        remembered_fits)
 from jaxopt_mat.strategies.designs import pool_rows
 from jaxopt_mat.strategies.gp import fit_warm
 from jaxopt_mat.strategies.pareto import suggest_pool_pareto
@@ -18,10 +19,12 @@ from jaxopt_mat.surrogates.feasibility import log_weight_of_rows
 
 
 def check_free(snap: Snapshot, batch: int) -> None:
-    """A :class:`DataError` when fewer than ``batch`` candidates are left unmeasured."""
-    free = int(np.sum(~snap.measured_mask))
+    """A :class:`DataError` when fewer than ``batch`` candidates are left unmeasured (and not pending)."""
+    free = int(np.sum(~snap.unavailable_mask))
     if free < batch:
-        raise DataError(f"only {free} candidates of {len(snap.pool.ids)} are left unmeasured; ask for at most {free}")
+        waiting = f" and not pending ({snap.n_pending} are)" if snap.n_pending else ""
+        raise DataError(f"only {free} candidates of {len(snap.pool.ids)} are left unmeasured{waiting}; "
+                        f"ask for at most {free}")
 
 
 def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
@@ -39,7 +42,8 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     success = feasibility(snap, low=pool.low, high=pool.high, ctx=ctx)
     log_weights = None if success is None else map_rows(log_weight_of_rows, (success,), pool.features)
     pb = penalized_pool_batch(model, jnp.asarray(pool.features), req.batch, best=best, maximize=maximize,
-                              exclude=np.array(snap.measured_mask), log_weights=log_weights)
+                              exclude=np.array(snap.unavailable_mask), log_weights=log_weights,
+                              pending=pending_rows(snap))
     extra = {"predicted_mean": np.asarray(pb.mean), "predicted_std": np.asarray(pb.std),
              "log_ei": np.asarray(pb.log_acquisition)}
     state = remembered_fits(snap.state, cond.x.shape[0], {config.objective.name: model})

@@ -15,7 +15,8 @@ import numpy as np
 from jaxopt_mat.acquisition.spectrum import posterior_expected_loss, spectrum_batch, spectrum_gp_batch
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
-from jaxopt_mat.strategies.base import Context, Request, Suggestion, check_feasible, failure_note, feasibility
+from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
+                                        pending_x)
 from jaxopt_mat.strategies.two_step import network_readiness, network_seed, train_on
 from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp
 
@@ -85,7 +86,8 @@ def suggest_cgp(snap: Snapshot, req: Request, ctx: Context, batch: int | None = 
     if success is None:
         success = feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx)
     sb = spectrum_gp_batch(model, snap.space, snap.target, batch, key=k_acq, best=float(np.min(expected)),
-                           window=snap.config.objective.window, feasibility=success, program_cache=ctx.program_cache)
+                           window=snap.config.objective.window, feasibility=success, pending=pending_x(snap),
+                           program_cache=ctx.program_cache)
     x = check_feasible(snap.space, sb.x)
     extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std),
              "log_ei": np.asarray(sb.log_acquisition)}
@@ -137,7 +139,8 @@ def _network_batch(snap: Snapshot, req: Request, ctx: Context, *, ensemble, n_dn
     ctx.progress(f"minimising the predicted loss for {n_dnn} recipes")
     sb = spectrum_batch(ensemble, snap.space, snap.target, n_dnn, key=jax.random.key(req.rng_seed),
                         window=objective.window, smoothness=objective.smoothness, kappa=req.kappa,
-                        pending=None if cgp is None else cgp.x, program_cache=ctx.program_cache,
+                        pending=_stacked(pending_x(snap), None if cgp is None else cgp.x),
+                        program_cache=ctx.program_cache,
                         feasibility=success)
     x = np.asarray(sb.x)
     extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std)}
@@ -146,3 +149,9 @@ def _network_batch(snap: Snapshot, req: Request, ctx: Context, *, ensemble, n_dn
         extra = {k: np.concatenate([v, cgp.extra[k]]) for k, v in extra.items()}
         extra["log_ei"] = np.concatenate([np.full(n_dnn, np.nan), cgp.extra["log_ei"]])
     return Suggestion(x, label, extra, notes + failure_note(snap))
+
+
+def _stacked(*parts):
+    """The rows of the arrays among ``parts`` that are not ``None``, stacked (``None`` if all are)."""
+    parts = [p for p in parts if p is not None]
+    return np.concatenate(parts) if parts else None
