@@ -25,6 +25,7 @@ from jaxopt_mat import report, strategies
 from jaxopt_mat.campaign import (SUGGESTION_COLUMN, CampaignFolder, Config, Measurements, Snapshot, file_number,
                                  load_config, parse_config, read_snapshot, suggestion_csv, suggestion_ids,
                                  validate_measurements, widen_bound)
+from jaxopt_mat.campaign.pending import resolve_pending
 from jaxopt_mat.errors import ConfigError, DataError, RepeatedBatchError, read_data_file
 from jaxopt_mat.stopping import evaluate
 from jaxopt_mat.strategies import Context, Suggestion
@@ -72,11 +73,14 @@ class SuggestedBatch:
 
 @dataclasses.dataclass(frozen=True)
 class Observed:
-    """What ``observe`` recorded: the batch number given to the rows, how many, and the campaign's total."""
+    """What ``observe`` recorded: the batch number given to the rows, how many, the campaign's total, and how many
+    pending suggested rows the rows resolved and how many are still pending."""
 
     batch: int
     n_rows: int
     total: int
+    resolved: int = 0
+    still_pending: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Status:
     pareto: dict | None
     pool: dict | None
     failures: dict | None
+    pending: dict | None
     raw: dict = dataclasses.field(repr=False)
 
     @classmethod
@@ -106,6 +111,12 @@ class Status:
 
     def to_dict(self) -> dict:
         return dict(self.raw)
+
+
+def _ranges(ids) -> str:
+    """Suggestion ids for a message: the first few, and how many more."""
+    ids = list(ids)
+    return ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
 
 
 def _config_of(config) -> tuple[Config, Path]:
@@ -254,20 +265,55 @@ class Campaign:
 
     def observe_text(self, text: str, source: str, *, again: bool = False) -> Observed:
         """:meth:`observe` for a measurement file's text; ``source`` names it in messages."""
-        measurements = self.validate_text(text, source)
+        snap = self.snapshot()
+        measurements = self.validate_text(text, source, snapshot=snap)
         try:
             batch, total = self.folder.append_observations(measurements, refuse_repeat=not again)
         except RepeatedBatchError as e:
             raise RepeatedBatchError(f"{source}: {e}; pass --again to record them anyway") from None
-        return Observed(batch, int(measurements.values.shape[0]), total)
+        n = int(measurements.values.shape[0])
+        still = resolve_pending(
+            snap.pending, observed_ids=measurements.suggestions or [""] * n,
+            observed_x=np.asarray(measurements.values)[:, :snap.space.dim] if not snap.config.is_pool else None,
+            observed_pool_ids=measurements.ids, observed_batches=np.full(n, batch), cancelled=(),
+            scale=np.asarray(snap.space.high) - np.asarray(snap.space.low))
+        return Observed(batch, n, total, resolved=int(np.sum(~still)), still_pending=int(np.sum(still)))
 
-    def validate_text(self, text: str, source: str) -> Measurements:
+    def validate_text(self, text: str, source: str, *, snapshot: Snapshot | None = None) -> Measurements:
         """Check a measurement file's text as :meth:`observe` does, without recording it."""
-        snap = self.snapshot()
+        snap = snapshot or self.snapshot()
         return validate_measurements(
             text, source, config=snap.config, space=None if snap.config.is_pool else snap.space,
             wavelengths=snap.wavelengths, target_on=snap.target_on if snap.target_spectrum is not None else None,
             pool_index=snap.pool_index if snap.config.is_pool else None, suggested_ids=frozenset(snap.suggested.ids))
+
+    def cancel(self, suggestion_ids=(), *, everything: bool = False) -> list[str]:
+        """Drop pending suggested rows (a batch that will never be run); return the ids dropped.
+
+        ``suggestion_ids`` name rows (``b0004-07``) or whole batches (``b0004``);
+        ``everything`` drops every pending row. Nothing is dropped unless every
+        id names a pending row.
+
+        Raises:
+            DataError: an id that is not pending, or neither ids nor ``everything``.
+        """
+        pending = self.snapshot().pending.ids
+        if everything:
+            chosen = list(pending)
+        else:
+            if not suggestion_ids:
+                raise DataError("name the suggestion ids to cancel (e.g. b0004-07, or b0004 for a whole batch), "
+                                "or pass --all")
+            chosen = []
+            for sid in suggestion_ids:
+                match = [p for p in pending if p == sid or p.startswith(f"{sid}-")]
+                if not match:
+                    raise DataError(f"{sid} is not pending" + (f" (pending: {_ranges(pending)})" if pending
+                                                                else " (nothing is pending)"))
+                chosen += [m for m in match if m not in chosen]
+        if chosen:
+            self.folder.cancel(chosen)
+        return chosen
 
     # -- look ------------------------------------------------------------------
     def status(self, *, with_model: bool = True) -> Status:

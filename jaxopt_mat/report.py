@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import time
+
 import jax
 import numpy as np
 
@@ -74,7 +76,8 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
     ``pool`` (candidates, unmeasured). With failed runs recorded, ``failures``
     holds their count, rate and count per batch, and (with the model) the
     success classifier's length-scale and its probability of success at the
-    best condition. Spectrum campaigns with at least 3
+    best condition. ``pending`` lists the suggested rows not yet observed
+    (:func:`pending_summary`). Spectrum campaigns with at least 3
     conditions add ``recommended``: the measured condition with the lowest
     posterior expected loss under the composite spectrum GP.
     """
@@ -99,6 +102,7 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
     out["failures"] = None if not n_failed else {
         "count": n_failed, "rate": n_failed / (n_failed + snap.n_rows),
         "by_batch": {str(b): int(c) for b, c in zip(*np.unique(snap.failed_batches, return_counts=True))}}
+    out["pending"] = pending_summary(snap)
     describe = _describer(snap)
     if obj.is_pareto:
         out["pareto"] = pareto_summary(snap, describe) if snap.n_conditions else None
@@ -143,10 +147,27 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
     return out
 
 
+def pending_summary(snap: Snapshot, *, now: float | None = None) -> dict:
+    """The suggested rows not yet observed: ``{"count", "rows": [{"suggestion", (id,) inputs..., "age_hours"}]}``."""
+    pending = snap.pending
+    now = time.time() if now is None else now
+    names = snap.config.input_names
+    rows = []
+    for k, sid in enumerate(pending.ids if pending is not None else ()):
+        row = {"suggestion": sid}
+        if pending.pool_ids is not None:
+            row["id"] = pending.pool_ids[k]
+        else:
+            row.update({n: float(v) for n, v in zip(names, pending.x[k])})
+        row["age_hours"] = max(0.0, (now - float(pending.at[k])) / 3600.0)
+        rows.append(row)
+    return {"count": len(rows), "rows": rows}
+
+
 def best_row(snap: Snapshot) -> int:
     """Index of the recorded row with the best objective (the lowest loss of a spectrum campaign)."""
     y = snap.y
     return int(np.argmax(y) if snap.config.objective.maximize else np.argmin(y))
 
 
-__all__ = ["best_row", "pareto_summary", "status"]
+__all__ = ["best_row", "pareto_summary", "pending_summary", "status"]

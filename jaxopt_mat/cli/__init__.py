@@ -4,7 +4,7 @@ Every error a user can cause is printed as one line on stderr with a non-zero
 exit code; nothing is written unless the whole input is valid.
 
 - :mod:`~jaxopt_mat.cli.common`: the typer application, its error guard and the shared context.
-- :mod:`~jaxopt_mat.cli.commands`: ``init``, ``suggest``, ``observe``, ``status``.
+- :mod:`~jaxopt_mat.cli.commands`: ``init``, ``suggest``, ``observe``, ``cancel``, ``status``.
 - :mod:`~jaxopt_mat.cli.figures`: ``explain`` and ``plot``.
 - :mod:`~jaxopt_mat.cli.loops`: ``simulate`` and ``demo``.
 """

@@ -1,4 +1,4 @@
-"""``init``, ``suggest``, ``observe`` and ``status``: the loop's commands."""
+"""``init``, ``suggest``, ``observe``, ``cancel`` and ``status``: the loop's commands."""
 
 from __future__ import annotations
 
@@ -50,12 +50,20 @@ def suggest(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (default: the campaign's)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV here instead of stdout."),
     extend_bounds: bool = typer.Option(False, "--extend-bounds", help="Widen extendable bounds the suggestions keep pressing against."),
+    ignore_pending: bool = typer.Option(False, "--ignore-pending",
+                                        help="Disregard rows suggested earlier and not yet observed."),
 ):
-    """Suggest the next batch of conditions as CSV."""
+    """Suggest the next batch of conditions as CSV.
+
+    Each row gets a suggestion id (first column, e.g. b0004-07). Rows suggested
+    earlier and not yet observed are pending: the batch keeps away from them
+    (pool rows are never suggested twice) unless --ignore-pending.
+    """
     camp = open_campaign(directory)
     if out is not None and not out.parent.is_dir():  # before the work, not after it
         raise DataError(f"--out {out}: folder {out.parent} does not exist")
-    kept = camp.ask(batch, method=method, seed=seed, kappa=kappa, extend_bounds=extend_bounds)
+    kept = camp.ask(batch, method=method, seed=seed, kappa=kappa, extend_bounds=extend_bounds,
+                    ignore_pending=ignore_pending)
     for n in kept.notes:
         note(n)
     if out is None:
@@ -80,7 +88,23 @@ def observe(
     observed twice) unless ``--again`` is given.
     """
     done = Campaign.open(directory).observe(file, again=again)
-    typer.echo(f"recorded {done.n_rows} measurements as batch {done.batch}; {done.total} in total")
+    pending = (f"; answered {done.resolved} pending suggestion{'s' if done.resolved != 1 else ''}, "
+               f"{done.still_pending} still pending") if done.resolved or done.still_pending else ""
+    typer.echo(f"recorded {done.n_rows} measurements as batch {done.batch}; {done.total} in total{pending}")
+
+
+@app.command()
+@guard
+def cancel(
+    directory: Path = typer.Argument(..., help="Campaign folder."),
+    suggestion_ids: Optional[list[str]] = typer.Argument(None, help="Suggestion ids (b0004-07), or batches (b0004)."),
+    everything: bool = typer.Option(False, "--all", help="Cancel every pending suggestion."),
+):
+    """Drop pending suggestions that will never be measured (later batches stop keeping away from them)."""
+    camp = open_campaign(directory)
+    dropped = camp.cancel(suggestion_ids or (), everything=everything)
+    left = camp.snapshot().n_pending
+    typer.echo(f"cancelled {len(dropped)} pending suggestion{'s' if len(dropped) != 1 else ''}; {left} still pending")
 
 
 @app.command()
@@ -103,6 +127,12 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _age(hours: float) -> str:
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
 def _recipe(row: dict) -> str:
     return ", ".join(f"{k} = {_fmt(v)}" for k, v in row.items())
 
@@ -117,6 +147,15 @@ def print_status(info: dict) -> None:
     typer.echo(f"  measurements: {info['n_observations']} ({info['n_conditions']} conditions, {info['n_batches']} batches)")
     if info.get("pool"):
         typer.echo(f"  pool: {info['pool']['candidates']} candidates, {info['pool']['unmeasured']} not measured yet")
+    if info.get("pending") and info["pending"]["count"]:
+        rows = info["pending"]["rows"]
+        typer.echo(f"  pending: {len(rows)} suggested rows not yet observed")
+        for row in rows[:10]:
+            row = dict(row)
+            sid, age = row.pop("suggestion"), row.pop("age_hours")
+            typer.echo(f"    {sid}  {_age(age):>8}  {_recipe(row)}")
+        if len(rows) > 10:
+            typer.echo(f"    ... and {len(rows) - 10} more (status --json lists them all)")
     if info.get("failures"):
         fail = info["failures"]
         by_batch = ", ".join(f"batch {b}: {c}" for b, c in fail["by_batch"].items())
