@@ -133,7 +133,7 @@ def maximize_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_steps,
 
 
 # Pending rows are padded to one of these counts, so a batch's compiled program serves many pending counts.
-PENDING_SIZES = (8, 32, 128)
+PENDING_SIZES = (8, 16, 32, 64, 128, 256)
 
 
 def pad_pending(pending, d: int, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:

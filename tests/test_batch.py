@@ -90,8 +90,8 @@ def test_first_point_of_the_batch_maximizes_unpenalized_log_ei(problem):
 
 
 def test_batch_size_is_limited():
-    with pytest.raises(ValueError, match="between 1 and 32"):
-        local_penalization_batch(None, None, 33, key=jax.random.key(0), best=0.0)
+    with pytest.raises(ValueError, match="between 1 and 96"):
+        local_penalization_batch(None, None, 97, key=jax.random.key(0), best=0.0)
 
 
 @pytest.mark.heavy

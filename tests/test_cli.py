@@ -162,8 +162,8 @@ def test_observing_the_same_file_twice_is_refused_unless_asked(campaign, tmp_pat
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["suggest", "{camp}", "--batch", "0"], 3, "between 1 and 32"),
-    (["suggest", "{camp}", "--batch", "33"], 3, "between 1 and 32"),
+    (["suggest", "{camp}", "--batch", "0"], 3, "between 1 and 96"),
+    (["suggest", "{camp}", "--batch", "97"], 3, "between 1 and 96"),
     (["suggest", "{camp}", "--batch", "2", "--method", "magic"], 3, "unknown method"),
     (["suggest", "{tmp}/nowhere", "--batch", "2"], 5, "not a campaign folder"),
     (["observe", "{camp}", "{tmp}/missing.csv"], 3, "measurement file not found"),
@@ -172,7 +172,7 @@ def test_observing_the_same_file_twice_is_refused_unless_asked(campaign, tmp_pat
     (["init", "{tmp}/new", "--config", "{tmp}/nope.toml"], 2, "config file not found"),
     (["suggest", "{camp}", "--batch", "2", "--out", "{tmp}/no/such/folder/s.csv"], 3, "folder {tmp}/no/such/folder does not exist"),
     (["demo", "--out", "{tmp}/d", "--rounds", "0"], 3, "--rounds and --replicates must be at least 1"),
-    (["demo", "--out", "{tmp}/d", "--batch", "40"], 3, "--batch must be between 1 and 32, got 40"),
+    (["demo", "--out", "{tmp}/d", "--batch", "100"], 3, "--batch must be between 1 and 96, got 100"),
 ])
 def test_refusals_are_one_line_with_an_exit_code(campaign, tmp_path, args, code, message):
     args = [a.format(camp=campaign, tmp=tmp_path) for a in args]

@@ -224,7 +224,7 @@ def test_padding_of_pending_rows_changes_nothing():
     pending = np.array([[0.2, 0.3], [0.8, 0.9], [0.5, 0.1]])
     padded, mask = pad_pending(pending, 2, jnp.float64)
     assert padded.shape == (8, 2) and mask.tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
-    assert pad_pending(np.zeros((129, 2)), 2, jnp.float64)[0].shape == (256, 2)
+    assert pad_pending(np.zeros((257, 2)), 2, jnp.float64)[0].shape == (512, 2)
     assert pad_pending(None, 2, jnp.float64)[0].shape == (0, 2)
     # The same three rows padded to 8 or to 32 slots (the padding rows elsewhere) give the same batch.
     wide = np.full((32, 2), 0.7)

@@ -28,7 +28,7 @@ from jaxopt_mat.optimize import greedy_batch_unit, pad_pending, sample_feasible_
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.gp import GPModel
 
-MAX_BATCH = 32
+MAX_BATCH = 96  # one 96-well plate
 
 
 class Batch(NamedTuple):
@@ -154,7 +154,7 @@ def local_penalization_batch(
     Args:
         model: fitted GP.
         space: bounds and constraints; every point returned satisfies them exactly.
-        q: batch size, 1 to 32.
+        q: batch size, 1 to 96 (one well plate).
         key: PRNG key.
         best: incumbent value (best median measurement so far).
         maximize: direction of the objective.
