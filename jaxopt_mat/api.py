@@ -102,6 +102,7 @@ class Status:
     pool: dict | None
     failures: dict | None
     pending: dict | None
+    outcome_constraints: dict | None
     raw: dict = dataclasses.field(repr=False)
 
     @classmethod
@@ -321,7 +322,8 @@ class Campaign:
         return Status.from_dict(report.status(self.snapshot(), with_model=with_model, context=self.context))
 
     def observations(self) -> "pd.DataFrame":
-        """Every recorded measurement: (pool campaigns: ``id``,) the inputs, the measured columns, ``batch``."""
+        """Every measurement that gave a result: (pool campaigns: ``id``,) the inputs, the measured columns
+        (the objective(s) or the spectrum, then the constrained outcomes), ``batch``."""
         import pandas as pd
 
         snap = self.snapshot()
@@ -329,6 +331,7 @@ class Campaign:
         if not snap.config.is_pool:
             columns.update({n: snap.x[:, j] for j, n in enumerate(snap.config.input_names)})
         columns.update({c: snap.measured[:, j] for j, c in enumerate(snap.columns)})
+        columns.update({c: snap.outcomes[:, j] for j, c in enumerate(snap.config.outcome_names)})
         columns["batch"] = snap.batches
         return pd.DataFrame(columns)
 

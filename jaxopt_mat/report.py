@@ -40,14 +40,19 @@ def _describer(snap: Snapshot):
 
 
 def pareto_summary(snap: Snapshot, describe) -> dict:
-    """Reference point, hypervolume (now and per batch) and the Pareto set, in the objectives' own units."""
+    """Reference point, hypervolume (now and per batch) and the Pareto set, in the objectives' own units.
+
+    Only conditions that keep the outcome constraints (by their replicate medians) count.
+    """
     obj = snap.config.objective
     cond, signs = snap.conditions, obj.signs
     front = cond.y * signs
     ref = snap.reference_point(front)
+    ok = snap.satisfied
+    front = np.where(ok[:, None], front, ref)  # a condition that breaks a constraint adds nothing
     # Per-batch history over replicate medians of the data known at that point.
-    history = hypervolume_history(cond.y[cond.index] * signs, snap.batches, ref)
-    mask = np.asarray(non_dominated_mask(front))
+    history = hypervolume_history(front[cond.index], snap.batches, ref)
+    mask = np.asarray(non_dominated_mask(front)) & ok
     rows = []
     for i in sorted(np.flatnonzero(mask), key=lambda i: -front[i, 0]):
         row = describe(int(i))
@@ -106,15 +111,22 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
     describe = _describer(snap)
     if obj.is_pareto:
         out["pareto"] = pareto_summary(snap, describe) if snap.n_conditions else None
-    elif snap.n_conditions:
-        i = int(np.argmax(cond.y) if obj.maximize else np.argmin(cond.y))
+    elif snap.satisfied.any():
+        i = best_condition(snap)
         out["best"] = {**describe(i), "value": float(cond.y[i]), "replicates": int(cond.counts[i])}
+    if config.outcome_constraints:
+        out["outcome_constraints"] = {"constraints": [c.expr for c in config.outcome_constraints],
+                                      "satisfied": int(snap.satisfied.sum()), "conditions": snap.n_conditions}
     if not with_model:
         return out
     if n_failed and snap.n_rows:  # the success model's view: its length-scale, and P(success) at the best condition
         low, high = (snap.pool.low, snap.pool.high) if config.is_pool else (snap.space.low, snap.space.high)
         success = feasibility(snap, low=low, high=high, ctx=ctx)
-        at = cond.x[[int(np.argmax(cond.y) if obj.maximize else np.argmin(cond.y))]] if not obj.is_pareto else cond.x
+        if obj.is_pareto:
+            at = cond.x
+        else:
+            at = cond.x[[best_condition(snap) if snap.satisfied.any() else
+                         int(np.argmax(cond.y) if obj.maximize else np.argmin(cond.y))]]
         out["failures"]["success_model"] = {
             "lengthscale": float(success.lengthscale),
             ("probability_at_best" if not obj.is_pareto else "lowest_probability_on_measured"):
@@ -164,10 +176,16 @@ def pending_summary(snap: Snapshot, *, now: float | None = None) -> dict:
     return {"count": len(rows), "rows": rows}
 
 
+def best_condition(snap: Snapshot) -> int:
+    """Index of the best condition (replicate median) among those that keep the outcome constraints."""
+    y = np.where(snap.satisfied, snap.conditions.y, np.nan)
+    return int(np.nanargmax(y) if snap.config.objective.maximize else np.nanargmin(y))
+
+
 def best_row(snap: Snapshot) -> int:
     """Index of the recorded row with the best objective (the lowest loss of a spectrum campaign)."""
     y = snap.y
     return int(np.argmax(y) if snap.config.objective.maximize else np.argmin(y))
 
 
-__all__ = ["best_row", "pareto_summary", "pending_summary", "status"]
+__all__ = ["best_condition", "best_row", "pareto_summary", "pending_summary", "status"]

@@ -97,6 +97,7 @@ def test_batch_size_is_limited():
 @pytest.mark.heavy
 def test_a_constraint_model_keeps_the_batch_where_it_is_probably_satisfied():
     from jaxopt_mat import SearchSpace
+    from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 
     space = SearchSpace([0.0, 0.0], [1.0, 1.0])
     rng = np.random.default_rng(4)
@@ -106,7 +107,8 @@ def test_a_constraint_model_keeps_the_batch_where_it_is_probably_satisfied():
     model = fit_gp(x, y, key=jax.random.key(0), low=space.low, high=space.high)
     cmodel = fit_gp(x, c, key=jax.random.key(1), low=space.low, high=space.high)
     free = local_penalization_batch(model, space, 5, key=jax.random.key(2), best=y.max())
-    held = local_penalization_batch(model, space, 5, key=jax.random.key(2), best=y.max(), constraint=(cmodel, 0.5))
+    held = local_penalization_batch(model, space, 5, key=jax.random.key(2), best=y.max(),
+                                    constraints=outcome_constraints([cmodel], [0.5], [True]))
     assert np.median(np.asarray(free.x)[:, 0]) > 0.8
     assert np.all(np.asarray(held.x)[:, 0] < 0.6)
     from jax.scipy.special import log_ndtr

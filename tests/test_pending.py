@@ -229,7 +229,7 @@ def test_padding_of_pending_rows_changes_nothing():
     # The same three rows padded to 8 or to 32 slots (the padding rows elsewhere) give the same batch.
     wide = np.full((32, 2), 0.7)
     wide[:3] = pending
-    args = (model, space, jax.random.key(1), jnp.asarray(y.max()), None, jnp.asarray(0.03), None, None, None)
+    args = (model, space, jax.random.key(1), jnp.asarray(y.max()), None, jnp.asarray(0.03), None, None)
     static = dict(q=3, maximize=True, n_starts=16, n_raw=512, n_steps=60)
     a = _local_penalization(*args, padded, mask, **static)
     b = _local_penalization(*args, jnp.asarray(wide), jnp.asarray(np.arange(32) < 3, float), **static)

@@ -88,8 +88,8 @@ def log_penalizer(u, centers, mean, std, incumbent, lipschitz, mask, *, maximize
 
 
 @partial(jax.jit, static_argnames=("q", "maximize", "n_starts", "n_raw", "n_steps"))
-def _local_penalization(model, space, key, best, init_unit, learning_rate, constraint_model, constraint_upper,
-                        feasibility, pending, pending_mask, *, q, maximize, n_starts, n_raw, n_steps):
+def _local_penalization(model, space, key, best, init_unit, learning_rate, constraints, feasibility, pending,
+                        pending_mask, *, q, maximize, n_starts, n_raw, n_steps):
     d = space.dim
     dtype = model.x_unit.dtype
     k_lip, k_loop = jax.random.split(key)
@@ -98,9 +98,8 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
     def log_ei(u):
         post = _predict_space_unit(model, space, u)
         value = log_expected_improvement(post.mean, post.std, best, maximize=maximize)
-        if constraint_model is not None:  # times the probability that the constrained quantity stays below its bound
-            pc = _predict_space_unit(constraint_model, space, u)
-            value = value + log_ndtr((constraint_upper - pc.mean) / pc.std)
+        if constraints is not None:  # times the probability that the constrained outcomes keep their bounds
+            value = value + constraints.log_probability(space.from_unit(u))
         if feasibility is not None:  # times the probability that a run there gives a result
             value = value + feasibility.log_weight(space.from_unit(u))
         return value
@@ -144,7 +143,7 @@ def local_penalization_batch(
     n_raw: int = 512,
     n_steps: int = 60,
     learning_rate: float = 0.03,
-    constraint=None,
+    constraints=None,
     feasibility=None,
     pending=None,
     program_cache=None,
@@ -160,10 +159,10 @@ def local_penalization_batch(
         maximize: direction of the objective.
         init: extra starting points ``(k, d)`` in physical units, e.g. near the best
             observations; the optimizer also starts from the best raw samples.
-        constraint: optional ``(gp, upper)``: an outcome that must stay at or
-            below ``upper``, modelled by its own GP; the acquisition becomes
-            log EI + log P(outcome <= upper) (Gardner et al., ICML 2014), and
-            ``log_acquisition`` reports that sum.
+        constraints: optional :class:`~jaxopt_mat.surrogates.outcome_constraints.OutcomeConstraints`:
+            outcomes that must keep their bounds, each modelled by its own GP; the
+            acquisition becomes log EI + log P(every bound holds) (Gardner et al.,
+            ICML 2014), and ``log_acquisition`` reports that sum.
         feasibility: optional success classifier
             (:class:`~jaxopt_mat.surrogates.feasibility.FeasibilityModel`): its
             ``log P(success)`` is added too, so the batch keeps away from where
@@ -182,10 +181,9 @@ def local_penalization_batch(
     if not 1 <= q <= MAX_BATCH:
         raise ValueError(f"batch size must be between 1 and {MAX_BATCH}, got {q}")
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
-    c_model, c_upper = (None, None) if constraint is None else (constraint[0], jnp.asarray(constraint[1], model.x_unit.dtype))
     dtype = model.x_unit.dtype
-    args = (model, space, key, jnp.asarray(best, dtype), init_unit, jnp.asarray(learning_rate), c_model,
-            c_upper, feasibility, *pad_pending(pending, space.dim, dtype))
+    args = (model, space, key, jnp.asarray(best, dtype), init_unit, jnp.asarray(learning_rate), constraints,
+            feasibility, *pad_pending(pending, space.dim, dtype))
     static = dict(q=q, maximize=maximize, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
     if program_cache is None:
         return _local_penalization(*args, **static)

@@ -194,8 +194,8 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
 
 
 @partial(jax.jit, static_argnames=("predict", "q", "n_starts", "n_raw", "n_steps"))
-def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, feasibility, pending,
-                pending_mask, *, q, n_starts, n_raw, n_steps):
+def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, feasibility, constraints,
+                pending, pending_mask, *, q, n_starts, n_raw, n_steps):
     n_front, m = front.shape
     n_pending = pending.shape[0]
     # Pending rows (runs in the lab) are believed observed at their predicted means before the first pick.
@@ -209,6 +209,8 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
         _, _, picked, picked_mask, boxes = carry
         mean, std = predict(space.from_unit(u), *model_args, picked, picked_mask)
         value = jax.vmap(lambda a, b: log_ehvi_from_boxes(a, b, boxes))(mean, std)
+        if constraints is not None:  # constrained EHVI: times P(every outcome constraint holds)
+            value = value + constraints.log_probability(space.from_unit(u))
         return value if feasibility is None else value + feasibility.log_weight(space.from_unit(u))
 
     def record(carry, k, u, _):
@@ -228,7 +230,8 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
 
 
 def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None, n_starts: int = 16,
-               n_raw: int = 512, n_steps: int = 60, learning_rate: float = 0.03, feasibility=None, pending=None):
+               n_raw: int = 512, n_steps: int = 60, learning_rate: float = 0.03, feasibility=None, constraints=None,
+               pending=None):
     """``q`` points of a continuous space by sequential greedy EHVI with Kriging-believer fantasies.
 
     Each point maximises log EHVI by the multi-start projected gradient method
@@ -246,6 +249,8 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
         front: ``(p, m)`` observed values (maximisation form); ``ref``: ``(m,)``.
         init: optional extra starting points ``(k, d)``, physical units.
         feasibility: optional success classifier; its ``log P(success)`` is added to log EHVI.
+        constraints: optional :class:`~jaxopt_mat.surrogates.outcome_constraints.OutcomeConstraints`;
+            ``log P(every bound holds)`` is added too (constrained EHVI).
         pending: optional ``(p, d)`` points already being measured: believed observed at their
             predicted means (on the front, in the models) before the first pick.
 
@@ -255,7 +260,8 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
     front = jnp.asarray(front)
     return _ehvi_batch(predict, tuple(model_args), space, key, front, jnp.asarray(ref, front.dtype), init_unit,
-                       jnp.asarray(learning_rate, front.dtype), feasibility, *pad_pending(pending, space.dim, front.dtype),
+                       jnp.asarray(learning_rate, front.dtype), feasibility, constraints,
+                       *pad_pending(pending, space.dim, front.dtype),
                        q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
 
 

@@ -58,7 +58,7 @@ def lower_confidence_score(x, ensemble, target, window, smoothness, kappa):
 
 @partial(jax.jit, static_argnames=("q", "n_starts", "n_raw", "n_steps"))
 def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, repulsion, radius, learning_rate,
-                    pending, pending_mask, feasibility, *, q, n_starts, n_raw, n_steps):
+                    pending, pending_mask, feasibility, constraints, *, q, n_starts, n_raw, n_steps):
     d = space.dim
     p = pending.shape[0]
 
@@ -67,6 +67,8 @@ def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, rep
         value = lower_confidence_score(space.from_unit(u), ensemble, target, window, smoothness, kappa)
         d2 = jnp.sum((u[:, None, :] - chosen[None]) ** 2, axis=-1)
         value = value - repulsion * jnp.sum(mask * jnp.exp(-0.5 * d2 / radius**2), axis=-1)
+        if constraints is not None:
+            value = value + constraints.log_constraint(space.from_unit(u))
         return value if feasibility is None else value + feasibility.log_constraint(space.from_unit(u))
 
     def record(carry, k, u, _):
@@ -101,6 +103,7 @@ def spectrum_batch(
     learning_rate: float = 0.02,
     pending=None,
     feasibility=None,
+    constraints=None,
     program_cache=None,
 ) -> SpectrumBatch:
     """``q`` distinct feasible recipes minimising the ensemble's predicted loss against ``target``.
@@ -120,6 +123,8 @@ def spectrum_batch(
             repelled from them as from each other.
         feasibility: optional success classifier; recipes where it gives less than even odds of a
             result are penalised (``FeasibilityModel.log_constraint``).
+        constraints: optional outcome constraints; recipes where they hold with less than even odds
+            are penalised the same way (``OutcomeConstraints.log_constraint``).
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled program between processes (used by the CLI).
 
@@ -129,7 +134,7 @@ def spectrum_batch(
     dtype = jnp.asarray(target).dtype
     args = (ensemble, space, key, jnp.asarray(target), jnp.asarray(window, dtype),
             *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)),
-            *pad_pending(pending, space.dim, dtype), feasibility)
+            *pad_pending(pending, space.dim, dtype), feasibility, constraints)
     return _cached(program_cache, "spectrum_batch", _spectrum_batch, args,
                    dict(q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
 
@@ -194,7 +199,7 @@ def log_exclusion(u, chosen, mask, radius):
 
 @partial(jax.jit, static_argnames=("q", "stride", "n_starts", "n_raw", "n_steps"))
 def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, tau, radius, learning_rate,
-                       feasibility, pending, pending_mask, *, q, stride, n_starts, n_raw, n_steps):
+                       feasibility, constraints, pending, pending_mask, *, q, stride, n_starts, n_raw, n_steps):
     coarse = SpectrumGP(model.models, model.mean[::stride], model.basis[:, ::stride])
     coarse_target = target[::stride]
 
@@ -203,6 +208,8 @@ def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, t
         log_ei = log_expected_loss_improvement(coarse, space.from_unit(u), coarse_target, z, best, window=window,
                                                smoothness=smoothness, tau=tau, picked=picked, picked_mask=mask)
         value = log_ei + log_exclusion(u, space.to_unit(picked), mask, radius)
+        if constraints is not None:
+            value = value + constraints.log_probability(space.from_unit(u))
         return value if feasibility is None else value + feasibility.log_weight(space.from_unit(u))
 
     p = pending.shape[0]
@@ -241,6 +248,7 @@ def spectrum_gp_batch(
     n_steps: int = 100,
     learning_rate: float = 0.02,
     feasibility=None,
+    constraints=None,
     pending=None,
     program_cache=None,
 ) -> SpectrumBatch:
@@ -271,6 +279,8 @@ def spectrum_gp_batch(
         stride: the acquisition evaluates every ``stride``-th wavelength (spectra are
             smooth; halves the cost). Reported losses use all wavelengths.
         feasibility: optional success classifier; its log weight is added to the log expected improvement.
+        constraints: optional outcome constraints (GPs of other measured columns); the log probability
+            that every bound holds is added too.
         pending: optional ``(p, d)`` recipes already being measured: believed and excluded like
             recipes chosen earlier in the batch.
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
@@ -285,6 +295,6 @@ def spectrum_gp_batch(
     z = jax.random.normal(k_z, (n_samples, model.n_components), dtype=dtype)
     args = (model, space, k_opt, jnp.asarray(target), z,
             *(jnp.asarray(v, dtype) for v in (best, window, smoothness, tau, radius, learning_rate)), feasibility,
-            *pad_pending(pending, space.dim, dtype))
+            constraints, *pad_pending(pending, space.dim, dtype))
     return _cached(program_cache, "spectrum_gp_batch", _spectrum_gp_batch, args,
                    dict(q=q, stride=stride, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))

@@ -91,11 +91,12 @@ def _prepare_pool(config: Config, source_dir: Path):
         embedding = {**config.embedding, "source": src.name}
         config = dataclasses.replace(config, candidates=name, features=tuple(pool.names), embedding=embedding)
         return config, files, pool
-    pool = parse_pool(text, src.name, list(config.features) or None,
-                      exclude=config.objective.measured_names)
-    clash = [n for n in config.objective.measured_names if n in pool.names]
+    measured = config.objective.measured_names + config.outcome_names
+    pool = parse_pool(text, src.name, list(config.features) or None, exclude=measured)
+    clash = [n for n in measured if n in pool.names]
     if clash:
-        raise ConfigError(f"objective {clash[0]!r} is also a feature column of {src.name}; leave it out of features")
+        raise ConfigError(f"measured column {clash[0]!r} is also a feature column of {src.name}; leave it out of "
+                          "features")
     return dataclasses.replace(config, candidates=src.name, features=tuple(pool.names)), files, pool
 
 
@@ -143,7 +144,7 @@ class CampaignFolder:
             (directory / name).write_bytes(content)
         if pool is not None:  # parsed once here; the first command loads it instead of parsing the copy again
             store_pool_cache(directory / POOL_CACHE_FILE, directory / config.candidates, list(config.features), pool)
-        measured = [] if config.objective.is_spectrum else config.objective.measured_names
+        measured = [] if config.objective.is_spectrum else config.objective.measured_names + config.outcome_names
         header = config.key_columns + measured + [BATCH_COLUMN]
         atomic_write_text(directory / OBSERVATIONS_FILE, ",".join(header) + "\n")
         atomic_write_text(directory / CONFIG_FILE, config_to_toml(config))

@@ -66,6 +66,8 @@ class Snapshot:
             still in the lab; :mod:`~jaxopt_mat.campaign.pending`). Strategies keep new
             batches away from them.
         suggested: every row ``suggest`` has returned, pending or not.
+        outcomes: ``(n, c)`` the columns named by outcome constraints
+            (``config.outcome_names``), per row that gave a result.
     """
 
     directory: Path
@@ -88,6 +90,7 @@ class Snapshot:
     target_spectrum: tuple[np.ndarray, np.ndarray] | None = None
     pending: SuggestedRows | None = None
     suggested: SuggestedRows | None = None
+    outcomes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def n_rows(self) -> int:
@@ -130,6 +133,22 @@ class Snapshot:
     def conditions(self) -> Conditions:
         """The measured conditions with the median of their replicates' objective."""
         return combine_replicates(self.x, self.y)
+
+    @functools.cached_property
+    def outcome_medians(self) -> np.ndarray:
+        """``(n_conditions, c)`` the median of each condition's replicates of every constrained column."""
+        if self.outcomes.shape[1] == 0:
+            return _frozen(np.zeros((self.n_conditions, 0)))
+        return _frozen(np.asarray(combine_replicates(self.x, self.outcomes).y).reshape(self.n_conditions, -1))
+
+    @functools.cached_property
+    def satisfied(self) -> np.ndarray:
+        """``(n_conditions,)`` True for conditions whose replicate medians keep every outcome constraint."""
+        ok = np.ones(self.n_conditions, bool)
+        names = self.config.outcome_names
+        for c in self.config.outcome_constraints:
+            ok &= c.holds(self.outcome_medians[:, names.index(c.name)])
+        return _frozen(ok)
 
     @property
     def n_conditions(self) -> int:
@@ -228,9 +247,15 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
         previous = _frozen(read_suggestion(files[-1], config.input_names)[0])
     target = read_target(folder.dir / config.objective.target) if config.objective.is_spectrum else None
     ids = None if all_ids is None else tuple(i for i, f in zip(all_ids, failed) if not f)
+    n_out = len(config.outcome_names)  # the outcome constraints' columns come last (once there are any columns)
+    if len(columns) >= n_out + 1 or not config.objective.is_spectrum:
+        measured, outcomes = arr[:, :-1 - n_out], arr[:, arr.shape[1] - 1 - n_out:-1]
+        columns = columns[:len(columns) - n_out]
+    else:  # a spectrum campaign before its first observe: no columns yet
+        measured, outcomes = arr[:, :-1], np.zeros((arr.shape[0], n_out))
     return Snapshot(
         directory=folder.dir, config=config, space=space, columns=columns, x=_frozen(all_x[~failed]),
-        measured=_frozen(arr[:, :-1]), batches=_frozen(arr[:, -1].astype(int)), ids=ids,
+        measured=_frozen(measured), outcomes=_frozen(outcomes), batches=_frozen(arr[:, -1].astype(int)), ids=ids,
         failed_x=_frozen(all_x[failed]), failed_batches=_frozen(all_batches[failed]),
         failed_ids=None if all_ids is None else tuple(i for i, f in zip(all_ids, failed) if f),
         state=MappingProxyType(state), n_suggested=len(files), previous_batch=previous,

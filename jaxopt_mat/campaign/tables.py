@@ -27,7 +27,8 @@ class Measurements(NamedTuple):
 
     Attributes:
         values: ``(n, d + k)``: the inputs, then the measured columns (pool campaigns: ``(n, k)``).
-        columns: names of the ``k`` measured columns (the objective(s), or the wavelengths as written).
+        columns: names of the ``k`` measured columns (the objective(s), or the wavelengths as written),
+            then the columns of the outcome constraints.
         ids: pool campaigns: the candidate id of each row; otherwise ``None``.
         failed: ``(n,)`` True for a run that gave no result (``status`` = ``failed``); its measured
             values are NaN. ``None`` when the file has no ``status`` column.
@@ -228,9 +229,9 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
                 f"the campaign's {len(known)} ({known[0]:g}-{known[-1]:g} nm)"
             )
         target_on(np.array([w for w, _ in spectral]))  # the target must cover the grid
-        need = names + [header[i] for _, i in spectral]
+        need = names + [header[i] for _, i in spectral] + config.outcome_names
     else:
-        need = names + config.objective.measured_names
+        need = names + config.objective.measured_names + config.outcome_names
     missing = [c for c in need if c not in header]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)} (need {', '.join(need[:len(names) + 1])}"
@@ -272,7 +273,7 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
 
 def _validate_pool_rows(header: list[str], reader, source: str, config: Config, index: Mapping[str, int],
                         suggested_ids: Collection[str] | None):
-    measured = config.objective.measured_names
+    measured = config.objective.measured_names + config.outcome_names
     need = ["id"] + measured
     missing = [c for c in need if c not in header]
     if missing:

@@ -156,6 +156,10 @@ def print_status(info: dict) -> None:
             typer.echo(f"    {sid}  {_age(age):>8}  {_recipe(row)}")
         if len(rows) > 10:
             typer.echo(f"    ... and {len(rows) - 10} more (status --json lists them all)")
+    if info.get("outcome_constraints"):
+        oc = info["outcome_constraints"]
+        typer.echo(f"  outcome constraints ({'; '.join(oc['constraints'])}): {oc['satisfied']} of "
+                   f"{oc['conditions']} conditions keep them (only these count as best or on the Pareto set)")
     if info.get("failures"):
         fail = info["failures"]
         by_batch = ", ".join(f"batch {b}: {c}" for b, c in fail["by_batch"].items())

@@ -18,7 +18,9 @@ from jaxopt_mat.acquisition.batch import MAX_BATCH
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.ensemble_cache import EnsembleMemo
 from jaxopt_mat.errors import DataError
-from jaxopt_mat.surrogates.feasibility import fit_feasibility
+from jaxopt_mat.chunked import map_rows
+from jaxopt_mat.surrogates.feasibility import fit_feasibility, log_weight_of_rows
+from jaxopt_mat.surrogates.outcome_constraints import fit_outcome_constraints
 
 # state.json keeps each suggest-time GP's hyper-parameters for this many condition counts.
 WARM_STARTS_KEPT = 4
@@ -176,6 +178,66 @@ def failure_note(snap: Snapshot) -> list[str]:
     n = snap.failed_x.shape[0]
     return [f"{n} failed run{'s' if n != 1 else ''} recorded: the batch is weighted by the modelled probability "
             "that a run succeeds"] if n else []
+
+
+def outcome_models(snap: Snapshot, *, key, low, high, ctx: Context):
+    """GPs of the campaign's constrained outcomes on every condition, or ``None`` without outcome constraints.
+
+    Returns ``(constraints, fits)``: the
+    :class:`~jaxopt_mat.surrogates.outcome_constraints.OutcomeConstraints` the
+    acquisitions add (``log P(every bound holds)``), and the GPs by column
+    name (remembered as warm starts).
+    """
+    config = snap.config
+    if not config.outcome_constraints:
+        return None, {}
+    names = config.outcome_names
+    cond = snap.conditions
+    ctx.progress(f"fitting {len(names)} GP{'s' if len(names) > 1 else ''} to the constrained outcome"
+                 f"{'s' if len(names) > 1 else ''} ({', '.join(names)})")
+    models = fit_outcome_constraints(cond.x, snap.outcome_medians, config.outcome_constraints, key=key, low=low,
+                                     high=high, program_cache=ctx.program_cache,
+                                     inits=tuple(warm_start(snap.state, n, *cond.x.shape) for n in names))
+    first = {c.name: m for c, m in zip(config.outcome_constraints, models.models)}
+    return models, first
+
+
+def row_log_weights(snap: Snapshot, pool, constraints, ctx: Context):
+    """Per pool row: what the acquisition adds for failed runs and outcome constraints (``None`` if nothing)."""
+    success = feasibility(snap, low=pool.low, high=pool.high, ctx=ctx)
+    total = None
+    if success is not None:
+        total = map_rows(log_weight_of_rows, (success,), pool.features)
+    if constraints is not None:
+        logp = map_rows(_log_probability_of_rows, (constraints,), pool.features)
+        total = logp if total is None else total + logp
+    return total
+
+
+def _log_probability_of_rows(rows, constraints):
+    return constraints.log_probability(rows)
+
+
+def incumbent(snap: Snapshot, y: np.ndarray, maximize: bool) -> float:
+    """The best of ``y`` (per condition) among the conditions that keep the outcome constraints.
+
+    When none does yet, the worst value: every improvement then counts, and the
+    probability of keeping the constraints decides where the batch goes.
+    """
+    ok = snap.satisfied
+    pick = np.max if maximize else np.min
+    if not ok.any():
+        return float(np.min(y) if maximize else np.max(y))
+    return float(pick(np.asarray(y)[ok]))
+
+
+def outcome_note(snap: Snapshot) -> list[str]:
+    """The note a batch carries on a campaign with outcome constraints."""
+    if not snap.config.outcome_constraints:
+        return []
+    exprs = ", ".join(c.expr for c in snap.config.outcome_constraints)
+    return [f"{int(snap.satisfied.sum())} of {snap.n_conditions} conditions keep the outcome constraints ({exprs}); "
+            "the batch is weighted by the modelled probability that they hold"]
 
 
 def pending_x(snap: Snapshot) -> np.ndarray | None:

@@ -1,10 +1,13 @@
 """``gp``: one GP of the objective, batch log-EI with local penalization (scalar and spectrum campaigns).
 
-For a spectrum campaign the GP models the capped log of the peak-smoothed
-loss (:func:`peak_smoothed_losses`, :func:`~jaxopt_mat.objectives.capped_log_loss`),
-and a second GP of the log peak absorbance keeps the batch below the top of
-the intensity window (expected improvement with a constraint, Gardner et al.,
-ICML 2014).
+Outcome constraints (``[[outcome_constraints]]``) get one GP each; the
+acquisition adds the log probability that every bound holds (expected
+improvement with constraints, Gardner et al., ICML 2014), and the incumbent
+is the best condition that kept them. For a spectrum campaign the GP models
+the capped log of the peak-smoothed loss (:func:`peak_smoothed_losses`,
+:func:`~jaxopt_mat.objectives.capped_log_loss`), and the intensity window is
+one more such constraint: a GP of the log peak absorbance keeps the batch
+below the window's top.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, cosine_similarity, intensity_factor, minmax
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        pending_x, remembered_fits, warm_start)
+                                        incumbent, outcome_models, outcome_note, pending_x, remembered_fits,
+                                        warm_start)
 from jaxopt_mat.surrogates.gp import fit_gp
+from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 
 # Name of the spectrum campaigns' peak-intensity GP among the remembered fits.
 PEAK_GP = "log_peak"
@@ -63,28 +68,31 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     maximize = config.objective.maximize
     spectrum = config.objective.is_spectrum
     k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
-    fits, constraint, y = {}, None, cond.y
+    constraints, fits = outcome_models(snap, key=jax.random.fold_in(k_fit, 2), low=space.low, high=space.high,
+                                       ctx=ctx)
+    y = cond.y
     if spectrum:  # keep the peak below the top of the intensity window: its own GP, log P(log peak <= log top)
         ctx.progress("fitting GP to the peak intensity")
         r_cond = combine_replicates(snap.x, log_peak(snap)).y
         fits[PEAK_GP] = fit_warm(snap, PEAK_GP, cond.x, r_cond, key=jax.random.fold_in(k_fit, 1),
                                  low=space.low, high=space.high, ctx=ctx)
-        constraint = (fits[PEAK_GP], float(np.log(config.objective.window[1])))
+        window = outcome_constraints([fits[PEAK_GP]], [np.log(config.objective.window[1])], [True])
+        constraints = window if constraints is None else window + constraints
         y = peak_smoothed_losses(snap, fits[PEAK_GP])
     ctx.progress(f"fitting GP to {cond.x.shape[0]} conditions")
     y_model = gp_target(snap, y)
     model = fit_warm(snap, config.objective.name, cond.x, y_model, key=k_fit, low=space.low, high=space.high,
                      ctx=ctx)
     fits[config.objective.name] = model
-    best = float(np.max(y_model) if maximize else np.min(y_model))
-    order = np.argsort(-y if maximize else y)
+    best = incumbent(snap, y_model, maximize)
+    order = np.lexsort((-y if maximize else y, ~snap.satisfied))  # start near the best conditions that count
     top = cond.x[order[:5]]
     rng = np.random.default_rng(req.rng_seed)
     jitter = rng.normal(scale=0.05, size=(2,) + top.shape) * (space.high - space.low)
     init = np.clip(np.concatenate([top, (top[None] + jitter).reshape(-1, space.dim)]), space.low, space.high)
     ctx.progress(f"optimizing log-EI for a batch of {req.batch}")
     result = local_penalization_batch(model, space, req.batch, key=k_acq, best=best, maximize=maximize, init=init,
-                                      constraint=constraint, program_cache=ctx.program_cache,
+                                      constraints=constraints, program_cache=ctx.program_cache,
                                       feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx),
                                       pending=pending_x(snap))
     x = check_feasible(space, result.x)
@@ -94,5 +102,6 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     extra = {"predicted_mean": mean, "predicted_std": std, "log_ei": np.asarray(result.log_acquisition)}
     # The stop rules judge GPs of the recorded objective: a spectrum's GP models a transform of it.
     diagnostics = {} if spectrum else {"objective_models": (model,)}
-    return Suggestion(x, "gp", extra, failure_note(snap), state=remembered_fits(snap.state, cond.x.shape[0], fits),
+    return Suggestion(x, "gp", extra, failure_note(snap) + outcome_note(snap),
+                      state=remembered_fits(snap.state, cond.x.shape[0], fits),
                       diagnostics=diagnostics)

@@ -9,11 +9,10 @@ import numpy as np
 from jaxopt_mat.acquisition.ehvi import ehvi_batch
 from jaxopt_mat.acquisition.pool_ehvi import pool_ehvi_batch
 from jaxopt_mat.campaign import Config, Snapshot
-from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        pending_rows, pending_x, remembered_fits, warm_start)
-from jaxopt_mat.surrogates.feasibility import log_weight_of_rows
+                                        outcome_models, outcome_note, pending_rows, pending_x, remembered_fits,
+                                        row_log_weights, warm_start)
 from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
 
 
@@ -39,9 +38,20 @@ def pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, np
     return extra
 
 
-def _kept(snap: Snapshot, models) -> dict:
+def _kept(snap: Snapshot, models, outcome_fits) -> dict:
     names = snap.config.objective.measured_names
-    return remembered_fits(snap.state, snap.n_conditions, dict(zip(names, models)))
+    return remembered_fits(snap.state, snap.n_conditions, {**dict(zip(names, models)), **outcome_fits})
+
+
+def counted_front(snap: Snapshot, ref: np.ndarray) -> np.ndarray:
+    """The objectives (maximisation form) of the conditions that keep the outcome constraints.
+
+    The reference point alone when none does: it adds no hypervolume, so every
+    improvement counts and the probability of keeping the constraints decides.
+    """
+    front = snap.conditions.y * snap.config.objective.signs
+    front = front[snap.satisfied]
+    return front if front.shape[0] else np.asarray(ref, float)[None]
 
 
 def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
@@ -50,29 +60,36 @@ def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion
     signs = config.objective.signs
     k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
     models = fit_objectives_warm(snap, key=k_fit, low=space.low, high=space.high, ctx=ctx)
-    front = cond.y * signs
-    ref = snap.reference_point(front)
+    constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(k_fit, 7), low=space.low,
+                                               high=space.high, ctx=ctx)
+    ref = snap.reference_point(cond.y * signs)
+    front = counted_front(snap, ref)
     ctx.progress(f"optimizing EHVI for a batch of {req.batch}")
-    init = cond.x[np.asarray(non_dominated_mask(front))]
+    counted = cond.x[snap.satisfied] if snap.satisfied.any() else cond.x
+    init = counted[np.asarray(non_dominated_mask(counted_front(snap, ref)))] if snap.satisfied.any() else None
     x, log_e, mean, std = ehvi_batch(predict_objectives_believer, (models, jnp.asarray(signs)), space, front, ref,
                                      req.batch, key=k_acq, init=init,
                                      feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx),
-                                     pending=pending_x(snap))
+                                     constraints=constraints, pending=pending_x(snap))
     x = check_feasible(space, x)
-    return Suggestion(x, "gp", pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"), failure_note(snap),
-                      state=_kept(snap, models), diagnostics={"objective_models": models})
+    return Suggestion(x, "gp", pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"),
+                      failure_note(snap) + outcome_note(snap), state=_kept(snap, models, outcome_fits),
+                      diagnostics={"objective_models": models})
 
 
 def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     """EHVI over a pool's unmeasured rows: ``(rows, extra columns, models, state)``."""
     config, pool, cond = snap.config, snap.pool, snap.conditions
     signs = config.objective.signs
-    models = fit_objectives_warm(snap, key=jax.random.key(req.rng_seed), low=pool.low, high=pool.high, ctx=ctx)
-    front = cond.y * signs
-    ref = snap.reference_point(front)
+    key = jax.random.key(req.rng_seed)
+    models = fit_objectives_warm(snap, key=key, low=pool.low, high=pool.high, ctx=ctx)
+    constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
+                                               ctx=ctx)
+    ref = snap.reference_point(cond.y * signs)
+    front = counted_front(snap, ref)
     ctx.progress(f"scoring EHVI over {len(pool.ids)} candidates")
-    success = feasibility(snap, low=pool.low, high=pool.high, ctx=ctx)
-    weights = None if success is None else np.exp(np.asarray(map_rows(log_weight_of_rows, (success,), pool.features)))
+    log_w = row_log_weights(snap, pool, constraints, ctx)
+    weights = None if log_w is None else np.exp(np.asarray(log_w))
     waiting = pending_rows(snap)
     if waiting is not None:  # runs in the lab join the front at their predicted outcomes (the Kriging believer)
         front = np.concatenate([front, np.asarray(predict_objectives(pool.features[waiting], models,
@@ -80,4 +97,4 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     idx, ehvi, mean, std = pool_ehvi_batch(predict_objectives, (models, jnp.asarray(signs)), pool.features, front,
                                            ref, req.batch, exclude=snap.unavailable_mask, weights=weights)
     extra = pareto_extra(config, mean, std, ehvi, "ehvi")
-    return idx, extra, models, _kept(snap, models)
+    return idx, extra, models, _kept(snap, models, outcome_fits)

@@ -7,15 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_mat.campaign import Snapshot
-from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.errors import DataError
 from jaxopt_mat.pool import penalized_pool_batch
-from jaxopt_mat.strategies.base import (Context, Request, Suggestion, failure_note, feasibility, pending_rows,
-                                        remembered_fits)
+from jaxopt_mat.strategies.base import (Context, Request, Suggestion, failure_note, incumbent, outcome_models,
+                                        outcome_note, pending_rows, remembered_fits, row_log_weights)
 from jaxopt_mat.strategies.designs import pool_rows
 from jaxopt_mat.strategies.gp import fit_warm
 from jaxopt_mat.strategies.pareto import suggest_pool_pareto
-from jaxopt_mat.surrogates.feasibility import log_weight_of_rows
 
 
 def check_free(snap: Snapshot, batch: int) -> None:
@@ -32,22 +30,23 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     config, pool, cond = snap.config, snap.pool, snap.conditions
     if config.objective.is_pareto:
         idx, extra, models, state = suggest_pool_pareto(snap, req, ctx)
-        return _with(pool_rows(snap, idx, "gp", extra), state, models, failure_note(snap))
+        return _with(pool_rows(snap, idx, "gp", extra), state, models, failure_note(snap) + outcome_note(snap))
     maximize = config.objective.maximize
     ctx.progress(f"fitting GP to {cond.x.shape[0]} candidates")
-    model = fit_warm(snap, config.objective.name, cond.x, cond.y, key=jax.random.key(req.rng_seed), low=pool.low,
-                     high=pool.high, ctx=ctx)
-    best = float(np.max(cond.y) if maximize else np.min(cond.y))
+    key = jax.random.key(req.rng_seed)
+    model = fit_warm(snap, config.objective.name, cond.x, cond.y, key=key, low=pool.low, high=pool.high, ctx=ctx)
+    constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
+                                               ctx=ctx)
+    best = incumbent(snap, cond.y, maximize)
     ctx.progress(f"scoring log-EI over {len(pool.ids)} candidates")
-    success = feasibility(snap, low=pool.low, high=pool.high, ctx=ctx)
-    log_weights = None if success is None else map_rows(log_weight_of_rows, (success,), pool.features)
+    log_weights = row_log_weights(snap, pool, constraints, ctx)
     pb = penalized_pool_batch(model, jnp.asarray(pool.features), req.batch, best=best, maximize=maximize,
                               exclude=np.array(snap.unavailable_mask), log_weights=log_weights,
                               pending=pending_rows(snap))
     extra = {"predicted_mean": np.asarray(pb.mean), "predicted_std": np.asarray(pb.std),
              "log_ei": np.asarray(pb.log_acquisition)}
-    state = remembered_fits(snap.state, cond.x.shape[0], {config.objective.name: model})
-    return _with(pool_rows(snap, pb.index, "gp", extra), state, (model,), failure_note(snap))
+    state = remembered_fits(snap.state, cond.x.shape[0], {config.objective.name: model, **outcome_fits})
+    return _with(pool_rows(snap, pb.index, "gp", extra), state, (model,), failure_note(snap) + outcome_note(snap))
 
 
 def _with(sug: Suggestion, state: dict, models, notes: list[str]) -> Suggestion:

@@ -16,7 +16,7 @@ from jaxopt_mat.acquisition.spectrum import posterior_expected_loss, spectrum_ba
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        pending_x)
+                                        incumbent, outcome_models, outcome_note, pending_x)
 from jaxopt_mat.strategies.two_step import network_readiness, network_seed, train_on
 from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp
 
@@ -69,14 +69,16 @@ def recommended_condition(snap: Snapshot, *, key, program_cache=None) -> tuple[i
     cond = snap.conditions
     if med.x.shape != cond.x.shape or not np.array_equal(med.x, cond.x):
         raise AssertionError("internal error: spectra and losses grouped into different conditions")
-    i = int(np.argmin(expected))
+    i = int(np.argmin(np.where(snap.satisfied, expected, np.inf)) if snap.satisfied.any() else np.argmin(expected))
     return i, float(expected[i])
 
 
-def suggest_cgp(snap: Snapshot, req: Request, ctx: Context, batch: int | None = None, success=None) -> Suggestion:
+def suggest_cgp(snap: Snapshot, req: Request, ctx: Context, batch: int | None = None, success=None,
+                constraints=None) -> Suggestion:
     """``cgp``: expected improvement of the loss under GPs of the spectrum's principal components.
 
-    ``success``: the success classifier when the caller has fitted it already (``mixed``).
+    ``success``, ``constraints``: the success classifier and the outcome constraints' GPs when the
+    caller has fitted them already (``mixed``).
     """
     batch = req.batch if batch is None else batch
     k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
@@ -85,13 +87,16 @@ def suggest_cgp(snap: Snapshot, req: Request, ctx: Context, batch: int | None = 
     ctx.progress(f"optimizing the expected improvement of the loss for a batch of {batch}")
     if success is None:
         success = feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx)
-    sb = spectrum_gp_batch(model, snap.space, snap.target, batch, key=k_acq, best=float(np.min(expected)),
-                           window=snap.config.objective.window, feasibility=success, pending=pending_x(snap),
-                           program_cache=ctx.program_cache)
+    if constraints is None:
+        constraints, _ = outcome_models(snap, key=jax.random.fold_in(k_fit, 7), low=snap.space.low,
+                                        high=snap.space.high, ctx=ctx)
+    sb = spectrum_gp_batch(model, snap.space, snap.target, batch, key=k_acq, best=incumbent(snap, expected, False),
+                           window=snap.config.objective.window, feasibility=success, constraints=constraints,
+                           pending=pending_x(snap), program_cache=ctx.program_cache)
     x = check_feasible(snap.space, sb.x)
     extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std),
              "log_ei": np.asarray(sb.log_acquisition)}
-    return Suggestion(x, "cgp", extra, failure_note(snap))
+    return Suggestion(x, "cgp", extra, failure_note(snap) + outcome_note(snap))
 
 
 def suggest_dnn(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
@@ -129,8 +134,10 @@ def _network_batch(snap: Snapshot, req: Request, ctx: Context, *, ensemble, n_dn
     objective = snap.config.objective
     notes, cgp = [], None
     success = feasibility(snap, low=snap.space.low, high=snap.space.high, ctx=ctx)
+    constraints, _ = outcome_models(snap, key=jax.random.fold_in(jax.random.key(req.rng_seed), 7),
+                                    low=snap.space.low, high=snap.space.high, ctx=ctx)
     if n_dnn < req.batch:
-        cgp = suggest_cgp(snap, req, ctx, batch=req.batch - n_dnn, success=success)
+        cgp = suggest_cgp(snap, req, ctx, batch=req.batch - n_dnn, success=success, constraints=constraints)
         notes.append(f"mixed: {n_dnn} recipes from the spectrum network, then {req.batch - n_dnn} from the "
                      "composite spectrum GP")
     if ensemble is None:
@@ -141,14 +148,14 @@ def _network_batch(snap: Snapshot, req: Request, ctx: Context, *, ensemble, n_dn
                         window=objective.window, smoothness=objective.smoothness, kappa=req.kappa,
                         pending=_stacked(pending_x(snap), None if cgp is None else cgp.x),
                         program_cache=ctx.program_cache,
-                        feasibility=success)
+                        feasibility=success, constraints=constraints)
     x = np.asarray(sb.x)
     extra = {"predicted_loss": np.asarray(sb.loss_mean), "predicted_loss_std": np.asarray(sb.loss_std)}
     if cgp is not None:  # network rows first; the composite GP's keep their log-EI (the acquisition stop rule reads it)
         x = np.concatenate([x, cgp.x])
         extra = {k: np.concatenate([v, cgp.extra[k]]) for k, v in extra.items()}
         extra["log_ei"] = np.concatenate([np.full(n_dnn, np.nan), cgp.extra["log_ei"]])
-    return Suggestion(x, label, extra, notes + failure_note(snap))
+    return Suggestion(x, label, extra, notes + failure_note(snap) + outcome_note(snap))
 
 
 def _stacked(*parts):
