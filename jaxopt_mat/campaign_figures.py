@@ -17,7 +17,7 @@ import numpy as np
 from jaxopt_mat import explain as ex
 from jaxopt_mat import plots
 from jaxopt_mat.campaign import Snapshot
-from jaxopt_mat.data import combine_replicates
+from jaxopt_mat.data import combine_replicates, replicate_noise_variance
 from jaxopt_mat.errors import CampaignError, DataError
 from jaxopt_mat.pareto import hypervolume_history, non_dominated_mask
 from jaxopt_mat.strategies.base import Context
@@ -51,7 +51,7 @@ def explain(snap: Snapshot, folder: Path, *, objective: str | None = None, conte
     space, names = snap.space, cfg.input_names
     ctx.progress("fitting GP")
     model = fit_gp(cond.x, cond.y, key=jax.random.key(cfg.seed), low=space.low, high=space.high,
-                   program_cache=ctx.program_cache)
+                   noise_variance=replicate_noise_variance(cond, y), program_cache=ctx.program_cache)
     predict = jax.jit(lambda z: model.predict(z).mean)
     ctx.progress("computing SHAP values")
     exp = ex.shap_values(predict, cond.x, cond.x, names=names)

@@ -136,12 +136,12 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
         space, key = snap.space, jax.random.key(key_seed)
         if obj.is_pareto:
             models = fit_objectives(cond.x, cond.y, key=key, low=space.low, high=space.high,
-                                    program_cache=ctx.program_cache)
+                                    noise_variance=snap.replicate_noise, program_cache=ctx.program_cache)
             out["model"] = {n: _quality(config, m, cond.y[:, j]) for j, (n, m) in
                             enumerate(zip(obj.measured_names, models))}
         else:
             models = (fit_gp(cond.x, cond.y, key=key, low=space.low, high=space.high,
-                             program_cache=ctx.program_cache),)
+                             noise_variance=snap.replicate_noise, program_cache=ctx.program_cache),)
             out["model"] = _quality(config, models[0], cond.y)
         diagnostics["objective_models"] = models  # the stop rules' all-data GPs
     if obj.is_spectrum:

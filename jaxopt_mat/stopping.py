@@ -45,7 +45,7 @@ import jax
 import numpy as np
 
 from jaxopt_mat.campaign import Snapshot
-from jaxopt_mat.data import combine_replicates
+from jaxopt_mat.data import combine_replicates, replicate_noise_columns
 from jaxopt_mat.design import latin_hypercube
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss
 from jaxopt_mat.pareto import hypervolume_history
@@ -81,7 +81,7 @@ def _fit(x, y, space, seed, program_cache):
     """GPs for the data ``y`` ``(n, k)``, one per column, on the replicate medians."""
     cond = combine_replicates(x, y)
     models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high,
-                            program_cache=program_cache)
+                            noise_variance=replicate_noise_columns(cond, y), program_cache=program_cache)
     return models, cond
 
 

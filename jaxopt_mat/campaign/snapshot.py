@@ -21,7 +21,7 @@ from jaxopt_mat.campaign.config import STATUS_COLUMN, SUGGESTION_COLUMN, Config
 from jaxopt_mat.campaign.folder import CANCELLED, OBSERVATIONS_FILE, SUGGESTED_LOG, SUGGESTIONS_DIR, CampaignFolder
 from jaxopt_mat.campaign.pending import SuggestedRows, read_suggested, resolve_pending
 from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, split_reserved, target_on_grid
-from jaxopt_mat.data import Conditions, combine_replicates
+from jaxopt_mat.data import Conditions, combine_replicates, replicate_noise_columns
 from jaxopt_mat.errors import CampaignError
 from jaxopt_mat.objectives import spectrum_loss
 from jaxopt_mat.pareto import default_reference
@@ -133,6 +133,22 @@ class Snapshot:
     def conditions(self) -> Conditions:
         """The measured conditions with the median of their replicates' objective."""
         return combine_replicates(self.x, self.y)
+
+    @functools.cached_property
+    def replicate_noise(self) -> np.ndarray:
+        """Noise variance of each condition's median objective, from its replicates (``data.replicate_noise_variance``).
+
+        ``(n_conditions,)``, or ``(n_conditions, m)`` for Pareto objectives; zeros for
+        spectrum campaigns (their GPs model transforms of the loss) and without replicates.
+        """
+        if self.config.objective.is_spectrum:
+            return _frozen(np.zeros(self.n_conditions))
+        return _frozen(replicate_noise_columns(self.conditions, self.y))
+
+    @functools.cached_property
+    def outcome_noise(self) -> np.ndarray:
+        """``(n_conditions, c)`` the same for the constrained outcomes' medians."""
+        return _frozen(replicate_noise_columns(self.conditions, self.outcomes).reshape(self.n_conditions, -1))
 
     @functools.cached_property
     def outcome_medians(self) -> np.ndarray:

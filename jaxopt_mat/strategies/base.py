@@ -196,7 +196,7 @@ def outcome_models(snap: Snapshot, *, key, low, high, ctx: Context):
     ctx.progress(f"fitting {len(names)} GP{'s' if len(names) > 1 else ''} to the constrained outcome"
                  f"{'s' if len(names) > 1 else ''} ({', '.join(names)})")
     models = fit_outcome_constraints(cond.x, snap.outcome_medians, config.outcome_constraints, key=key, low=low,
-                                     high=high, program_cache=ctx.program_cache,
+                                     high=high, program_cache=ctx.program_cache, noise_variance=snap.outcome_noise,
                                      inits=tuple(warm_start(snap.state, n, *cond.x.shape) for n in names))
     first = {c.name: m for c, m in zip(config.outcome_constraints, models.models)}
     return models, first

@@ -29,10 +29,10 @@ from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 PEAK_GP = "log_peak"
 
 
-def fit_warm(snap: Snapshot, name: str, x, y, *, key, low, high, ctx: Context):
+def fit_warm(snap: Snapshot, name: str, x, y, *, key, low, high, ctx: Context, noise_variance=None):
     """:func:`fit_gp` started from the hyper-parameters of ``name``'s latest earlier fit (see ``warm_start``)."""
     return fit_gp(x, y, key=key, low=low, high=high, init=warm_start(snap.state, name, *x.shape),
-                  program_cache=ctx.program_cache)
+                  noise_variance=noise_variance, program_cache=ctx.program_cache)
 
 
 def log_peak(snap: Snapshot) -> np.ndarray:
@@ -82,7 +82,7 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     ctx.progress(f"fitting GP to {cond.x.shape[0]} conditions")
     y_model = gp_target(snap, y)
     model = fit_warm(snap, config.objective.name, cond.x, y_model, key=k_fit, low=space.low, high=space.high,
-                     ctx=ctx)
+                     ctx=ctx, noise_variance=None if spectrum else snap.replicate_noise)
     fits[config.objective.name] = model
     best = incumbent(snap, y_model, maximize)
     order = np.lexsort((-y if maximize else y, ~snap.satisfied))  # start near the best conditions that count

@@ -22,7 +22,7 @@ def fit_objectives_warm(snap: Snapshot, *, key, low, high, ctx: Context) -> tupl
     cond = snap.conditions
     n, d = cond.x.shape
     ctx.progress(f"fitting {len(names)} GPs to {n} conditions")
-    return fit_objectives(cond.x, cond.y, key=key, low=low, high=high,
+    return fit_objectives(cond.x, cond.y, key=key, low=low, high=high, noise_variance=snap.replicate_noise,
                           inits=tuple(warm_start(snap.state, name, n, d) for name in names),
                           program_cache=ctx.program_cache)
 

@@ -34,7 +34,8 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     maximize = config.objective.maximize
     ctx.progress(f"fitting GP to {cond.x.shape[0]} candidates")
     key = jax.random.key(req.rng_seed)
-    model = fit_warm(snap, config.objective.name, cond.x, cond.y, key=key, low=pool.low, high=pool.high, ctx=ctx)
+    model = fit_warm(snap, config.objective.name, cond.x, cond.y, key=key, low=pool.low, high=pool.high, ctx=ctx,
+                     noise_variance=snap.replicate_noise)
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
                                                ctx=ctx)
     best = incumbent(snap, cond.y, maximize)

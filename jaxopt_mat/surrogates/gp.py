@@ -173,7 +173,7 @@ class GPModel:
 
 
 @partial(jax.jit, static_argnames=("n_candidates", "n_restarts", "max_iter"))
-def _fit_hyperparameters(u, y, mask, key, init, warm, n_active, *, n_candidates, n_restarts, max_iter):
+def _fit_hyperparameters(u, y, mask, known_noise, key, init, warm, n_active, *, n_candidates, n_restarts, max_iter):
     # ``warm`` and ``n_active`` are traced, so a warm-started fit reuses the
     # cold fit's compiled program: restarts beyond ``n_active`` do no iterations.
     d = u.shape[1]
@@ -183,12 +183,12 @@ def _fit_hyperparameters(u, y, mask, key, init, warm, n_active, *, n_candidates,
     log_noise = jax.random.uniform(k3, (n_candidates, 1), minval=math.log(1e-4), maxval=math.log(0.3))
     thetas = jnp.concatenate([log_ls, log_var, log_noise, jnp.zeros((n_candidates, 1))], axis=1)
     thetas = thetas.at[0].set(init)
-    scores = jax.vmap(lambda t: _objective(t, u, y, mask))(thetas)
+    scores = jax.vmap(lambda t: _objective(t, u, y, mask, known_noise))(thetas)
     scores = jnp.where(jnp.isfinite(scores), scores, jnp.inf)
     scores = scores.at[0].set(jnp.where(warm, -jnp.inf, scores[0]))  # a warm start is always refined
     starts = thetas[jnp.argsort(scores)[:n_restarts]]
 
-    fun = lambda t: _objective(t, u, y, mask)  # noqa: E731
+    fun = lambda t: _objective(t, u, y, mask, known_noise)  # noqa: E731
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(fun)
 
@@ -222,10 +222,10 @@ def _fit_hyperparameters(u, y, mask, key, init, warm, n_active, *, n_candidates,
 
 
 @jax.jit
-def _condition(theta, u, y, mask):
+def _condition(theta, u, y, mask, known_noise):
     d = u.shape[1]
     ls, var, noise, m = _unpack(theta, d)
-    K = _masked_covariance(u, mask, ls, var, noise)
+    K = _masked_covariance(u, mask, ls, var, noise, known_noise)
     L = jnp.linalg.cholesky(K)
     alpha = cho_solve((L, True), (y - m) * mask)
     L_inv = solve_triangular(L, jnp.eye(L.shape[0], dtype=L.dtype), lower=True)
@@ -268,6 +268,7 @@ def fit_gp(
     max_iter: int = 200,
     pad_to: int | None = None,
     init=None,
+    noise_variance=None,
     program_cache=None,
 ) -> GPModel:
     """Fit a GP to ``(x, y)`` by maximising the (prior-regularised) marginal likelihood.
@@ -288,6 +289,10 @@ def fit_gp(
         init: warm start, e.g. ``model.hyperparameters`` of a fit on fewer data
             (shape ``(d + 3,)``). It is always one of the L-BFGS restarts, and
             the default number of restarts is halved (at least one).
+        noise_variance: optional ``(n,)`` non-negative: each target's known noise variance
+            (units of ``y`` squared), added to the common noise level, which is still
+            learned (heteroscedastic noise; e.g. :func:`jaxopt_mat.data.replicate_noise_variance`
+            for medians of replicates: a median of ten droplets is better known than one).
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled fit between processes (used by the CLI).
 
@@ -320,8 +325,15 @@ def fit_gp(
     dtype = x.dtype
     low = jnp.min(x, axis=0) if low is None else jnp.asarray(low, dtype=dtype)
     high = jnp.max(x, axis=0) if high is None else jnp.asarray(high, dtype=dtype)
-    u_pad, y_pad, mask, low, high, y_loc, y_scale = _scaled_and_padded(x, y, low, high,
-                                                                       n_pad=_padded_size(n, pad_to))
+    n_pad = _padded_size(n, pad_to)
+    u_pad, y_pad, mask, low, high, y_loc, y_scale = _scaled_and_padded(x, y, low, high, n_pad=n_pad)
+    known = np.zeros(n_pad)
+    if noise_variance is not None:
+        noise_variance = np.asarray(noise_variance, dtype=np.float64)
+        if noise_variance.shape != (n,) or not np.all(np.isfinite(noise_variance) & (noise_variance >= 0)):
+            raise DataError(f"noise_variance must be {n} non-negative finite numbers, got shape {noise_variance.shape}")
+        known[:n] = noise_variance
+    known = jnp.asarray(known, dtype) / y_scale**2  # standardised units
     warm = init is not None
     if warm:
         init = jnp.asarray(init, dtype=dtype)
@@ -334,15 +346,16 @@ def fit_gp(
         n_restarts = 4 if n <= 128 else (2 if n <= 256 else 1)
         n_active = max(1, n_restarts // 2) if warm else n_restarts
     static = dict(n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter)
-    args = (u_pad, y_pad, mask, key, init, jnp.asarray(warm), jnp.asarray(n_active, jnp.int32))
+    args = (u_pad, y_pad, mask, known, key, init, jnp.asarray(warm), jnp.asarray(n_active, jnp.int32))
     if program_cache is None:
         theta, _ = _fit_hyperparameters(*args, **static)
     else:
         theta, _ = program_cache.call("fit_gp", _fit_hyperparameters, args, static)
     if program_cache is None:
-        L, L_inv, alpha, ls, var, noise, m = _condition(theta, u_pad, y_pad, mask)
+        L, L_inv, alpha, ls, var, noise, m = _condition(theta, u_pad, y_pad, mask, known)
     else:
-        L, L_inv, alpha, ls, var, noise, m = program_cache.call("condition_gp", _condition, (theta, u_pad, y_pad, mask), {})
+        L, L_inv, alpha, ls, var, noise, m = program_cache.call("condition_gp", _condition,
+                                                                (theta, u_pad, y_pad, mask, known), {})
     if not bool(jnp.all(jnp.isfinite(L))):
         raise NumericalError(
             f"GP covariance is not positive definite even with jitter {_JITTER:g} x variance; "

@@ -110,10 +110,12 @@ def _unpack(theta, d):
     return jnp.exp(log_ls), jnp.exp(log_var), jnp.exp(log_noise), theta[d + 2]
 
 
-def _masked_covariance(u, mask, lengthscale, variance, noise):
+def _masked_covariance(u, mask, lengthscale, variance, noise, known_noise=None):
+    """The training covariance: kernel plus noise on the diagonal (``noise + known_noise`` per row), padding masked."""
     K = matern52(lengthscale, variance).cross_covariance(u, u)
     K = K * (mask[:, None] * mask[None, :])
-    diag = mask * (noise + _JITTER * variance) + (1.0 - mask)
+    row_noise = noise if known_noise is None else noise + known_noise
+    diag = mask * (row_noise + _JITTER * variance) + (1.0 - mask)
     return K + jnp.diag(diag)
 
 
@@ -127,23 +129,25 @@ def _log_prior(theta, d):
     return lp
 
 
-def negative_log_marginal_likelihood(theta, u, y, mask):
+def negative_log_marginal_likelihood(theta, u, y, mask, known_noise=None):
     """Negative log marginal likelihood of standardised data (padding masked out).
 
     Args:
         theta: ``[log lengthscales (d), log variance, log noise, mean]``.
         u: unit-cube inputs ``(n, d)``; y: standardised targets ``(n,)``; mask: ``(n,)``.
+        known_noise: optional ``(n,)`` each row's known noise variance (standardised units,
+            e.g. from its replicates), added to the learned common level.
     """
     d = u.shape[1]
     ls, var, noise, m = _unpack(theta, d)
-    K = _masked_covariance(u, mask, ls, var, noise)
+    K = _masked_covariance(u, mask, ls, var, noise, known_noise)
     r = (y - m) * mask
     n_real = jnp.sum(mask)
     return 0.5 * _quad_logdet(K, r) + 0.5 * n_real * math.log(2 * math.pi)
 
 
-def _objective(theta, u, y, mask):
-    return negative_log_marginal_likelihood(theta, u, y, mask) - _log_prior(theta, u.shape[1])
+def _objective(theta, u, y, mask, known_noise=None):
+    return negative_log_marginal_likelihood(theta, u, y, mask, known_noise) - _log_prior(theta, u.shape[1])
 
 
 def _default_theta(d, dtype):

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_mat.surrogates.gp import fit_gp
 
 
-def fit_objectives(x, y, *, key, low, high, inits=None, program_cache=None) -> tuple:
+def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, program_cache=None) -> tuple:
     """One GP per column of ``y`` ``(n, m)`` (independent objectives), as a tuple of models.
 
     ``inits``: optional warm start per objective (``fit_gp``'s ``init``; ``None`` entries fit cold).
+    ``noise_variance``: optional ``(n, m)`` known noise variance of each value (``fit_gp``'s).
 
     Example:
         >>> models = fit_objectives(x, y, key=jax.random.key(0), low=space.low, high=space.high)
     """
     keys = jax.random.split(key, y.shape[1])
     inits = inits or (None,) * y.shape[1]
-    return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, init=inits[j], program_cache=program_cache)
-                 for j in range(y.shape[1]))
+    known = (None,) * y.shape[1] if noise_variance is None else tuple(np.asarray(noise_variance).T)
+    return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, init=inits[j], noise_variance=known[j],
+                        program_cache=program_cache) for j in range(y.shape[1]))
 
 
 def _stack(posts, signs):
