@@ -172,7 +172,8 @@ def test_failed_pool_candidates_are_never_suggested_again(tmp_path):
     assert any("failed run" in n for n in nxt.attrs["notes"])
 
 
-def test_a_spectrum_campaign_records_failed_droplets_and_cgp_weighs_them(tmp_path):
+@pytest.mark.heavy
+def test_a_spectrum_campaign_records_failed_droplets_and_cgp_weighs_them(tmp_path, monkeypatch):
     from jaxopt_mat.design import latin_hypercube
     from jaxopt_mat.simulate import measurements_csv
     from jaxopt_mat.virtual_lab import INPUT_NAMES, SilverLab
@@ -197,6 +198,14 @@ def test_a_spectrum_campaign_records_failed_droplets_and_cgp_weighs_them(tmp_pat
     assert np.all(np.asarray(camp.space.is_feasible(batch[list(INPUT_NAMES)].to_numpy())))
     recipes = camp.suggest(3, method="dnn")  # the network's recipes carry the classifier's constraint
     assert any("failed run" in n for n in recipes.attrs["notes"]) and len(recipes) == 3
+    # Not vacuous: the target's recipe lies where droplets clog. With the classifier both methods keep their
+    # recipes at faster flows; without it (the same calls, the classifier left out) they go to the clogging ones.
+    kept = np.concatenate([batch["q_tot"], recipes["q_tot"]])
+    import jaxopt_mat.strategies.spectrum as spectrum_strategy
+
+    monkeypatch.setattr(spectrum_strategy, "feasibility", lambda *a, **k: None)
+    blind = np.concatenate([camp.suggest(4, method="cgp")["q_tot"], camp.suggest(3, method="dnn")["q_tot"]])
+    assert np.mean(kept < 500.0) <= 2 / 7 < np.mean(blind < 500.0)
 
 
 def test_the_weight_and_the_constraint_follow_their_formulas():
