@@ -50,6 +50,7 @@ from jaxopt_mat.errors import (
 )
 from jaxopt_mat.optimize import MaximizeResult, maximize, maximize_grid, maximize_random
 from jaxopt_mat.pareto import hypervolume, non_dominated_mask
+from jaxopt_mat.runner import RunSummary, run
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.base import Posterior
 from jaxopt_mat.surrogates.gp import GPModel, fit_gp
@@ -70,6 +71,7 @@ __all__ = [
     "NumericalError",
     "Posterior",
     "RepeatedBatchError",
+    "RunSummary",
     "SearchSpace",
     "SpectrumGP",
     "Status",
@@ -96,6 +98,7 @@ __all__ = [
     "probability_of_improvement",
     "q_expected_hypervolume_improvement",
     "random_design",
+    "run",
     "score_pool",
     "spectrum_loss",
     "upper_confidence_bound",

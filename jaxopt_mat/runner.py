@@ -1,0 +1,302 @@
+"""The closed loop on an executor: keep N evaluations running, observe each as it finishes, suggest the next.
+
+:func:`run` drives a campaign folder: it suggests conditions (each is pending
+in the campaign before it is submitted), hands each to ``evaluate`` on an
+executor (anything with ``submit(fn, *args)`` returning futures with
+``done()`` and ``result()``: ``concurrent.futures`` pools, a
+``dask.distributed.Client``, a submitit executor), and observes each result
+atomically as it arrives, with the suggestion id it answers. A raised
+exception or a timeout is a failed run: recorded, modelled, never the end of
+the loop. The next suggestion keeps away from the evaluations still running.
+
+Durable: the campaign files are the loop's only state. Killed at any moment
+and started again, a runner observes what was observed once, picks up result
+files of evaluations that finished meanwhile (``DIR/runs/<suggestion>.json``,
+which the command runner writes) and dispatches the other pending rows
+again. One runner per campaign: a second is refused while the first holds
+``DIR/.runner.lock``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import fcntl
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from jaxopt_mat.api import Campaign
+from jaxopt_mat.campaign import SUGGESTION_COLUMN, STATUS_COLUMN
+from jaxopt_mat.errors import CampaignError, DataError
+
+RUNS_DIR = "runs"
+RUNNER_LOCK = ".runner.lock"
+# How often the loop looks at its futures (seconds).
+POLL = 0.05
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a :func:`run` did: evaluations observed (and how many failed), why it ended, the campaign's total."""
+
+    observed: int = 0
+    failed: int = 0
+    redispatched: int = 0
+    picked_up: int = 0
+    total: int = 0
+    reason: str = ""
+    seconds_per_evaluation: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Event:
+    """A progress event: ``kind`` is ``submitted``, ``observed`` or ``failed``; counts after it."""
+
+    kind: str
+    suggestion: str
+    running: int
+    done: int
+    failed: int
+    best: float | None
+    seconds: float | None = None
+
+
+def result_path(directory: Path, suggestion: str) -> Path:
+    """Where an evaluation of ``suggestion`` may leave its result for a later runner to pick up."""
+    return Path(directory) / RUNS_DIR / f"{suggestion}.json"
+
+
+@contextlib.contextmanager
+def runner_lock(directory: Path):
+    """Hold ``DIR/.runner.lock`` for one runner; a second gets a :class:`CampaignError`."""
+    path = Path(directory) / RUNNER_LOCK
+    f = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise CampaignError(f"{directory} is being run by {holder}; one runner per campaign") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()
+
+
+def _row(sid: str, condition: dict, result) -> dict:
+    """The measurement row of one evaluation: its suggestion id, inputs, measured columns and status."""
+    row = {SUGGESTION_COLUMN: sid, **condition}
+    failed = not isinstance(result, dict) or str(result.get(STATUS_COLUMN, "ok")).lower() == "failed"
+    if not failed:
+        row.update({str(k): v for k, v in result.items() if k != STATUS_COLUMN})
+    row[STATUS_COLUMN] = "failed" if failed else "ok"
+    return row
+
+
+def _measured_columns(snap) -> list[str] | None:
+    """The measured columns a row must carry (a failed run leaves them empty); ``None`` before a spectrum's grid."""
+    config = snap.config
+    if config.objective.is_spectrum:
+        return list(snap.columns) + config.outcome_names if snap.columns else None
+    return config.objective.measured_names + config.outcome_names
+
+
+def _observe(camp: Campaign, row: dict) -> bool | None:
+    """Record one evaluation; a result the campaign refuses is recorded as a failed run instead.
+
+    Returns whether the run failed, or ``None`` when a failure cannot be recorded yet (a spectrum
+    campaign before its first spectrum fixes the wavelength grid).
+    """
+    import pandas as pd
+
+    def failed_row():
+        columns = _measured_columns(camp.snapshot())
+        if columns is None:
+            return None
+        keep = {k: v for k, v in row.items() if k in (SUGGESTION_COLUMN, "id", *camp.config.input_names)}
+        return {**keep, **{c: None for c in columns}, STATUS_COLUMN: "failed"}
+
+    if row[STATUS_COLUMN] != "failed":
+        try:
+            camp.observe(pd.DataFrame([row]), again=True)
+            return False
+        except DataError:  # e.g. a missing or non-numeric measured column: the run gave no usable result
+            pass
+    failure = failed_row()
+    if failure is None:
+        return None
+    camp.observe(pd.DataFrame([failure]), again=True)
+    return True
+
+
+def _conditions(camp: Campaign, x: np.ndarray, ids) -> list[dict]:
+    """Each suggested row as the dict ``evaluate`` receives: inputs by name (pool campaigns: ``id`` too)."""
+    names = camp.config.input_names
+    out = []
+    for k, row in enumerate(np.asarray(x)):
+        cond = {n: float(v) for n, v in zip(names, row)}
+        if ids is not None:
+            cond = {"id": ids[k], **cond}
+        out.append(cond)
+    return out
+
+
+def _evaluate_with_id(evaluate, condition, sid):
+    """What runs on the executor: ``evaluate(condition)``, told its suggestion id when it takes one."""
+    if getattr(evaluate, "takes_suggestion_id", False):
+        return evaluate(condition, suggestion=sid)
+    return evaluate(condition)
+
+
+def run(campaign, evaluate: Callable[[dict], dict], *, executor=None, parallel: int = 4, budget: int | None = None,
+        stop_when_done: bool = True, timeout: float | None = None, method: str | None = None,
+        on_event: Callable[[Event], None] = lambda e: None) -> RunSummary:
+    """Keep ``parallel`` evaluations running until the budget is spent, the stop rules say stop, or an interrupt.
+
+    Args:
+        campaign: a :class:`~jaxopt_mat.Campaign` or its folder.
+        evaluate: ``evaluate(condition) -> dict`` of measured columns (a spectrum
+            campaign's: absorbance by wavelength); ``{"status": "failed"}``, an
+            exception or a result the campaign refuses make a failed run.
+        executor: where evaluations run (default: a process pool of ``parallel``
+            workers; ``evaluate`` must then be picklable, e.g. a module-level function).
+        parallel: evaluations in flight at once.
+        budget: stop once the campaign holds this many measurements (failed runs
+            included), so the same call resumes towards the same end.
+        stop_when_done: stop submitting once a suggestion says the stop rules are met.
+        timeout: seconds an evaluation may take before it counts as failed (its late result is ignored).
+        method: ``suggest``'s method (default: the campaign's).
+        on_event: called after each submission and each observation (progress display).
+
+    Returns:
+        A :class:`RunSummary`; the reason it ended is in ``reason``.
+    """
+    camp = campaign if isinstance(campaign, Campaign) else Campaign.open(campaign)
+    if parallel < 1:
+        raise DataError(f"--parallel must be at least 1, got {parallel}")
+    if budget is not None and budget < 1:
+        raise DataError(f"--budget must be at least 1, got {budget}")
+    own = executor is None
+    with runner_lock(camp.directory):
+        if own:
+            executor = concurrent.futures.ProcessPoolExecutor(max_workers=parallel)
+        try:
+            return _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, method, on_event)
+        finally:
+            if own:
+                executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, method, on_event) -> RunSummary:
+    summary = RunSummary()
+    in_flight: dict[str, tuple] = {}  # suggestion id -> (future, condition, start time)
+    snap = camp.snapshot()
+    stop = ""
+
+    def counts():
+        s = camp.snapshot()
+        return s, s.n_rows + int(s.failed_x.shape[0])
+
+    def best(s):
+        if s.config.objective.is_pareto or not s.satisfied.any():
+            return None
+        y = np.where(s.satisfied, s.conditions.y, np.nan)
+        return float(np.nanmax(y) if s.config.objective.maximize else np.nanmin(y))
+
+    def submit(sid, condition):
+        in_flight[sid] = (executor.submit(_evaluate_with_id, evaluate, condition, sid), condition, time.monotonic())
+        on_event(Event("submitted", sid, len(in_flight), summary.observed, summary.failed, None))
+
+    deferred = []  # failures a spectrum campaign cannot record before its first spectrum
+
+    def record(sid, condition, result, seconds):
+        failed = _observe(camp, _row(sid, condition, result))
+        if failed is None:
+            deferred.append((sid, condition, result, seconds))
+            return
+        if not failed:
+            for args in [deferred.pop() for _ in range(len(deferred))]:
+                record(*args)
+        summary.observed += 1
+        summary.failed += failed
+        if seconds is not None:
+            summary.seconds_per_evaluation.append(seconds)
+        s, _ = counts()
+        on_event(Event("failed" if failed else "observed", sid, len(in_flight), summary.observed, summary.failed,
+                       best(s), seconds))
+
+    # Rows still pending from an earlier runner: a result file left behind is observed, the rest run again.
+    pending = snap.pending
+    for k, sid in enumerate(pending.ids):
+        condition = _conditions(camp, pending.x[k:k + 1], None if pending.pool_ids is None else [pending.pool_ids[k]])[0]
+        path = result_path(camp.directory, sid)
+        if path.is_file():
+            try:
+                result = json.loads(path.read_text(encoding="utf-8").splitlines()[-1])
+            except (json.JSONDecodeError, IndexError):
+                result = {STATUS_COLUMN: "failed"}
+            record(sid, condition, result, None)
+            summary.picked_up += 1
+        else:
+            summary.redispatched += 1
+            submit(sid, condition)
+    try:
+        while True:
+            snap, total = counts()
+            free = parallel - len(in_flight)
+            left = math.inf if budget is None else budget - total - len(in_flight)
+            if not stop and budget is not None and left <= 0 and total >= budget:
+                stop = f"the campaign holds {total} measurements (budget {budget})"
+            if free > 0 and left > 0 and not stop:
+                kept = camp.ask(int(min(free, left)), method=method, snapshot=snap)
+                if stop_when_done and any(n.startswith("the campaign should stop") for n in kept.notes):
+                    stop = "the stop rules are met"
+                    camp.cancel(kept.suggestion_ids)  # suggested but never to be run
+                else:
+                    for sid, cond in zip(kept.suggestion_ids, _conditions(camp, kept.suggestion.x, kept.suggestion.ids)):
+                        submit(sid, cond)
+            if not in_flight:
+                summary.reason = stop or ("the budget is spent" if budget is not None else "nothing left to run")
+                break
+            if _collect(in_flight, timeout, record) == 0:
+                time.sleep(POLL)
+    except KeyboardInterrupt:
+        summary.reason = f"interrupted; {len(in_flight)} evaluations left pending (run again to resume)"
+    _, summary.total = counts()
+    return summary
+
+
+def _collect(in_flight: dict, timeout, record) -> int:
+    """Observe every finished (or timed-out) evaluation; how many were."""
+    done = 0
+    now = time.monotonic()
+    for sid in list(in_flight):
+        future, condition, start = in_flight[sid]
+        late = timeout is not None and now - start > timeout
+        if not future.done() and not late:
+            continue
+        del in_flight[sid]
+        if late and not future.done():
+            future.cancel()
+            result = {STATUS_COLUMN: "failed"}
+        else:
+            try:
+                result = future.result()
+            except Exception:  # the evaluation raised: a failed run, not the end of the loop
+                result = {STATUS_COLUMN: "failed"}
+        record(sid, condition, result, now - start)
+        done += 1
+    return done

@@ -1,0 +1,168 @@
+"""The loop on an executor: evaluations in flight, failures and timeouts, budgets, kill-and-resume, commands."""
+
+import concurrent.futures
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import jaxopt_mat as jm
+from jaxopt_mat.cli import app
+from jaxopt_mat.command import CommandEvaluation, split_template
+from jaxopt_mat.errors import CampaignError, DataError
+from jaxopt_mat.runner import runner_lock
+
+runner = CliRunner()
+
+CONFIG = {
+    "name": "run", "seed": 5, "initial_design": 6,
+    "inputs": [{"name": "x1", "low": 0.0, "high": 1.0}, {"name": "x2", "low": 0.0, "high": 1.0}],
+    "objective": {"name": "y", "direction": "maximize"},
+}
+
+SIM = textwrap.dedent("""
+    import json, sys, time
+    args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+    x1, x2 = float(args["--x1"]), float(args["--x2"])
+    time.sleep(float(args.get("--sleep", "0")))
+    if x1 > 0.85:
+        sys.stderr.write("clogged\\n")
+        sys.exit(3)
+    print("progress: done")
+    print(json.dumps({"y": -(x1 - 0.3) ** 2 - (x2 - 0.6) ** 2}))
+""")
+
+
+def evaluate(condition):
+    if condition["x1"] > 0.85:
+        raise RuntimeError("the reactor clogged")
+    if condition["x2"] > 0.9:
+        return {"status": "failed"}
+    if condition["x2"] < 0.1:
+        time.sleep(2.0)  # longer than the timeout below
+    return {"y": -(condition["x1"] - 0.3) ** 2}
+
+
+def recorded(directory):
+    with open(directory / "observations.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_keeps_evaluations_in_flight_and_records_exceptions_failures_and_timeouts(tmp_path):
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    events = []
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        summary = jm.run(camp, evaluate, executor=pool, parallel=3, budget=16, method="random", timeout=1.0,
+                         on_event=events.append)
+    assert summary.total == 16 and summary.observed == 16 and "budget 16" in summary.reason
+    rows = recorded(tmp_path / "c")
+    assert len(rows) == 16 and len({r["suggestion"] for r in rows}) == 16  # each evaluation observed once
+    for r in rows:
+        x1, x2 = float(r["x1"]), float(r["x2"])
+        should_fail = x1 > 0.85 or x2 > 0.9 or x2 < 0.1
+        assert (r["status"] == "failed") == should_fail, r
+    assert summary.failed == sum(r["status"] == "failed" for r in rows) > 0
+    assert max(e.running for e in events) == 3  # three at once
+    assert camp.snapshot().n_pending == 0
+    # The same call again: the budget is spent, nothing more runs.
+    again = jm.run(camp, evaluate, executor=concurrent.futures.ThreadPoolExecutor(2), parallel=2, budget=16,
+                   method="random")
+    assert again.observed == 0 and again.total == 16
+
+
+def test_a_second_runner_is_refused_and_bad_arguments_are_one_line_errors(tmp_path):
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    with runner_lock(camp.directory):
+        with pytest.raises(CampaignError, match=f"is being run by pid {os.getpid()}; one runner per campaign"):
+            jm.run(camp, evaluate, executor=concurrent.futures.ThreadPoolExecutor(1), budget=2)
+    with pytest.raises(DataError, match="--parallel must be at least 1"):
+        jm.run(camp, evaluate, parallel=0)
+    res = runner.invoke(app, ["run", str(tmp_path / "c"), "--command", "python3 sim.py {x3}"])
+    assert res.exit_code == DataError.exit_code and "unknown placeholder(s) {x3}" in res.stderr
+    res = runner.invoke(app, ["run", str(tmp_path / "c"), "--command", "python3 'sim.py"])
+    assert res.exit_code == DataError.exit_code and "No closing quotation" in res.stderr
+    res = runner.invoke(app, ["run", str(tmp_path / "c"), "--command", "true", "--executor", "slurm"])
+    assert res.exit_code == DataError.exit_code and "use local, dask, or dask://HOST:PORT" in res.stderr
+
+
+@pytest.mark.parametrize("value", ["x; rm -rf ~", "C1=CC=C(C=C1)O", "ligand with spaces", "$(touch pwned)", "'\"`"])
+def test_a_value_stays_one_argument_and_is_never_run_by_a_shell(tmp_path, value):
+    args = split_template(f"{sys.executable} -c 'import json, sys; print(json.dumps({{\"y\": len(sys.argv)}}))' "
+                          "--id {id} --pair a{id}b", ["id"])
+    evaluation = CommandEvaluation(tuple(args), str(tmp_path / "runs"))
+    built = evaluation.arguments({"id": value}, "b0001-01")
+    assert built[3:] == ["--id", value, "--pair", f"a{value}b"]
+    result = evaluation({"id": value}, "b0001-01")
+    assert result == {"y": 5}  # the program name and four arguments: nothing was split or expanded
+    assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
+    assert json.loads((tmp_path / "runs" / "b0001-01.json").read_text()) == {"y": 5}
+
+
+def test_failed_commands_keep_their_reason_and_stderr(tmp_path):
+    (tmp_path / "sim.py").write_text(SIM)
+    base = (sys.executable, str(tmp_path / "sim.py"), "--x1", "{x1}", "--x2", "{x2}")
+    runs = tmp_path / "runs"
+    clogged = CommandEvaluation(base, str(runs))({"x1": 0.9, "x2": 0.5}, "b0001-01")
+    assert clogged == {"status": "failed"}
+    assert (runs / "b0001-01.log").read_text().startswith("exit status 3\nclogged")
+    slow = CommandEvaluation(base + ("--sleep", "5"), str(runs), timeout=0.5)({"x1": 0.2, "x2": 0.5}, "b0001-02")
+    assert slow == {"status": "failed"} and "timed out after 0.5 s" in (runs / "b0001-02.log").read_text()
+    silent = CommandEvaluation((sys.executable, "-c", "print('hello')"), str(runs))({}, "b0001-03")
+    assert silent == {"status": "failed"} and "not JSON" in (runs / "b0001-03.log").read_text()
+    ok = CommandEvaluation(base, str(runs))({"x1": 0.3, "x2": 0.6}, "b0001-04")
+    assert ok == {"y": 0.0} and not (runs / "b0001-04.log").exists()
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "jaxopt_mat", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.heavy
+def test_a_killed_runner_resumes_without_losing_or_repeating_an_evaluation(tmp_path):
+    (tmp_path / "sim.py").write_text(SIM)
+    (tmp_path / "c.toml").write_text('name = "k"\nseed = 1\ninitial_design = 4\n[[inputs]]\nname = "x1"\nlow = 0.0\n'
+                                     'high = 1.0\n[[inputs]]\nname = "x2"\nlow = 0.0\nhigh = 1.0\n[objective]\n'
+                                     'name = "y"\n')
+    camp_dir = tmp_path / "c"
+    assert runner.invoke(app, ["init", str(camp_dir), "--config", str(tmp_path / "c.toml")]).exit_code == 0
+    command = f"{sys.executable} {tmp_path / 'sim.py'} --x1 {{x1}} --x2 {{x2}} --sleep 0.4"
+    args = ("run", camp_dir, "--command", command, "--parallel", "3", "--budget", "12", "--method", "random")
+    env = {**os.environ, "JAXOPT_MAT_CACHE": str(tmp_path / "cache")}
+    first = _cli(*args, env=env)
+    deadline = time.monotonic() + 120
+    while len(recorded(camp_dir)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    partial = recorded(camp_dir)
+    assert 4 <= len(partial) < 12
+    # The lock died with the process: a new runner starts, picks up or re-runs what was in flight, and finishes.
+    second = _cli(*args, env=env)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    rows = recorded(camp_dir)
+    assert len(rows) == 12 and len({r["suggestion"] for r in rows}) == 12
+    # Nothing recorded was lost or changed (a first failure adds the status column: earlier rows read "ok").
+    assert [{k: r[k] for k in p} for r, p in zip(rows, partial)] == partial
+    assert all(r.get("status", "ok") == p.get("status", "ok") for r, p in zip(rows, partial))
+    assert "12 measurements in the campaign" in out
+    assert "pending rows run again" in out or "results picked up" in out  # what was in flight when killed
+    assert jm.Campaign.open(camp_dir).snapshot().n_pending == 0
+
+
+def test_the_stop_rules_end_a_run(tmp_path):
+    camp = jm.Campaign.create(tmp_path / "c", {**CONFIG, "initial_design": 4, "stopping": {"budget": 7}})
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        summary = jm.run(camp, lambda c: {"y": -(c["x1"] - 0.3) ** 2 - c["x2"]}, executor=pool, parallel=2)
+    assert summary.reason == "the stop rules are met"
+    assert 7 <= summary.total <= 9 and camp.snapshot().n_pending == 0
+    assert np.all(np.isfinite(camp.snapshot().y))
