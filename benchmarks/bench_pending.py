@@ -12,10 +12,11 @@ smallest distance between two members of one batch of 30 chosen in one call
 (the same penalizers, all in one batch) and between that batch's last 15
 and first 15 members (the same situation inside one call).
 
-Latency: the same kind of campaign with 200 measured conditions; the time of
-one in-process command (read the folder into a snapshot, suggest a batch of
-5) with 64 pending rows, against the same campaign with none. Warm (compiled
-programs reused), median of ``--repeats``.
+Latency: the same kind of campaign with 200 measured conditions (suggest a
+batch of 5) and with 300 (a batch of 1, what ``run`` asks for as each
+evaluation finishes); the time of one in-process command (read the folder
+into a snapshot, suggest) with 64 pending rows, against the same campaign
+with none. Warm (compiled programs reused), median of ``--repeats``.
 """
 
 from __future__ import annotations
@@ -84,14 +85,15 @@ def spacing(seed: int, workdir: Path) -> tuple[float, float, float]:
     return min_distance(second, first), min_distance(one), min_distance(one[15:], one[:15])
 
 
-def command(path: Path, ctx) -> float:
+def command(path: Path, ctx, batch: int) -> float:
     t0 = time.perf_counter()
-    strategies.suggest(read_snapshot(jm.Campaign.open(path).folder), 5, method="gp", context=ctx)
+    strategies.suggest(read_snapshot(jm.Campaign.open(path).folder), batch, method="gp", context=ctx)
     return time.perf_counter() - t0
 
 
-def latency(workdir: Path, repeats: int) -> tuple[float, float]:
-    camp = measured(workdir / "none", 0, 200)
+def latency(workdir: Path, repeats: int, conditions: int, batch: int) -> tuple[float, float]:
+    workdir = workdir / f"latency{conditions}-{batch}"
+    camp = measured(workdir / "none", 0, conditions)
     held = workdir / "held"
     shutil.copytree(workdir / "none", held)
     other = jm.Campaign.open(held)
@@ -101,8 +103,8 @@ def latency(workdir: Path, repeats: int) -> tuple[float, float]:
     ctx = camp.context
     times = {}
     for path in (workdir / "none", held):
-        command(path, ctx)  # warm up: compile
-        times[path.name] = float(np.median([command(path, ctx) for _ in range(repeats)]))
+        command(path, ctx, batch)  # warm up: compile
+        times[path.name] = float(np.median([command(path, ctx, batch) for _ in range(repeats)]))
     return times["none"], times["held"]
 
 
@@ -113,7 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [spacing(s, Path(tmp)) for s in range(args.seeds)]
-        none, held = latency(Path(tmp), args.repeats)
+        latencies = [(n, q, *latency(Path(tmp), args.repeats, n, q)) for n, q in ((200, 5), (300, 1))]
     print(f"Machine: {machine()}.\n")
     print("| seed | second batch of 15 to the pending first | one batch of 30: nearest pair | its last 15 to its "
           "first 15 | ratio to the nearest pair |")
@@ -123,8 +125,11 @@ def main() -> None:
     ratios = [g / w for g, w, _ in rows]
     print(f"\nRatio, median [min, max]: {np.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}] "
           f"over {len(rows)} seeds.")
-    print(f"\nLatency (read the folder, suggest 5; 200 conditions, d = 5, median of {args.repeats}): "
-          f"no pending rows {none:.3f} s, 64 pending rows {held:.3f} s, ratio {held / none:.2f}.")
+    print(f"\nLatency of one command (read the folder, suggest), d = 5, warm, median of {args.repeats}:\n")
+    print("| conditions | batch | no pending rows | 64 pending rows | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for n, q, none, held in latencies:
+        print(f"| {n} | {q} | {none:.3f} s | {held:.3f} s | {held / none:.2f} |")
 
 
 if __name__ == "__main__":

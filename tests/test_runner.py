@@ -166,3 +166,19 @@ def test_the_stop_rules_end_a_run(tmp_path):
     assert summary.reason == "the stop rules are met"
     assert 7 <= summary.total <= 9 and camp.snapshot().n_pending == 0
     assert np.all(np.isfinite(camp.snapshot().y))
+
+
+@pytest.mark.heavy
+def test_a_dask_local_cluster_runs_the_loop(tmp_path):
+    """A real Dask cluster (two worker processes on loopback) through the CLI's --executor dask."""
+    pytest.importorskip("distributed", reason="Dask's distributed package is a dev extra")
+    (tmp_path / "sim.py").write_text(SIM)
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    command = f"{sys.executable} {tmp_path / 'sim.py'} --x1 {{x1}} --x2 {{x2}}"
+    res = runner.invoke(app, ["run", str(tmp_path / "c"), "--command", command, "--parallel", "2", "--budget", "6",
+                              "--executor", "dask", "--method", "random"])
+    assert res.exit_code == 0, res.output
+    assert "6 measurements in the campaign" in res.stdout
+    rows = recorded(tmp_path / "c")
+    assert len(rows) == 6 and len({r["suggestion"] for r in rows}) == 6
+    assert camp.snapshot().n_pending == 0
