@@ -13,7 +13,8 @@ Durable: the campaign files are the loop's only state. Killed at any moment
 and started again, a runner observes what was observed once, picks up result
 files of evaluations that finished meanwhile (``DIR/runs/<suggestion>.json``,
 which the command runner writes) and dispatches the other pending rows
-again. One runner per campaign: a second is refused while the first holds
+again (rows suggested by hand and never observed are pending too: a runner
+evaluates them first). One runner per campaign: a second is refused while the first holds
 ``DIR/.runner.lock``.
 """
 
@@ -133,8 +134,11 @@ def _observe(camp: Campaign, row: dict) -> bool | None:
         try:
             camp.observe(pd.DataFrame([row]), again=True)
             return False
-        except DataError:  # e.g. a missing or non-numeric measured column: the run gave no usable result
-            pass
+        except DataError as e:  # e.g. a missing or non-numeric measured column: the run gave no usable result
+            log = result_path(camp.directory, row[SUGGESTION_COLUMN]).with_suffix(".log")
+            log.parent.mkdir(exist_ok=True)
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"result refused, recorded as a failed run: {e}\n")
     failure = failed_row()
     if failure is None:
         return None
@@ -238,8 +242,10 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
         on_event(Event("failed" if failed else "observed", sid, len(in_flight), summary.observed, summary.failed,
                        best(s), seconds))
 
-    # Rows still pending from an earlier runner: a result file left behind is observed, the rest run again.
+    # Rows still pending from an earlier runner: a result file left behind is observed, the rest run again
+    # (as many as the budget has room for; the others stay pending).
     pending = snap.pending
+    room = math.inf if budget is None else budget - snap.n_rows - int(snap.failed_x.shape[0])
     for k, sid in enumerate(pending.ids):
         condition = _conditions(camp, pending.x[k:k + 1], None if pending.pool_ids is None else [pending.pool_ids[k]])[0]
         path = result_path(camp.directory, sid)
@@ -250,7 +256,7 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
                 result = {STATUS_COLUMN: "failed"}
             record(sid, condition, result, None)
             summary.picked_up += 1
-        else:
+        elif summary.redispatched + summary.picked_up < room:
             summary.redispatched += 1
             submit(sid, condition)
     try:
@@ -260,14 +266,18 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
             left = math.inf if budget is None else budget - total - len(in_flight)
             if not stop and budget is not None and left <= 0 and total >= budget:
                 stop = f"the campaign holds {total} measurements (budget {budget})"
-            if free > 0 and left > 0 and not stop:
-                kept = camp.ask(int(min(free, left)), method=method, snapshot=snap)
+            # The initial design fills its slots in one batch; a model suggests one condition at a time, so
+            # each sees the ones just submitted as pending and the compiled program stays the same.
+            asks = int(min(free, left)) if not stop else 0
+            in_design = snap.n_conditions + int(snap.failed_x.shape[0]) < snap.config.initial_design
+            for size in ([asks] if in_design else [1] * asks) if asks > 0 else []:
+                kept = camp.ask(size, method=method)
                 if stop_when_done and any(n.startswith("the campaign should stop") for n in kept.notes):
                     stop = "the stop rules are met"
                     camp.cancel(kept.suggestion_ids)  # suggested but never to be run
-                else:
-                    for sid, cond in zip(kept.suggestion_ids, _conditions(camp, kept.suggestion.x, kept.suggestion.ids)):
-                        submit(sid, cond)
+                    break
+                for sid, cond in zip(kept.suggestion_ids, _conditions(camp, kept.suggestion.x, kept.suggestion.ids)):
+                    submit(sid, cond)
             if not in_flight:
                 summary.reason = stop or ("the budget is spent" if budget is not None else "nothing left to run")
                 break

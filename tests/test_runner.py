@@ -134,7 +134,7 @@ def test_a_killed_runner_resumes_without_losing_or_repeating_an_evaluation(tmp_p
                                      'name = "y"\n')
     camp_dir = tmp_path / "c"
     assert runner.invoke(app, ["init", str(camp_dir), "--config", str(tmp_path / "c.toml")]).exit_code == 0
-    command = f"{sys.executable} {tmp_path / 'sim.py'} --x1 {{x1}} --x2 {{x2}} --sleep 0.4"
+    command = f"{sys.executable} {tmp_path / 'sim.py'} --x1 {{x1}} --x2 {{x2}} --sleep {{x2}}"  # staggered ends
     args = ("run", camp_dir, "--command", command, "--parallel", "3", "--budget", "12", "--method", "random")
     env = {**os.environ, "JAXOPT_MAT_CACHE": str(tmp_path / "cache")}
     first = _cli(*args, env=env)
@@ -182,3 +182,24 @@ def test_a_dask_local_cluster_runs_the_loop(tmp_path):
     rows = recorded(tmp_path / "c")
     assert len(rows) == 6 and len({r["suggestion"] for r in rows}) == 6
     assert camp.snapshot().n_pending == 0
+
+
+def test_a_result_the_campaign_refuses_is_a_failed_run_with_its_reason_kept(tmp_path):
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    results = iter([{"y": "not a number"}, {"z": 1.0}, {"y": 0.5}])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        summary = jm.run(camp, lambda c: next(results), executor=pool, parallel=1, budget=3, method="random")
+    rows = recorded(tmp_path / "c")
+    assert [r["status"] for r in rows] == ["failed", "failed", "ok"] and summary.failed == 2
+    logs = sorted((tmp_path / "c" / "runs").glob("*.log"))
+    assert len(logs) == 2 and all("result refused, recorded as a failed run" in p.read_text() for p in logs)
+    assert "y = 'not a number' is not a number" in logs[0].read_text()
+
+
+def test_pending_rows_beyond_the_budget_stay_pending(tmp_path):
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    camp.suggest(5, method="random")  # suggested by hand, never measured: a runner evaluates them first
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        summary = jm.run(camp, lambda c: {"y": c["x1"]}, executor=pool, parallel=2, budget=3, method="random")
+    assert summary.redispatched == 3 and summary.total == 3
+    assert camp.snapshot().n_pending == 2
