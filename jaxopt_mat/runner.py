@@ -26,6 +26,7 @@ import dataclasses
 import fcntl
 import json
 import math
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -175,8 +176,10 @@ def run(campaign, evaluate: Callable[[dict], dict], *, executor=None, parallel: 
         evaluate: ``evaluate(condition) -> dict`` of measured columns (a spectrum
             campaign's: absorbance by wavelength); ``{"status": "failed"}``, an
             exception or a result the campaign refuses make a failed run.
-        executor: where evaluations run (default: a process pool of ``parallel``
-            workers; ``evaluate`` must then be picklable, e.g. a module-level function).
+        executor: where evaluations run (default: a pool of ``parallel`` spawned
+            processes; ``evaluate`` must then be importable, e.g. a function defined
+            at the top of a module, not in a notebook cell: there, pass a
+            ``concurrent.futures.ThreadPoolExecutor``).
         parallel: evaluations in flight at once.
         budget: stop once the campaign holds this many measurements (failed runs
             included), so the same call resumes towards the same end.
@@ -195,8 +198,9 @@ def run(campaign, evaluate: Callable[[dict], dict], *, executor=None, parallel: 
         raise DataError(f"--budget must be at least 1, got {budget}")
     own = executor is None
     with runner_lock(camp.directory):
-        if own:
-            executor = concurrent.futures.ProcessPoolExecutor(max_workers=parallel)
+        if own:  # spawned, not forked: a fork of a process running JAX's threads can deadlock
+            executor = concurrent.futures.ProcessPoolExecutor(max_workers=parallel,
+                                                              mp_context=multiprocessing.get_context("spawn"))
         try:
             return _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, method, on_event)
         finally:
@@ -270,7 +274,8 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
             # each sees the ones just submitted as pending and the compiled program stays the same.
             asks = int(min(free, left)) if not stop else 0
             in_design = snap.n_conditions + int(snap.failed_x.shape[0]) < snap.config.initial_design
-            for size in ([asks] if in_design else [1] * asks) if asks > 0 else []:
+            sizes = [] if asks <= 0 else [asks] if in_design else [1] * asks
+            for size in sizes:
                 kept = camp.ask(size, method=method)
                 if stop_when_done and any(n.startswith("the campaign should stop") for n in kept.notes):
                     stop = "the stop rules are met"

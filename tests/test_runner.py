@@ -203,3 +203,16 @@ def test_pending_rows_beyond_the_budget_stay_pending(tmp_path):
         summary = jm.run(camp, lambda c: {"y": c["x1"]}, executor=pool, parallel=2, budget=3, method="random")
     assert summary.redispatched == 3 and summary.total == 3
     assert camp.snapshot().n_pending == 2
+
+
+def plain_evaluate(condition):
+    """A module-level evaluation: what the default process pool can import in its workers."""
+    return {"y": -(condition["x1"] - 0.3) ** 2}
+
+
+@pytest.mark.heavy
+def test_the_default_executor_is_a_pool_of_spawned_processes(tmp_path):
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    summary = jm.run(camp, plain_evaluate, parallel=2, budget=4, method="random")
+    assert summary.total == 4 and summary.failed == 0
+    assert len(recorded(tmp_path / "c")) == 4
