@@ -8,7 +8,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "jaxopt_mat"
 # The orchestration and the shells: nothing in the functional core may import these.
 UPPER = ("jaxopt_mat.campaign", "jaxopt_mat.strategies", "jaxopt_mat.stopping", "jaxopt_mat.report",
-         "jaxopt_mat.api", "jaxopt_mat.cli", "jaxopt_mat.simulate", "jaxopt_mat.campaign_figures")
+         "jaxopt_mat.api", "jaxopt_mat.cli", "jaxopt_mat.simulate", "jaxopt_mat.campaign_figures",
+         "jaxopt_mat.runner", "jaxopt_mat.command")
 CORE = ("jaxopt_mat.space", "jaxopt_mat.design", "jaxopt_mat.surrogates", "jaxopt_mat.acquisition",
         "jaxopt_mat.pareto", "jaxopt_mat.optimize", "jaxopt_mat.objectives", "jaxopt_mat.data",
         "jaxopt_mat.chunked", "jaxopt_mat.errors", "jaxopt_mat.pool", "jaxopt_mat.embedding",

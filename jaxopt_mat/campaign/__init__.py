@@ -1,6 +1,8 @@
 """The campaign layer: its configuration, its folder on disk, the user's tables and the snapshot read from them.
 
-- :mod:`~jaxopt_mat.campaign.config`: the schema of ``campaign.toml`` and its TOML round trip.
+- :mod:`~jaxopt_mat.campaign.config`: the schema of ``campaign.toml`` and its TOML round trip
+  (:mod:`~jaxopt_mat.campaign.objective`: the objective and the outcome constraints;
+  :mod:`~jaxopt_mat.campaign.schema`: reserved column names and shared checks).
 - :mod:`~jaxopt_mat.campaign.tables`: measurement files, targets and suggestion files, as text.
 - :mod:`~jaxopt_mat.campaign.pending`: suggestion ids, and which suggested rows are still pending.
 - :mod:`~jaxopt_mat.campaign.folder`: the folder, its lock and its atomic writes (the only writer).
