@@ -35,14 +35,13 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxopt_mat as jm  # noqa: E402
-from jaxopt_mat.campaign import parse_config  # noqa: E402
 from jaxopt_mat.objectives import spectrum_loss  # noqa: E402
-from jaxopt_mat.virtual_lab import CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, SilverLab  # noqa: E402
+from jaxopt_mat.simulate import DEMO_TARGET_RECIPE, builtin_lab_campaign  # noqa: E402
+from jaxopt_mat.virtual_lab import INPUT_NAMES, SilverLab  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import machine  # noqa: E402
 
-TARGET_RECIPE = (18.0, 22.0, 12.0, 3.0, 450.0)
 N0 = 16
 
 
@@ -51,7 +50,7 @@ class TimedLab:
 
     def __init__(self, seed: int, median: float, start: float):
         self.lab, self.seed, self.median, self.start = SilverLab(), seed, median, start
-        self.target = np.asarray(self.lab.spectra(np.array([TARGET_RECIPE])))[0]
+        self.target = np.asarray(self.lab.spectra(np.array([DEMO_TARGET_RECIPE])))[0]
         self.trace: list[tuple[float, float]] = []  # (seconds since start, noise-free loss)
         self.lock = threading.Lock()
 
@@ -77,18 +76,7 @@ class TimedLab:
 
 
 def campaign(path: Path, seed: int) -> jm.Campaign:
-    lab = SilverLab()
-    target = np.asarray(lab.spectra(np.array([TARGET_RECIPE])))[0]
-    path.mkdir(parents=True)
-    (path / "target.csv").write_text("wavelength,absorbance\n" + "".join(
-        f"{w:g},{a!r}\n" for w, a in zip(lab.wavelengths, target.tolist())))
-    cfg = parse_config({
-        "name": "async", "seed": seed, "initial_design": N0,
-        "inputs": [{"name": n, "low": float(lo), "high": float(hi)} for n, lo, hi in zip(INPUT_NAMES, LOW, HIGH)],
-        "constraints": [{"expr": f"q_agno3 + q_pva + q_tsc + q_seed <= {CONSTRAINT_B[0]:g}"}],
-        "objective": {"kind": "spectrum", "target": "target.csv", "window": [0.7, 1.2]},
-    })
-    return jm.Campaign.create(path / "c", cfg, source_dir=path)
+    return builtin_lab_campaign(path, name="async", seed=seed, initial_design=N0)
 
 
 def start_design(camp: jm.Campaign, lab: TimedLab) -> None:

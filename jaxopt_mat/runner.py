@@ -211,12 +211,15 @@ def run(campaign, evaluate: Callable[[dict], dict], *, executor=None, parallel: 
 def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, method, on_event) -> RunSummary:
     summary = RunSummary()
     in_flight: dict[str, tuple] = {}  # suggestion id -> (future, condition, start time)
-    snap = camp.snapshot()
+    latest = [camp.snapshot()]  # the campaign as of the last observation (read again only after one)
     stop = ""
 
-    def counts():
-        s = camp.snapshot()
-        return s, s.n_rows + int(s.failed_x.shape[0])
+    def refresh():
+        latest[0] = camp.snapshot()
+        return latest[0]
+
+    def measurements(s) -> int:
+        return s.n_rows + int(s.failed_x.shape[0])
 
     def best(s):
         if s.config.objective.is_pareto or not s.satisfied.any():
@@ -242,14 +245,14 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
         summary.failed += failed
         if seconds is not None:
             summary.seconds_per_evaluation.append(seconds)
-        s, _ = counts()
+        s = refresh()
         on_event(Event("failed" if failed else "observed", sid, len(in_flight), summary.observed, summary.failed,
                        best(s), seconds))
 
     # Rows still pending from an earlier runner: a result file left behind is observed, the rest run again
     # (as many as the budget has room for; the others stay pending).
-    pending = snap.pending
-    room = math.inf if budget is None else budget - snap.n_rows - int(snap.failed_x.shape[0])
+    pending = latest[0].pending
+    room = math.inf if budget is None else budget - measurements(latest[0])
     for k, sid in enumerate(pending.ids):
         condition = _conditions(camp, pending.x[k:k + 1], None if pending.pool_ids is None else [pending.pool_ids[k]])[0]
         path = result_path(camp.directory, sid)
@@ -265,7 +268,8 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
             submit(sid, condition)
     try:
         while True:
-            snap, total = counts()
+            snap = latest[0]
+            total = measurements(snap)
             free = parallel - len(in_flight)
             left = math.inf if budget is None else budget - total - len(in_flight)
             if not stop and budget is not None and left <= 0 and total >= budget:
@@ -290,7 +294,7 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
                 time.sleep(POLL)
     except KeyboardInterrupt:
         summary.reason = f"interrupted; {len(in_flight)} evaluations left pending (run again to resume)"
-    _, summary.total = counts()
+    summary.total = measurements(refresh())
     return summary
 
 

@@ -13,12 +13,18 @@ import csv
 import dataclasses
 import io
 import time
+from pathlib import Path
 from typing import Callable, Protocol
 
 import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_mat.api import Campaign
+from jaxopt_mat.campaign import parse_config
+from jaxopt_mat.virtual_lab import CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, SilverLab
+
+# The hidden recipe whose spectrum the built-in lab's campaigns (the demo's) aim for.
+DEMO_TARGET_RECIPE = (18.0, 22.0, 12.0, 3.0, 450.0)
 
 
 class Lab(Protocol):
@@ -48,6 +54,28 @@ class Round:
     batch_values: np.ndarray
     seconds: float
     notes: list
+
+
+def builtin_lab_campaign(folder, *, name: str, seed: int, initial_design: int, context=None) -> Campaign:
+    """The demo's spectrum campaign on the built-in lab, in ``folder/campaign``.
+
+    The target is the noise-free spectrum of :data:`DEMO_TARGET_RECIPE`,
+    written to ``folder/source/target.csv``; the five flows keep the lab's
+    bounds and its 90 % constraint.
+    """
+    lab = SilverLab()
+    target = np.asarray(lab.spectra(np.array([DEMO_TARGET_RECIPE])))[0]
+    source = Path(folder) / "source"
+    source.mkdir(parents=True)
+    (source / "target.csv").write_text("wavelength,absorbance\n" + "".join(
+        f"{w:g},{a!r}\n" for w, a in zip(lab.wavelengths, target.tolist())))
+    cfg = parse_config({
+        "name": name, "seed": seed, "initial_design": initial_design,
+        "inputs": [{"name": n, "low": float(lo), "high": float(hi)} for n, lo, hi in zip(INPUT_NAMES, LOW, HIGH)],
+        "constraints": [{"expr": f"q_agno3 + q_pva + q_tsc + q_seed <= {CONSTRAINT_B[0]:g}"}],
+        "objective": {"kind": "spectrum", "target": "target.csv", "window": [0.7, 1.2]},
+    })
+    return Campaign.create(Path(folder) / "campaign", cfg, source_dir=source, context=context)
 
 
 def measurements_csv(names: list[str], measured: list[str], x: np.ndarray, y: np.ndarray) -> str:

@@ -12,14 +12,10 @@ import typer
 
 from jaxopt_mat import plots
 from jaxopt_mat import simulate as sim
-from jaxopt_mat.api import Campaign
-from jaxopt_mat.campaign import parse_config
 from jaxopt_mat.cli.common import app, context, guard, open_campaign
 from jaxopt_mat.errors import CampaignError, DataError
 from jaxopt_mat.strategies.base import check_batch_size
-from jaxopt_mat.virtual_lab import CONSTRAINT_B, HIGH, INPUT_NAMES, LOW, NetworkLab, SilverLab
-
-DEMO_TARGET_RECIPE = (18.0, 22.0, 12.0, 3.0, 450.0)
+from jaxopt_mat.virtual_lab import INPUT_NAMES, NetworkLab, SilverLab
 
 
 def _lab(spec: str):
@@ -82,18 +78,7 @@ def demo(
     out.mkdir(parents=True)
     (out / ".demo").touch()
     lab = SilverLab()
-    target = np.asarray(lab.spectra(np.array([DEMO_TARGET_RECIPE])))[0]
-    source = out / "source"
-    source.mkdir()
-    (source / "target.csv").write_text("wavelength,absorbance\n" + "".join(
-        f"{w:g},{a!r}\n" for w, a in zip(lab.wavelengths, target.tolist())))
-    cfg = parse_config({
-        "name": "agnp-demo", "seed": seed, "initial_design": batch,
-        "inputs": [{"name": n, "low": float(lo), "high": float(hi)} for n, lo, hi in zip(INPUT_NAMES, LOW, HIGH)],
-        "constraints": [{"expr": f"q_agno3 + q_pva + q_tsc + q_seed <= {CONSTRAINT_B[0]:g}"}],
-        "objective": {"kind": "spectrum", "target": "target.csv", "window": [0.7, 1.2]},
-    })
-    camp = Campaign.create(out / "campaign", cfg, source_dir=source, context=context())
+    camp = sim.builtin_lab_campaign(out, name="agnp-demo", seed=seed, initial_design=batch, context=context())
     typer.echo(f"demo: match the spectrum of a hidden recipe on the built-in lab; campaign in {out / 'campaign'}")
     t0 = time.perf_counter()
 
