@@ -37,6 +37,7 @@ from jaxopt_mat.surrogates.gp_likelihood import (  # noqa: F401  (re-exported: t
     _masked_covariance,
     _objective,
     _unpack,
+    expand_lengthscales,
     matern52,
     matern52_cross,
     negative_log_marginal_likelihood,
@@ -49,7 +50,7 @@ from jaxopt_mat.surrogates.gp_likelihood import (  # noqa: F401  (re-exported: t
         "x_unit", "mask", "chol", "chol_inv", "alpha", "lengthscale", "variance", "noise",
         "mean_const", "y_loc", "y_scale", "low", "high",
     ],
-    meta_fields=[],
+    meta_fields=["features"],
 )
 @dataclasses.dataclass(frozen=True)
 class GPModel:
@@ -65,6 +66,10 @@ class GPModel:
         lengthscale, variance, noise, mean_const: hyper-parameters (standardised scale).
         y_loc, y_scale: output standardisation.
         low, high: input scaling to the unit cube.
+        features: static: how the kernel sees unit-cube inputs (a categorical input's
+            index becomes a one-hot block or a descriptor row; :mod:`jaxopt_mat.input_kinds`),
+            ``None`` for the coordinates themselves. ``lengthscale`` then holds one
+            length-scale per group of features (per input, or per descriptor).
     """
 
     x_unit: jnp.ndarray
@@ -80,6 +85,14 @@ class GPModel:
     y_scale: jnp.ndarray
     low: jnp.ndarray
     high: jnp.ndarray
+    features: object = None
+
+    def kernel_unit(self, a, b):
+        """The fitted kernel between unit-cube points ``a`` ``(n, d)`` and ``b`` ``(k, d)`` (unscaled outputs)."""
+        if self.features is None:
+            return matern52_cross(a, b, self.lengthscale, self.variance)
+        ls = self.features.lengthscales(self.lengthscale)
+        return matern52_cross(self.features(a), self.features(b), ls, self.variance)
 
     def predict(self, x) -> Posterior:
         """Posterior of the latent function at ``x`` (physical units, shape ``(n, d)``).
@@ -95,7 +108,7 @@ class GPModel:
 
     def predict_unit(self, u) -> Posterior:
         """Like :meth:`predict` for inputs already in the unit cube."""
-        k_star = matern52_cross(u, self.x_unit, self.lengthscale, self.variance) * self.mask[None, :]
+        k_star = self.kernel_unit(u, self.x_unit) * self.mask[None, :]
         mean = self.mean_const + k_star @ self.alpha
         v = k_star @ self.chol_inv.T
         var = jnp.maximum(self.variance - jnp.sum(v * v, axis=1), 1e-10 * self.variance)
@@ -108,10 +121,10 @@ class GPModel:
         :func:`jaxopt_mat.acquisition.ehvi.q_expected_hypervolume_improvement`).
         """
         u = (x - self.low) / (self.high - self.low)
-        k_star = matern52_cross(u, self.x_unit, self.lengthscale, self.variance) * self.mask[None, :]
+        k_star = self.kernel_unit(u, self.x_unit) * self.mask[None, :]
         mean = self.mean_const + k_star @ self.alpha
         v = k_star @ self.chol_inv.T
-        cov = matern52_cross(u, u, self.lengthscale, self.variance) - v @ v.T
+        cov = self.kernel_unit(u, u) - v @ v.T
         return self.y_loc + self.y_scale * mean, self.y_scale**2 * cov
 
     def predict_believer(self, x, picked, picked_mask) -> Posterior:
@@ -127,12 +140,12 @@ class GPModel:
         u = (x - self.low) / (self.high - self.low)
         up = (picked - self.low) / (self.high - self.low)
         post = self.predict_unit(u)
-        vx = (matern52_cross(u, self.x_unit, self.lengthscale, self.variance) * self.mask[None, :]) @ self.chol_inv.T
-        vp = (matern52_cross(up, self.x_unit, self.lengthscale, self.variance) * self.mask[None, :]) @ self.chol_inv.T
+        vx = (self.kernel_unit(u, self.x_unit) * self.mask[None, :]) @ self.chol_inv.T
+        vp = (self.kernel_unit(up, self.x_unit) * self.mask[None, :]) @ self.chol_inv.T
         on = picked_mask > 0
-        cxp = (matern52_cross(u, up, self.lengthscale, self.variance) - vx @ vp.T) * on[None, :]
+        cxp = (self.kernel_unit(u, up) - vx @ vp.T) * on[None, :]
         q = picked.shape[0]
-        cpp = matern52_cross(up, up, self.lengthscale, self.variance) - vp @ vp.T
+        cpp = self.kernel_unit(up, up) - vp @ vp.T
         cpp = cpp + _JITTER * self.variance * jnp.eye(q, dtype=cpp.dtype)  # believed: the latent value itself
         cpp = jnp.where(on[:, None] & on[None, :], cpp, jnp.eye(q, dtype=cpp.dtype))
         a = solve_triangular(jnp.linalg.cholesky(cpp), cxp.T, lower=True)
@@ -172,23 +185,24 @@ class GPModel:
         return self.y_scale * jnp.sqrt(self.noise)
 
 
-@partial(jax.jit, static_argnames=("n_candidates", "n_restarts", "max_iter"))
-def _fit_hyperparameters(u, y, mask, known_noise, key, init, warm, n_active, *, n_candidates, n_restarts, max_iter):
+@partial(jax.jit, static_argnames=("n_candidates", "n_restarts", "max_iter", "groups"))
+def _fit_hyperparameters(u, y, mask, known_noise, key, init, warm, n_active, *, n_candidates, n_restarts, max_iter,
+                         groups=None):
     # ``warm`` and ``n_active`` are traced, so a warm-started fit reuses the
     # cold fit's compiled program: restarts beyond ``n_active`` do no iterations.
-    d = u.shape[1]
+    d = init.shape[0] - 3
     k1, k2, k3 = jax.random.split(key, 3)
     log_ls = jax.random.uniform(k1, (n_candidates, d), minval=math.log(0.05), maxval=math.log(2.0))
     log_var = 0.5 * jax.random.normal(k2, (n_candidates, 1))
     log_noise = jax.random.uniform(k3, (n_candidates, 1), minval=math.log(1e-4), maxval=math.log(0.3))
     thetas = jnp.concatenate([log_ls, log_var, log_noise, jnp.zeros((n_candidates, 1))], axis=1)
     thetas = thetas.at[0].set(init)
-    scores = jax.vmap(lambda t: _objective(t, u, y, mask, known_noise))(thetas)
+    scores = jax.vmap(lambda t: _objective(t, u, y, mask, known_noise, groups))(thetas)
     scores = jnp.where(jnp.isfinite(scores), scores, jnp.inf)
     scores = scores.at[0].set(jnp.where(warm, -jnp.inf, scores[0]))  # a warm start is always refined
     starts = thetas[jnp.argsort(scores)[:n_restarts]]
 
-    fun = lambda t: _objective(t, u, y, mask, known_noise)  # noqa: E731
+    fun = lambda t: _objective(t, u, y, mask, known_noise, groups)  # noqa: E731
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(fun)
 
@@ -221,11 +235,10 @@ def _fit_hyperparameters(u, y, mask, known_noise, key, init, warm, n_active, *, 
     return finals[best], values[best]
 
 
-@jax.jit
-def _condition(theta, u, y, mask, known_noise):
-    d = u.shape[1]
-    ls, var, noise, m = _unpack(theta, d)
-    K = _masked_covariance(u, mask, ls, var, noise, known_noise)
+@partial(jax.jit, static_argnames=("groups",))
+def _condition(theta, u, y, mask, known_noise, groups=None):
+    ls, var, noise, m = _unpack(theta, theta.shape[0] - 3)
+    K = _masked_covariance(u, mask, expand_lengthscales(ls, groups), var, noise, known_noise)
     L = jnp.linalg.cholesky(K)
     alpha = cho_solve((L, True), (y - m) * mask)
     L_inv = solve_triangular(L, jnp.eye(L.shape[0], dtype=L.dtype), lower=True)
@@ -269,6 +282,7 @@ def fit_gp(
     pad_to: int | None = None,
     init=None,
     noise_variance=None,
+    features=None,
     program_cache=None,
 ) -> GPModel:
     """Fit a GP to ``(x, y)`` by maximising the (prior-regularised) marginal likelihood.
@@ -293,6 +307,10 @@ def fit_gp(
             (units of ``y`` squared), added to the common noise level, which is still
             learned (heteroscedastic noise; e.g. :func:`jaxopt_mat.data.replicate_noise_variance`
             for medians of replicates: a median of ten droplets is better known than one).
+        features: optional :class:`~jaxopt_mat.input_kinds.FeatureMap` (``space.features``):
+            categorical inputs, coded by label index, enter the kernel as one-hot
+            blocks (one length-scale per input: the kernel depends only on whether two
+            labels are equal) or descriptor rows.
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled fit between processes (used by the CLI).
 
@@ -334,34 +352,40 @@ def fit_gp(
             raise DataError(f"noise_variance must be {n} non-negative finite numbers, got shape {noise_variance.shape}")
         known[:n] = noise_variance
     known = jnp.asarray(known, dtype) / y_scale**2  # standardised units
+    groups = None if features is None else features.groups
+    g = d if features is None else features.n_groups
+    f_pad = u_pad if features is None else features(u_pad)
     warm = init is not None
     if warm:
         init = jnp.asarray(init, dtype=dtype)
-        if init.shape != (d + 3,) or not bool(jnp.all(jnp.isfinite(init))):
-            raise DataError(f"init must be {d + 3} finite hyper-parameters (model.hyperparameters), got shape {init.shape}")
+        if init.shape != (g + 3,) or not bool(jnp.all(jnp.isfinite(init))):
+            raise DataError(f"init must be {g + 3} finite hyper-parameters (model.hyperparameters), got shape {init.shape}")
     else:
-        init = _default_theta(d, dtype)
+        init = _default_theta(g, dtype)
     n_active = n_restarts
     if n_restarts is None:
         n_restarts = 4 if n <= 128 else (2 if n <= 256 else 1)
         n_active = max(1, n_restarts // 2) if warm else n_restarts
     static = dict(n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter)
-    args = (u_pad, y_pad, mask, known, key, init, jnp.asarray(warm), jnp.asarray(n_active, jnp.int32))
+    if groups is not None:
+        static["groups"] = groups
+    args = (f_pad, y_pad, mask, known, key, init, jnp.asarray(warm), jnp.asarray(n_active, jnp.int32))
     if program_cache is None:
         theta, _ = _fit_hyperparameters(*args, **static)
     else:
         theta, _ = program_cache.call("fit_gp", _fit_hyperparameters, args, static)
+    cond_static = {} if groups is None else {"groups": groups}
     if program_cache is None:
-        L, L_inv, alpha, ls, var, noise, m = _condition(theta, u_pad, y_pad, mask, known)
+        L, L_inv, alpha, ls, var, noise, m = _condition(theta, f_pad, y_pad, mask, known, **cond_static)
     else:
         L, L_inv, alpha, ls, var, noise, m = program_cache.call("condition_gp", _condition,
-                                                                (theta, u_pad, y_pad, mask, known), {})
+                                                                (theta, f_pad, y_pad, mask, known), cond_static)
     if not bool(jnp.all(jnp.isfinite(L))):
         raise NumericalError(
             f"GP covariance is not positive definite even with jitter {_JITTER:g} x variance; "
             "check for duplicated inputs with conflicting targets"
         )
-    return GPModel(u_pad, mask, L, L_inv, alpha, ls, var, noise, m, y_loc, y_scale, low, high)
+    return GPModel(u_pad, mask, L, L_inv, alpha, ls, var, noise, m, y_loc, y_scale, low, high, features)
 
 
 def leave_one_out(model: GPModel) -> Posterior:

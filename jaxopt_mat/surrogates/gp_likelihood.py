@@ -103,6 +103,16 @@ def _quad_logdet_bwd(res, g):
 _quad_logdet.defvjp(_quad_logdet_fwd, _quad_logdet_bwd)
 
 
+def expand_lengthscales(ls, groups):
+    """Each feature's length-scale from one per group (``groups=None``: one per feature already)."""
+    return ls if groups is None else ls[jnp.asarray(groups)]
+
+
+def n_lengthscales(u, groups) -> int:
+    """How many length-scales a fit of features ``u`` with these ``groups`` has."""
+    return u.shape[1] if groups is None else max(groups) + 1
+
+
 def _unpack(theta, d):
     log_ls = jnp.clip(theta[:d], *_LOG_LS_RANGE)
     log_var = jnp.clip(theta[d], *_LOG_VAR_RANGE)
@@ -129,25 +139,27 @@ def _log_prior(theta, d):
     return lp
 
 
-def negative_log_marginal_likelihood(theta, u, y, mask, known_noise=None):
+def negative_log_marginal_likelihood(theta, u, y, mask, known_noise=None, groups=None):
     """Negative log marginal likelihood of standardised data (padding masked out).
 
     Args:
-        theta: ``[log lengthscales (d), log variance, log noise, mean]``.
-        u: unit-cube inputs ``(n, d)``; y: standardised targets ``(n,)``; mask: ``(n,)``.
+        theta: ``[log lengthscales (g), log variance, log noise, mean]``.
+        u: unit-cube inputs (or their kernel features) ``(n, D)``; y: standardised targets ``(n,)``; mask: ``(n,)``.
         known_noise: optional ``(n,)`` each row's known noise variance (standardised units,
             e.g. from its replicates), added to the learned common level.
+        groups: optional static tuple, per feature the index of its length-scale
+            (a categorical input's one-hot block shares one); default one each.
     """
-    d = u.shape[1]
-    ls, var, noise, m = _unpack(theta, d)
-    K = _masked_covariance(u, mask, ls, var, noise, known_noise)
+    ls, var, noise, m = _unpack(theta, n_lengthscales(u, groups))
+    K = _masked_covariance(u, mask, expand_lengthscales(ls, groups), var, noise, known_noise)
     r = (y - m) * mask
     n_real = jnp.sum(mask)
     return 0.5 * _quad_logdet(K, r) + 0.5 * n_real * math.log(2 * math.pi)
 
 
-def _objective(theta, u, y, mask, known_noise=None):
-    return negative_log_marginal_likelihood(theta, u, y, mask, known_noise) - _log_prior(theta, u.shape[1])
+def _objective(theta, u, y, mask, known_noise=None, groups=None):
+    return (negative_log_marginal_likelihood(theta, u, y, mask, known_noise, groups)
+            - _log_prior(theta, n_lengthscales(u, groups)))
 
 
 def _default_theta(d, dtype):
