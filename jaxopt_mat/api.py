@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from jaxopt_mat import report, strategies
 from jaxopt_mat.campaign import (SUGGESTION_COLUMN, CampaignFolder, Config, Measurements, Snapshot, file_number,
                                  load_config, parse_config, read_snapshot, suggestion_csv, suggestion_ids,
                                  validate_measurements, widen_bound)
+from jaxopt_mat.campaign.input_cells import fixed_values, input_values
 from jaxopt_mat.campaign.pending import resolve_pending
 from jaxopt_mat.errors import ConfigError, DataError, RepeatedBatchError, read_data_file
 from jaxopt_mat.stopping import evaluate
@@ -42,6 +43,7 @@ class SuggestedBatch:
     csv: str
     path: Path
     input_names: tuple[str, ...]
+    inputs: tuple = ()  # the config's inputs (labels, integers); empty for a pool
 
     @property
     def notes(self) -> list[str]:
@@ -64,7 +66,10 @@ class SuggestedBatch:
         columns = {SUGGESTION_COLUMN: self.suggestion_ids}
         if sug.ids is not None:
             columns["id"] = list(sug.ids)
-        columns.update({n: np.asarray(sug.x)[:, j] for j, n in enumerate(self.input_names)})
+        if self.inputs:
+            columns.update(input_values(self.inputs, sug.x))
+        else:
+            columns.update({n: np.asarray(sug.x)[:, j] for j, n in enumerate(self.input_names)})
         columns.update({k: np.asarray(v) for k, v in sug.extra.items()})
         frame = pd.DataFrame(columns)
         frame.attrs.update(method=sug.method, notes=list(sug.notes), file=str(self.path))
@@ -179,7 +184,7 @@ class Campaign:
 
     # -- ask -------------------------------------------------------------------
     def ask(self, batch: int, *, method: str | None = None, seed: int | None = None, kappa: float = 0.0,
-            extend_bounds: bool = False, ignore_pending: bool = False,
+            extend_bounds: bool = False, ignore_pending: bool = False, fix: Mapping[str, object] | None = None,
             snapshot: Snapshot | None = None) -> SuggestedBatch:
         """Suggest the next ``batch`` conditions, keep them in ``suggestions/`` and remember the strategy's state.
 
@@ -191,9 +196,12 @@ class Campaign:
         again in the wider space. Rows suggested earlier and not yet observed
         are pending: the batch keeps away from them unless ``ignore_pending``.
         Each row gets a suggestion id (``b0004-07``) that a measurement file
-        may carry back in a ``suggestion`` column.
+        may carry back in a ``suggestion`` column. ``fix`` maps input names to the
+        value every row of this batch takes (a label, a level, a number), e.g.
+        ``{"ligand": "L2", "temperature": 60}``.
         """
         snap = snapshot or self.snapshot()
+        snap = snap.with_fixed(fixed_values(snap.config, fix or {}))
         options = dict(method=method, seed=seed, kappa=kappa, ignore_pending=ignore_pending)
         sug = self._suggest(snap, batch, **options)
         pressing = strategies.bound_pressure(snap, sug.x)
@@ -220,11 +228,12 @@ class Campaign:
         sug.notes = notes
         newest = max(snap.last_batch, int(snap.failed_batches.max()) if snap.failed_batches.size else 0)
         path, text = self.folder.save_suggestion(
-            lambda n: suggestion_csv(config.input_names, sug.x, sug.extra, sug.ids, suggestion_ids(n, len(sug.x))),
+            lambda n: suggestion_csv(config.input_names, sug.x, sug.extra, sug.ids, suggestion_ids(n, len(sug.x)),
+                                     inputs=None if config.is_pool else config.inputs),
             after_batch=newest)
         if sug.state:
             self.folder.update_state(**sug.state)
-        return SuggestedBatch(sug, text, path, tuple(config.input_names))
+        return SuggestedBatch(sug, text, path, tuple(config.input_names), () if config.is_pool else config.inputs)
 
     def _suggest(self, snap: Snapshot, batch, **options) -> Suggestion:
         """The strategy's batch, with a note when the stop rules say the campaign should stop."""
@@ -329,7 +338,7 @@ class Campaign:
         snap = self.snapshot()
         columns = {"id": list(snap.ids)} if snap.ids is not None else {}
         if not snap.config.is_pool:
-            columns.update({n: snap.x[:, j] for j, n in enumerate(snap.config.input_names)})
+            columns.update(input_values(snap.config.inputs, snap.x))
         columns.update({c: snap.measured[:, j] for j, c in enumerate(snap.columns)})
         columns.update({c: snap.outcomes[:, j] for j, c in enumerate(snap.config.outcome_names)})
         columns["batch"] = snap.batches

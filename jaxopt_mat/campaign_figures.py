@@ -50,7 +50,7 @@ def explain(snap: Snapshot, folder: Path, *, objective: str | None = None, conte
         raise CampaignError(f"explain needs at least 3 measured conditions, {snap.directory} has {cond.x.shape[0]}")
     space, names = snap.space, cfg.input_names
     ctx.progress("fitting GP")
-    model = fit_gp(cond.x, cond.y, key=jax.random.key(cfg.seed), low=space.low, high=space.high,
+    model = fit_gp(cond.x, cond.y, key=jax.random.key(cfg.seed), low=space.low, high=space.high, features=space.features,
                    noise_variance=replicate_noise_variance(cond, y), program_cache=ctx.program_cache)
     predict = jax.jit(lambda z: model.predict(z).mean)
     ctx.progress("computing SHAP values")
@@ -120,7 +120,7 @@ def _plot_parity(snap: Snapshot, Y, folder: Path, names, ctx: Context) -> list:
     if past.x.shape[0] < 3:
         return []
     space = snap.space
-    models = fit_objectives(past.x, past.y, key=jax.random.key(snap.config.seed), low=space.low, high=space.high,
+    models = fit_objectives(past.x, past.y, key=jax.random.key(snap.config.seed), low=space.low, high=space.high, features=space.features,
                             program_cache=ctx.program_cache)
     newest = combine_replicates(x[~keep], Y[~keep])
     made = []

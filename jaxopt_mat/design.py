@@ -41,24 +41,52 @@ def latin_hypercube(space: SearchSpace, n: int, *, seed: int, avoid=None) -> np.
     rng = np.random.default_rng(seed)
     d = space.dim
     avoid_unit = None if avoid is None or len(avoid) == 0 else np.asarray(space.to_unit(np.asarray(avoid)))
-    if space.n_constraints == 0 and avoid_unit is None:
+    if space.n_constraints == 0 and avoid_unit is None and not space.is_mixed:
         u = _lhs(d, n, rng)
         return np.asarray(space.from_unit(u))
     pool = np.zeros((0, d))
     size = n
     for _ in range(12):
-        u = _lhs(d, size, rng, optimize=False)
+        u = to_choices(space, _lhs(d, size, rng, optimize=False))
         ok = np.asarray(space.is_feasible(np.asarray(space.from_unit(u)), atol=0.0))
         pool = np.concatenate([pool, u[ok]])
+        if space.is_mixed:  # a finite input repeats values: keep each point once
+            pool = np.unique(pool, axis=0)
         if pool.shape[0] >= 4 * n or (pool.shape[0] >= n and size >= 8 * n):
             break
         size *= 2
     if pool.shape[0] < n:
         # A thin feasible region: top up with repaired points, which are feasible.
-        extra = np.asarray(space.repair_unit(rng.uniform(size=(n - pool.shape[0], d))))
+        extra = _repaired(space, rng.uniform(size=(n - pool.shape[0], d)))
         pool = np.concatenate([pool, extra])
+    if pool.shape[0] < n:  # a small finite space: some points repeat
+        pool = pool[rng.integers(pool.shape[0], size=n)] if pool.shape[0] else _repaired(space, rng.uniform(size=(n, d)))
     chosen = _greedy_maximin(pool, n, rng, avoid_unit)
     return np.asarray(space.from_unit(chosen))
+
+
+def to_choices(space: SearchSpace, u: np.ndarray) -> np.ndarray:
+    """Unit-cube points with each finite input's coordinate mapped to a value: the ``k`` values take equal slices.
+
+    A stratified sample stays stratified over labels and integers (snapping to the
+    nearest value would give the two end values half a share each).
+    """
+    u = np.array(u, dtype=np.float64)
+    for j, c in enumerate(space.choices):
+        if c is not None:
+            u[:, j] = np.asarray(c)[np.minimum((u[:, j] * len(c)).astype(int), len(c) - 1)]
+    return u
+
+
+def _repaired(space: SearchSpace, u: np.ndarray) -> np.ndarray:
+    """Feasible points from uniform ones: repaired, and for mixed spaces rounded with the continuous part re-projected."""
+    if not space.is_mixed:
+        return np.asarray(space.repair_unit(u))
+    u = np.asarray(space.repair_unit(to_choices(space, u)))
+    u = np.asarray(space.snap_unit(u))
+    if space.n_constraints:
+        u = np.asarray(space.project_unit_holding(u, space.held | space.ordered))
+    return u[np.asarray(space.is_feasible(np.asarray(space.from_unit(u)), atol=0.0))]
 
 
 def _lhs(d: int, n: int, rng: np.random.Generator, *, optimize: bool = True) -> np.ndarray:
@@ -95,10 +123,10 @@ def random_design(space: SearchSpace, n: int, *, seed: int) -> np.ndarray:
     d = space.dim
     out = np.zeros((0, d))
     for _ in range(50):
-        u = rng.uniform(size=(max(4 * n, 64), d))
+        u = to_choices(space, rng.uniform(size=(max(4 * n, 64), d)))
         ok = np.asarray(space.is_feasible(np.asarray(space.from_unit(u)), atol=0.0))
         out = np.concatenate([out, u[ok]])
         if out.shape[0] >= n:
             return np.asarray(space.from_unit(out[:n]))
-    extra = np.asarray(space.repair_unit(rng.uniform(size=(n - out.shape[0], d))))
+    extra = _repaired(space, rng.uniform(size=(max(4 * n, 64), d)))[: n - out.shape[0]]
     return np.asarray(space.from_unit(np.concatenate([out, extra])))

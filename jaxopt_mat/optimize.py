@@ -94,42 +94,59 @@ def maximize_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_steps,
 
     ``fn_unit`` maps ``(n, d)`` unit-cube points to ``(n,)`` values. Meant to be
     called inside ``jit`` (it is what :func:`maximize` and the batch methods use).
+    Spaces with integer, discrete, categorical or fixed inputs go to
+    :func:`jaxopt_mat.optimize_mixed.maximize_mixed_unit`.
     Returns ``(best_u, best_value, starts_u, start_values)``.
     """
+    if space.is_mixed:
+        from jaxopt_mat.optimize_mixed import maximize_mixed_unit
+
+        return maximize_mixed_unit(fn_unit, space, key, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps,
+                                   learning_rate=learning_rate, init_unit=init_unit)
     k_raw, _ = jax.random.split(key)
     raw = sample_feasible_unit(space, k_raw, n_raw)
-    raw_values = fn_unit(raw)
-    raw_values = jnp.where(jnp.isfinite(raw_values), raw_values, -jnp.inf)
+    raw_values = safe_values(fn_unit, raw)
     top = jax.lax.top_k(raw_values, n_starts)[1]
     starts = raw[top]
     if init_unit is not None:
         starts = jnp.concatenate([starts, space.project_unit(init_unit)], axis=0)
+    best_u, best_v = ascend_unit(fn_unit, space, space.project_unit(starts), n_steps=n_steps,
+                                 learning_rate=learning_rate)
+    i = jnp.argmax(best_v)
+    return best_u[i], best_v[i], best_u, best_v
 
+
+def safe_values(fn_unit, u):
+    """``fn_unit(u)`` with every value that is not finite replaced by ``-inf``."""
+    v = fn_unit(u)
+    return jnp.where(jnp.isfinite(v), v, -jnp.inf)
+
+
+def ascend_unit(fn_unit, space: SearchSpace, starts, *, n_steps, learning_rate):
+    """Projected gradient ascent from feasible ``starts`` ``(n, d)``: the best point and value each start visited.
+
+    Coordinates the space holds (categorical, fixed) are not moved.
+    """
     opt = optax.chain(scale_by_row_adam(), optax.scale(-learning_rate))
     grad_fn = jax.value_and_grad(lambda u: -jnp.sum(fn_unit(u)))
-
-    def safe_values(u):
-        v = fn_unit(u)
-        return jnp.where(jnp.isfinite(v), v, -jnp.inf)
+    held = jnp.asarray(space.held)
 
     def step(carry, _):
         u, state, best_u, best_v = carry
         _, g = grad_fn(u)
-        g = jnp.where(jnp.isfinite(g), g, 0.0)
+        g = jnp.where(jnp.isfinite(g) & ~held, g, 0.0)
         updates, state = opt.update(g, state, u)
         u = space.project_unit(optax.apply_updates(u, updates))
-        v = safe_values(u)
+        v = safe_values(fn_unit, u)
         better = v > best_v
         best_u = jnp.where(better[:, None], u, best_u)
         best_v = jnp.where(better, v, best_v)
         return (u, state, best_u, best_v), None
 
-    starts = space.project_unit(starts)
-    v0 = safe_values(starts)
+    v0 = safe_values(fn_unit, starts)
     carry = (starts, opt.init(starts), starts, v0)
     (_, _, best_u, best_v), _ = jax.lax.scan(step, carry, None, length=n_steps)
-    i = jnp.argmax(best_v)
-    return best_u[i], best_v[i], best_u, best_v
+    return best_u, best_v
 
 
 # Pending rows are padded to one of these counts, so a batch's compiled program serves many pending counts.
@@ -155,7 +172,7 @@ def pad_pending(pending, d: int, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
 
 
 def greedy_batch_unit(score, record, carry, space: SearchSpace, key, q: int, *, n_starts, n_raw, n_steps,
-                      learning_rate, init_unit=None):
+                      learning_rate, init_unit=None, exclude_unit=None, exclude_mask=None):
     """A batch of ``q`` points chosen one at a time, each by :func:`maximize_unit` (traceable, one ``lax.scan``).
 
     Every sequential batch method is this loop with its own two functions:
@@ -171,16 +188,35 @@ def greedy_batch_unit(score, record, carry, space: SearchSpace, key, q: int, *, 
     Point ``k`` is searched with the key ``fold_in(key, k)``, from the best of
     ``n_raw`` feasible samples and ``init_unit``.
 
+    In a space whose every input has finitely many values (a lattice), a point
+    already chosen for this batch, or among ``exclude_unit`` ``(p, d)`` (rows
+    where ``exclude_mask`` is 1: runs still in the lab), is never chosen again.
+
     Returns:
         ``(carry, u (q, d), values (q,), outs)`` with ``outs`` stacked along a leading ``q`` axis.
     """
-    def body(carry, k):
-        u, value, _, _ = maximize_unit(partial(score, carry), space, jax.random.fold_in(key, k), n_starts=n_starts,
+    lattice = space.is_mixed and all(c is not None for c in space.choices)
+    d = space.dim
+    dtype = jnp.asarray(space.low).dtype
+    if exclude_unit is None:
+        exclude_unit, exclude_mask = jnp.zeros((0, d), dtype), jnp.zeros(0, dtype)
+    p = exclude_unit.shape[0]
+
+    def body(state, k):
+        carry, taken, taken_mask = state
+        fn = partial(score, carry)
+        if lattice:
+            def fn(u, carry=carry):
+                same = jnp.all(jnp.abs(u[:, None, :] - taken[None]) < 1e-9, axis=-1) & (taken_mask[None] > 0)
+                return jnp.where(jnp.any(same, axis=1), -jnp.inf, score(carry, u))
+        u, value, _, _ = maximize_unit(fn, space, jax.random.fold_in(key, k), n_starts=n_starts,
                                        n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate, init_unit=init_unit)
         carry, out = record(carry, k, u, value)
-        return carry, (u, value, out)
+        return (carry, taken.at[p + k].set(u), taken_mask.at[p + k].set(1.0)), (u, value, out)
 
-    carry, (us, values, outs) = jax.lax.scan(body, carry, jnp.arange(q))
+    taken = jnp.concatenate([jnp.asarray(exclude_unit, dtype), jnp.zeros((q, d), dtype)])
+    taken_mask = jnp.concatenate([jnp.asarray(exclude_mask, dtype), jnp.zeros(q, dtype)])
+    (carry, _, _), (us, values, outs) = jax.lax.scan(body, (carry, taken, taken_mask), jnp.arange(q))
     return carry, us, values, outs
 
 

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from jaxopt_mat.campaign import Config, Snapshot
+from jaxopt_mat.campaign.input_cells import input_values
 from jaxopt_mat.pareto import hypervolume_history, non_dominated_mask
 from jaxopt_mat.stopping import evaluate
 from jaxopt_mat.strategies.base import Context, feasibility
@@ -24,19 +25,25 @@ from jaxopt_mat.surrogates.independent import fit_objectives
 
 def _quality(config: Config, model, y) -> dict:
     quality = fit_quality(model, y)
-    quality["lengthscales"] = dict(zip(config.input_names, quality["lengthscales"]))
+    names = model.features.names if getattr(model, "features", None) is not None else config.input_names
+    quality["lengthscales"] = dict(zip(names, quality["lengthscales"]))
     return quality
 
 
 def _describer(snap: Snapshot):
     """``describe(i)``: condition ``i`` by its inputs, or by its candidate id (the id of its first row)."""
-    cond, names = snap.conditions, snap.config.input_names
+    cond = snap.conditions
     if not snap.config.is_pool:
-        return lambda i: {n: float(v) for n, v in zip(names, cond.x[i])}
+        return lambda i: recipe(snap.config, cond.x[i])
     first: dict = {}
     for r, c in enumerate(cond.index.tolist()):  # candidates with equal features share a condition
         first.setdefault(c, snap.ids[r])
     return lambda i: {"id": first[i]}
+
+
+def recipe(config: Config, x) -> dict:
+    """One condition's inputs by name as a user reads them: labels, whole numbers, floats."""
+    return {name: column[0] for name, column in input_values(config.inputs, np.asarray(x)[None]).items()}
 
 
 def pareto_summary(snap: Snapshot, describe) -> dict:
@@ -135,12 +142,12 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
     if snap.n_conditions >= 3:
         space, key = snap.space, jax.random.key(key_seed)
         if obj.is_pareto:
-            models = fit_objectives(cond.x, cond.y, key=key, low=space.low, high=space.high,
+            models = fit_objectives(cond.x, cond.y, key=key, low=space.low, high=space.high, features=space.features,
                                     noise_variance=snap.replicate_noise, program_cache=ctx.program_cache)
             out["model"] = {n: _quality(config, m, cond.y[:, j]) for j, (n, m) in
                             enumerate(zip(obj.measured_names, models))}
         else:
-            models = (fit_gp(cond.x, cond.y, key=key, low=space.low, high=space.high,
+            models = (fit_gp(cond.x, cond.y, key=key, low=space.low, high=space.high, features=space.features,
                              noise_variance=snap.replicate_noise, program_cache=ctx.program_cache),)
             out["model"] = _quality(config, models[0], cond.y)
         diagnostics["objective_models"] = models  # the stop rules' all-data GPs
@@ -163,14 +170,13 @@ def pending_summary(snap: Snapshot, *, now: float | None = None) -> dict:
     """The suggested rows not yet observed: ``{"count", "rows": [{"suggestion", (id,) inputs..., "age_hours"}]}``."""
     pending = snap.pending
     now = time.time() if now is None else now
-    names = snap.config.input_names
     rows = []
     for k, sid in enumerate(pending.ids if pending is not None else ()):
         row = {"suggestion": sid}
         if pending.pool_ids is not None:
             row["id"] = pending.pool_ids[k]
         else:
-            row.update({n: float(v) for n, v in zip(names, pending.x[k])})
+            row.update(recipe(snap.config, pending.x[k]))
         row["age_hours"] = max(0.0, (now - float(pending.at[k])) / 3600.0)
         rows.append(row)
     return {"count": len(rows), "rows": rows}

@@ -80,7 +80,7 @@ def centred_cosine(a, b) -> float:
 def _fit(x, y, space, seed, program_cache):
     """GPs for the data ``y`` ``(n, k)``, one per column, on the replicate medians."""
     cond = combine_replicates(x, y)
-    models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high,
+    models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high, features=space.features,
                             noise_variance=replicate_noise_columns(cond, y), program_cache=program_cache)
     return models, cond
 

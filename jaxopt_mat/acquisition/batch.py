@@ -125,7 +125,8 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
             jnp.concatenate([pending_mask, jnp.zeros(q, dtype)]))
     (centers, mean, std, _), _, _, _ = greedy_batch_unit(score, record, init, space, k_loop, q, n_starts=n_starts,
                                                          n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
-                                                         init_unit=init_unit)
+                                                         init_unit=init_unit, exclude_unit=pending_unit,
+                                                         exclude_mask=pending_mask)
     centers, mean, std = centers[p:], mean[p:], std[p:]
     return Batch(space.from_unit(centers), mean, std, log_ei(centers), L)
 

@@ -11,6 +11,7 @@ from jaxopt_mat.campaign.objective import (DEFAULT_WINDOW, Objective, OutcomeCon
 from jaxopt_mat.campaign.schema import (BATCH_COLUMN, CONFIG_FILE, RESERVED_COLUMNS, STATUS_COLUMN, SUGGESTION_COLUMN,
                                        check_keys, named_tables, number)
 from jaxopt_mat.errors import ConfigError
+from jaxopt_mat.input_kinds import KINDS, InputKind
 from jaxopt_mat.space import SearchSpace, constraints_from_strings
 
 __all__ = ["BATCH_COLUMN", "CONFIG_FILE", "DEFAULT_WINDOW", "RESERVED_COLUMNS", "STATUS_COLUMN", "SUGGESTION_COLUMN",
@@ -22,18 +23,43 @@ _EMBEDDING_KEYS = {"landmarks", "lengthscale", "source"}
 _STOPPING_KEYS = {"threshold", "stability", "stability_rounds", "accuracy", "plateau_fraction", "plateau_rounds",
                   "min_improvement", "budget"}
 _STOPPING_INTS = {"stability_rounds", "plateau_rounds", "budget"}
-_INPUT_KEYS = {"name", "low", "high", "extendable", "extend_factor", "unit"}
+_INPUT_KEYS = {"name", "low", "high", "extendable", "extend_factor", "unit", "kind", "values", "encoding",
+               "descriptors"}
+_ENCODINGS = ("onehot", "descriptors", "rdkit")
 _CONSTRAINT_KEYS = {"expr"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Input:
+    """One ``[[inputs]]`` table.
+
+    ``kind`` is ``continuous`` (``low``..``high``), ``integer`` (whole numbers
+    ``low``..``high``), ``discrete`` (``values``: the allowed levels) or
+    ``categorical`` (``values``: the labels; ``low``/``high`` are then 0 and
+    k - 1, the label indices). A categorical input is encoded for the model
+    one-hot, or by a row of numbers per label (``encoding = "descriptors"``:
+    ``descriptor_rows``, read from the ``descriptors`` file; ``"rdkit"``: from
+    the labels as SMILES).
+    """
+
     name: str
     low: float
     high: float
     extendable: bool = False
     extend_factor: float = 1.5
     unit: str = ""
+    kind: str = "continuous"
+    values: tuple = ()
+    encoding: str = "onehot"
+    descriptors: str = ""
+    descriptor_rows: tuple = dataclasses.field(default=(), compare=False, repr=False)
+
+    def input_kind(self, fixed: float | None = None) -> InputKind:
+        if self.kind == "categorical":
+            return InputKind("categorical", labels=tuple(self.values), descriptors=self.descriptor_rows, fixed=fixed)
+        if self.kind == "discrete":
+            return InputKind("discrete", levels=tuple(float(v) for v in self.values), fixed=fixed)
+        return InputKind(self.kind, fixed=fixed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,16 +95,22 @@ class Config:
         """What identifies a measured condition in observations.csv: the inputs, or a pool's ``id``."""
         return ["id"] if self.is_pool else self.input_names
 
-    def space(self) -> SearchSpace:
+    def space(self, fixed: dict | None = None) -> SearchSpace:
+        """The search space; ``fixed`` maps input names to the value (a label's index) every point takes."""
         if self.is_pool:
             raise ConfigError("a pool campaign's space comes from its candidate table (the snapshot of its folder has it)")
         names = self.input_names
+        fixed = fixed or {}
         A, b = constraints_from_strings(self.constraints, names)
-        return SearchSpace([i.low for i in self.inputs], [i.high for i in self.inputs], names=names, A=A, b=b)
+        kinds = [i.input_kind(fixed.get(i.name)) for i in self.inputs]
+        return SearchSpace([i.low for i in self.inputs], [i.high for i in self.inputs], names=names, A=A, b=b,
+                           kinds=kinds)
 
 
-def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
+def parse_config(data: dict, *, source: str = CONFIG_FILE, base_dir: Path | None = None) -> Config:
     """Validate a config table (as read from TOML) and return a :class:`Config`.
+
+    ``base_dir`` is where files the config names (a descriptor table) are read from.
 
     Raises:
         ConfigError: naming the offending key or value.
@@ -100,26 +132,8 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
                           "remove the [[inputs]] tables")
     if not candidates and (not isinstance(raw_inputs, list) or not raw_inputs):
         raise ConfigError(f"{source}: at least one [[inputs]] table is required (or candidates = \"file.csv\")")
-    inputs = []
-    for where, item in named_tables(raw_inputs, f"{source}: inputs", _INPUT_KEYS, ("name", "low", "high")):
-        nm = item["name"]
-        where = f"{source}: input {nm}"
-        if nm in RESERVED_COLUMNS:
-            raise ConfigError(f"{where}: the name {nm!r} is reserved for a column of observations.csv")
-        low = number(item["low"], f"{where}: low")
-        high = number(item["high"], f"{where}: high")
-        if not low < high:
-            raise ConfigError(f"{where}: low = {low:g} must be below high = {high:g}")
-        extendable = item.get("extendable", False)
-        if not isinstance(extendable, bool):
-            raise ConfigError(f"{where}: extendable must be true or false")
-        factor = number(item.get("extend_factor", 1.5), f"{where}: extend_factor")
-        if factor <= 1.0:
-            raise ConfigError(f"{where}: extend_factor must be above 1, got {factor:g}")
-        unit = item.get("unit", "")
-        if not isinstance(unit, str):
-            raise ConfigError(f"{where}: unit must be a string")
-        inputs.append(Input(nm, low, high, extendable, factor, unit))
+    inputs = [_parse_input(item, source, base_dir) for _, item in
+              named_tables(raw_inputs, f"{source}: inputs", _INPUT_KEYS, ("name",))]
     names = [i.name for i in inputs]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: input names must be unique, got {names}")
@@ -174,6 +188,72 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE) -> Config:
     return config
 
 
+def _parse_input(item: dict, source: str, base_dir: Path | None) -> Input:
+    nm = item["name"]
+    where = f"{source}: input {nm}"
+    if nm in RESERVED_COLUMNS:
+        raise ConfigError(f"{where}: the name {nm!r} is reserved for a column of observations.csv")
+    kind = item.get("kind", "continuous")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    allowed = {"continuous": {"low", "high", "extendable", "extend_factor", "unit"}, "integer": {"low", "high", "unit"},
+               "discrete": {"values", "unit"}, "categorical": {"values", "encoding", "descriptors"}}[kind]
+    extra = sorted(set(item) - allowed - {"name", "kind"})
+    if extra:
+        raise ConfigError(f"{where}: {', '.join(extra)} do(es) not apply to a {kind} input "
+                          f"(it takes {', '.join(sorted(allowed))})")
+    unit = item.get("unit", "")
+    if not isinstance(unit, str):
+        raise ConfigError(f"{where}: unit must be a string")
+    if kind in ("continuous", "integer"):
+        for key in ("low", "high"):
+            if key not in item:
+                raise ConfigError(f"{where}: missing '{key}'")
+        low = number(item["low"], f"{where}: low")
+        high = number(item["high"], f"{where}: high")
+        if kind == "integer" and (low != round(low) or high != round(high)):
+            raise ConfigError(f"{where}: an integer input's low and high must be whole numbers")
+        if not low < high:
+            raise ConfigError(f"{where}: low = {low:g} must be below high = {high:g}")
+        extendable = item.get("extendable", False)
+        if not isinstance(extendable, bool):
+            raise ConfigError(f"{where}: extendable must be true or false")
+        factor = number(item.get("extend_factor", 1.5), f"{where}: extend_factor")
+        if factor <= 1.0:
+            raise ConfigError(f"{where}: extend_factor must be above 1, got {factor:g}")
+        return Input(nm, low, high, extendable, factor, unit, kind)
+    values = item.get("values")
+    if not isinstance(values, list) or len(values) < 2:
+        raise ConfigError(f"{where}: a {kind} input needs values = [...] with at least two entries")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{where}: values must be distinct, got {values}")
+    if kind == "discrete":
+        levels = sorted(number(v, f"{where}: a value") for v in values)
+        return Input(nm, levels[0], levels[-1], unit=unit, kind=kind, values=tuple(levels))
+    if not all(isinstance(v, str) and v != "" for v in values):
+        raise ConfigError(f"{where}: a categorical input's values are its labels (non-empty strings), got {values}")
+    encoding = item.get("encoding", "onehot")
+    if encoding not in _ENCODINGS:
+        raise ConfigError(f"{where}: encoding must be one of {', '.join(_ENCODINGS)}, got {encoding!r}")
+    descriptors = item.get("descriptors", "")
+    if (encoding == "descriptors") != bool(descriptors):
+        raise ConfigError(f"{where}: encoding = \"descriptors\" goes with descriptors = \"file.csv\" (a column "
+                          f"{nm} of labels and numeric descriptor columns)")
+    if not isinstance(descriptors, str):
+        raise ConfigError(f"{where}: descriptors must be a file name")
+    rows: tuple = ()
+    if encoding == "descriptors":
+        from jaxopt_mat.campaign.descriptors import read_descriptors
+
+        rows = read_descriptors((base_dir or Path(".")) / descriptors, nm, tuple(values))
+    elif encoding == "rdkit":
+        from jaxopt_mat.campaign.descriptors import rdkit_descriptors
+
+        rows = rdkit_descriptors(tuple(values), where)
+    return Input(nm, 0.0, float(len(values) - 1), kind=kind, values=tuple(values), encoding=encoding,
+                 descriptors=descriptors, descriptor_rows=rows)
+
+
 def _parse_stopping(raw, source: str) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: [stopping] must be a table")
@@ -201,7 +281,7 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path.name}: not valid TOML ({e})") from None
-    return parse_config(data, source=path.name)
+    return parse_config(data, source=path.name, base_dir=path.parent)
 
 
 def _toml_value(v) -> str:
@@ -223,8 +303,18 @@ def config_to_toml(config: Config) -> str:
         out.append("features = [" + ", ".join(_toml_value(f) for f in config.features) + "]")
     out.append("")
     for i in config.inputs:
-        out += ["[[inputs]]", f"name = {_toml_value(i.name)}", f"low = {_toml_value(i.low)}",
-                f"high = {_toml_value(i.high)}"]
+        out += ["[[inputs]]", f"name = {_toml_value(i.name)}"]
+        if i.kind != "continuous":
+            out.append(f"kind = {_toml_value(i.kind)}")
+        if i.kind in ("continuous", "integer"):
+            lo, hi = (int(i.low), int(i.high)) if i.kind == "integer" else (i.low, i.high)
+            out += [f"low = {_toml_value(lo)}", f"high = {_toml_value(hi)}"]
+        else:
+            out.append("values = [" + ", ".join(_toml_value(v) for v in i.values) + "]")
+        if i.kind == "categorical" and i.encoding != "onehot":
+            out.append(f"encoding = {_toml_value(i.encoding)}")
+        if i.descriptors:
+            out.append(f"descriptors = {_toml_value(i.descriptors)}")
         if i.extendable:
             out += ["extendable = true", f"extend_factor = {_toml_value(i.extend_factor)}"]
         if i.unit:

@@ -31,6 +31,7 @@ import numpy as np
 
 from jaxopt_mat.campaign.config import (BATCH_COLUMN, CONFIG_FILE, STATUS_COLUMN, SUGGESTION_COLUMN, Config, config_to_toml,
                                         load_config)
+from jaxopt_mat.campaign.input_cells import input_text, numeric_cells
 from jaxopt_mat.campaign.pending import file_number
 from jaxopt_mat.campaign.tables import (Measurements, Records, csv_cell, parse_records, read_target, repeated_batch,
                                         split_reserved)
@@ -244,7 +245,8 @@ class CampaignFolder:
             if rows.shape[1] != expected:
                 raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {expected}")
             if refuse_repeat:
-                earlier = repeated_batch(body, rows, ids)
+                earlier = repeated_batch(numeric_cells(body, self.config.inputs, OBSERVATIONS_FILE) if ids is None
+                                         else body, rows, ids)
                 if earlier is not None:
                     raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly "
                                              "(observed twice?); nothing recorded")
@@ -263,7 +265,9 @@ class CampaignFolder:
                 old = "".join(f"{r}\n" for r in [",".join(map(csv_cell, header))] +
                               [line(map(csv_cell, r[:-1]), sid, f, r[-1]) for r, sid, f in zip(body, old_sids, old_failed)])
             batch = max((int(r[-1]) for r in body), default=0) + 1
-            lines = [line(["" if np.isnan(v) else repr(float(v)) for v in r], sid, f, batch)
+            d = 0 if ids is not None else n_keys
+            lines = [line([csv_cell(input_text(inp, v)) for inp, v in zip(self.config.inputs, r[:d])]
+                          + ["" if np.isnan(v) else repr(float(v)) for v in r[d:]], sid, f, batch)
                      for r, sid, f in zip(rows, sids, failed)]
             if ids is not None:
                 lines = [f"{csv_cell(i)},{text}" for i, text in zip(ids, lines)]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxopt_mat.campaign.input_cells import numeric_cells
+
 # Observed inputs within this fraction of each input's range of a suggested row resolve it.
 VALUE_TOLERANCE = 1e-6
 _ID = re.compile(r"b(\d{4,})-(\d{2,})")
@@ -81,7 +83,7 @@ class SuggestedRows:
         return cls((), np.zeros((0, d)), () if pool else None, np.zeros(0, int), np.zeros(0))
 
 
-def read_suggested(files: list[Path], input_names: list[str], *, pool_features=None, pool_index=None,
+def read_suggested(files: list[Path], input_names: list[str], *, inputs=(), pool_features=None, pool_index=None,
                    log: dict | None = None) -> SuggestedRows:
     """Every row of the suggestion ``files`` (pool campaigns: located by candidate id in the pool).
 
@@ -111,7 +113,8 @@ def read_suggested(files: list[Path], input_names: list[str], *, pool_features=N
             pool_ids += pids
         else:
             pos = [header.index(c) for c in input_names]
-            xs.append(np.array([[float(r[p]) for p in pos] for r in body]).reshape(len(body), d))
+            cells = numeric_cells([[r[p] for p in pos] for r in body], inputs, path.name)
+            xs.append(np.array([[float(c) for c in r] for r in cells]).reshape(len(body), d))
         ids += [suggestion_id(n, k) for k in range(1, len(body) + 1)]
         after += [first] * len(body)
         at += [when] * len(body)

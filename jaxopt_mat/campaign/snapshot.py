@@ -18,6 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from jaxopt_mat.campaign.config import STATUS_COLUMN, SUGGESTION_COLUMN, Config
+from jaxopt_mat.campaign.input_cells import numeric_cells
 from jaxopt_mat.campaign.folder import CANCELLED, OBSERVATIONS_FILE, SUGGESTED_LOG, SUGGESTIONS_DIR, CampaignFolder
 from jaxopt_mat.campaign.pending import SuggestedRows, read_suggested, resolve_pending
 from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, split_reserved, target_on_grid
@@ -200,6 +201,14 @@ class Snapshot:
             return np.asarray(obj.reference) * obj.signs
         return default_reference(values_max)
 
+    def with_fixed(self, fixed: Mapping[str, float]) -> "Snapshot":
+        """The same campaign with some inputs fixed to one value (a label's index) for the next batch (``--fix``)."""
+        if not fixed:
+            return self
+        if self.config.is_pool:
+            raise CampaignError("--fix applies to a campaign's inputs; a pool campaign picks whole candidates")
+        return dataclasses.replace(self, space=self.config.space(dict(fixed)))
+
     def with_config(self, config: Config) -> "Snapshot":
         """The same records under another config of the same inputs (e.g. a widened bound)."""
         space = config.space() if not config.is_pool else self.space
@@ -245,6 +254,7 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
         space = SearchSpace(pool.low, pool.high, names=pool.names)
     else:
         columns = tuple(header[d:-1])
+        body = numeric_cells(body, config.inputs, source)
         ok = [r for r, f in zip(body, failed) if not f]
         arr = recorded_numbers(ok, source) if ok else np.zeros((0, d + len(columns) + 1))
         all_x = np.zeros((len(body), d))
@@ -260,7 +270,7 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
     suggested, pending = _pending(folder, files, state, sids, all_x, all_ids, all_batches, pool, space)
     previous = None
     if files and any(i.extendable for i in config.inputs):
-        previous = _frozen(read_suggestion(files[-1], config.input_names)[0])
+        previous = _frozen(read_suggestion(files[-1], config.input_names, inputs=config.inputs)[0])
     target = read_target(folder.dir / config.objective.target) if config.objective.is_spectrum else None
     ids = None if all_ids is None else tuple(i for i, f in zip(all_ids, failed) if not f)
     n_out = len(config.outcome_names)  # the outcome constraints' columns come last (once there are any columns)
@@ -285,10 +295,11 @@ def _pending(folder: CampaignFolder, files, state, sids, x, pool_ids, batches, p
     """Every suggested row, and those that no recorded row (result or failure) resolves and ``cancel`` did not drop."""
     log = state.get(SUGGESTED_LOG)
     try:
-        suggested = read_suggested(files, folder.config.input_names, log=log if isinstance(log, dict) else None,
+        suggested = read_suggested(files, folder.config.input_names, inputs=folder.config.inputs,
+                                   log=log if isinstance(log, dict) else None,
                                    pool_features=None if pool is None else pool.features,
                                    pool_index=None if pool is None else folder.pool_index())
-    except (KeyError, ValueError, IndexError) as e:
+    except (KeyError, ValueError, IndexError, CampaignError) as e:
         raise CampaignError(f"{folder.dir / SUGGESTIONS_DIR}: a suggestion file was edited by hand and cannot be "
                             f"read ({type(e).__name__}: {e}); restore it or delete it") from None
     cancelled = state.get(CANCELLED)

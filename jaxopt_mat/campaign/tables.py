@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from jaxopt_mat.campaign.config import BATCH_COLUMN, STATUS_COLUMN, SUGGESTION_COLUMN, Config
+from jaxopt_mat.campaign.input_cells import input_number, input_text, numeric_cells
 from jaxopt_mat.campaign.pending import parse_suggestion_id
 from jaxopt_mat.errors import CampaignError, DataError, read_data_file, refuse_repeated_columns, separator_hint
 from jaxopt_mat.space import SearchSpace
@@ -248,10 +249,11 @@ def validate_measurements(text: str, source: str, *, config: Config, space: Sear
             raise DataError(f"{source} row {line}: {len(row)} fields, expected {len(header)}")
         failed.append(_failed(row, at_status, source, line))
         sids.append(_suggestion(row, at_suggestion, suggested_ids, source, line))
+        vals = [input_number(inp, row[p], f"{source} row {line}") for inp, p in zip(config.inputs, pos)]
         if failed[-1]:  # no result: the measured cells are not read
-            vals = _numbers(row, names, pos[: len(names)], source, line) + [math.nan] * (len(need) - len(names))
+            vals += [math.nan] * (len(need) - len(names))
         else:
-            vals = _numbers(row, need, pos, source, line)
+            vals += _numbers(row, need[len(names):], pos[len(names):], source, line)
         for inp, v in zip(config.inputs, vals):
             tol = 1e-9 * (inp.high - inp.low)
             if v < inp.low - tol:
@@ -327,28 +329,36 @@ def _suggestion(row: list[str], at: int | None, known: Collection[str] | None, s
 
 
 def suggestion_csv(input_names: list[str], x: np.ndarray, extra: dict[str, np.ndarray],
-                   ids: list[str] | None = None, suggestion_ids: list[str] | None = None) -> str:
-    """A batch as CSV: (``suggestion``,) (pool campaigns: ``id``,) the input columns by name, then the extra columns."""
+                   ids: list[str] | None = None, suggestion_ids: list[str] | None = None, *, inputs=None) -> str:
+    """A batch as CSV: (``suggestion``,) (pool campaigns: ``id``,) the input columns by name, then the extra columns.
+
+    With ``inputs`` (the config's), each input is written as its kind reads: labels, whole numbers.
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     lead = ([SUGGESTION_COLUMN] if suggestion_ids is not None else []) + (["id"] if ids is not None else [])
     w.writerow(lead + list(input_names) + list(extra))
     for i, row in enumerate(x):
-        cells = [repr(float(v)) for v in row] + [repr(float(col[i])) for col in extra.values()]
+        cells = ([input_text(inp, v) for inp, v in zip(inputs, row)] if inputs is not None
+                 else [repr(float(v)) for v in row])
+        cells += [repr(float(col[i])) for col in extra.values()]
         first = ([suggestion_ids[i]] if suggestion_ids is not None else []) + ([ids[i]] if ids is not None else [])
         w.writerow(first + cells)
     return buf.getvalue()
 
 
-def read_suggestion(path: Path, input_names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A saved batch: its inputs ``(q, d)`` and its other numeric columns by name."""
+def read_suggestion(path: Path, input_names: list[str], *, inputs=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A saved batch: its inputs ``(q, d)`` and its other numeric columns by name (``inputs``: labels to indices)."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.reader(f) if r]
     if not rows:
         return np.zeros((0, len(input_names))), {}
     header, body = rows[0], rows[1:]
     pos = [header.index(n) for n in input_names]
-    x = np.array([[float(r[p]) for p in pos] for r in body]).reshape(len(body), len(input_names))
+    cells = [[r[p] for p in pos] for r in body]
+    if inputs is not None:
+        cells = numeric_cells(cells, inputs, path.name)
+    x = np.array([[float(c) for c in r] for r in cells]).reshape(len(body), len(input_names))
     extra = {}
     for j, name in enumerate(header):
         if name in input_names or name == "id":

@@ -12,6 +12,7 @@ import typer
 from jaxopt_mat.acquisition.batch import MAX_BATCH
 from jaxopt_mat.api import Campaign
 from jaxopt_mat.campaign import atomic_write_text
+from jaxopt_mat.campaign.input_cells import parse_fix_options
 from jaxopt_mat.cli.common import app, context, guard, note, open_campaign, progress
 from jaxopt_mat.errors import DataError
 
@@ -52,6 +53,8 @@ def suggest(
     extend_bounds: bool = typer.Option(False, "--extend-bounds", help="Widen extendable bounds the suggestions keep pressing against."),
     ignore_pending: bool = typer.Option(False, "--ignore-pending",
                                         help="Disregard rows suggested earlier and not yet observed."),
+    fix: list[str] = typer.Option([], "--fix", help="NAME=VALUE: every row of this batch takes this value "
+                                  "(a label, a level, a number); repeatable."),
 ):
     """Suggest the next batch of conditions as CSV.
 
@@ -63,7 +66,7 @@ def suggest(
     if out is not None and not out.parent.is_dir():  # before the work, not after it
         raise DataError(f"--out {out}: folder {out.parent} does not exist")
     kept = camp.ask(batch, method=method, seed=seed, kappa=kappa, extend_bounds=extend_bounds,
-                    ignore_pending=ignore_pending)
+                    ignore_pending=ignore_pending, fix=parse_fix_options(fix))
     for n in kept.notes:
         note(n)
     if out is None:

@@ -17,7 +17,7 @@ import numpy as np
 from jaxopt_mat.acquisition.batch import MAX_BATCH
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.ensemble_cache import EnsembleMemo
-from jaxopt_mat.errors import DataError
+from jaxopt_mat.errors import DataError, InfeasibleError
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.surrogates.feasibility import fit_feasibility, log_weight_of_rows
 from jaxopt_mat.surrogates.outcome_constraints import fit_outcome_constraints
@@ -118,9 +118,19 @@ def next_suggestion_seed(snap: Snapshot, seed: int | None = None) -> int:
 def check_feasible(space, x) -> np.ndarray:
     """``x`` as an array, after checking every point satisfies the bounds and constraints exactly."""
     x = np.asarray(x)
-    if not np.all(np.asarray(space.is_feasible(x, atol=0.0))):  # the projection's repair guarantees this
-        raise AssertionError("internal error: an infeasible suggestion escaped the projection")
+    ok = np.asarray(space.is_feasible(x, atol=0.0)) & space.satisfies_kinds(x)
+    if not np.all(ok):
+        if space.is_mixed:  # rounding integer or discrete inputs can leave a thin region without a feasible point
+            raise InfeasibleError("no point found whose integer and discrete inputs take allowed values inside the "
+                                  "linear constraints; check the constraints and the values fixed with --fix")
+        raise AssertionError("internal error: an infeasible suggestion escaped the projection")  # the repair prevents it
     return x
+
+
+def n_lengthscales(snap: Snapshot) -> int:
+    """How many length-scales the campaign's GPs have: one per input, or per descriptor of a categorical input."""
+    features = snap.space.features
+    return snap.space.dim if features is None else features.n_groups
 
 
 def warm_start(state, name: str, n: int, d: int):
@@ -197,7 +207,8 @@ def outcome_models(snap: Snapshot, *, key, low, high, ctx: Context):
                  f"{'s' if len(names) > 1 else ''} ({', '.join(names)})")
     models = fit_outcome_constraints(cond.x, snap.outcome_medians, config.outcome_constraints, key=key, low=low,
                                      high=high, program_cache=ctx.program_cache, noise_variance=snap.outcome_noise,
-                                     inits=tuple(warm_start(snap.state, n, *cond.x.shape) for n in names))
+                                     inits=tuple(warm_start(snap.state, n, cond.x.shape[0], n_lengthscales(snap)) for n in names),
+                                     features=snap.space.features)
     first = {c.name: m for c, m in zip(config.outcome_constraints, models.models)}
     return models, first
 

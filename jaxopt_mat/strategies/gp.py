@@ -20,8 +20,8 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, cosine_similarity, intensity_factor, minmax
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        incumbent, outcome_models, outcome_note, pending_x, remembered_fits,
-                                        warm_start)
+                                        incumbent, n_lengthscales, outcome_models, outcome_note, pending_x,
+                                        remembered_fits, warm_start)
 from jaxopt_mat.surrogates.gp import fit_gp
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 
@@ -31,8 +31,9 @@ PEAK_GP = "log_peak"
 
 def fit_warm(snap: Snapshot, name: str, x, y, *, key, low, high, ctx: Context, noise_variance=None):
     """:func:`fit_gp` started from the hyper-parameters of ``name``'s latest earlier fit (see ``warm_start``)."""
-    return fit_gp(x, y, key=key, low=low, high=high, init=warm_start(snap.state, name, *x.shape),
-                  noise_variance=noise_variance, program_cache=ctx.program_cache)
+    features = snap.space.features
+    return fit_gp(x, y, key=key, low=low, high=high, init=warm_start(snap.state, name, x.shape[0], n_lengthscales(snap)),
+                  noise_variance=noise_variance, features=features, program_cache=ctx.program_cache)
 
 
 def log_peak(snap: Snapshot) -> np.ndarray:

@@ -12,7 +12,7 @@ from jaxopt_mat.campaign import Config, Snapshot
 from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
                                         outcome_models, outcome_note, pending_rows, pending_x, remembered_fits,
-                                        row_log_weights, warm_start)
+                                        n_lengthscales, row_log_weights, warm_start)
 from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
 
 
@@ -20,10 +20,11 @@ def fit_objectives_warm(snap: Snapshot, *, key, low, high, ctx: Context) -> tupl
     """One GP per objective on every condition, each started from its latest earlier fit (see ``warm_start``)."""
     names = snap.config.objective.measured_names
     cond = snap.conditions
-    n, d = cond.x.shape
+    n = cond.x.shape[0]
     ctx.progress(f"fitting {len(names)} GPs to {n} conditions")
     return fit_objectives(cond.x, cond.y, key=key, low=low, high=high, noise_variance=snap.replicate_noise,
-                          inits=tuple(warm_start(snap.state, name, n, d) for name in names),
+                          inits=tuple(warm_start(snap.state, name, n, n_lengthscales(snap)) for name in names),
+                          features=snap.space.features,
                           program_cache=ctx.program_cache)
 
 

@@ -9,7 +9,8 @@ import numpy as np
 from jaxopt_mat.surrogates.gp import fit_gp
 
 
-def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, program_cache=None) -> tuple:
+def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, features=None,
+                   program_cache=None) -> tuple:
     """One GP per column of ``y`` ``(n, m)`` (independent objectives), as a tuple of models.
 
     ``inits``: optional warm start per objective (``fit_gp``'s ``init``; ``None`` entries fit cold).
@@ -21,7 +22,7 @@ def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, pro
     keys = jax.random.split(key, y.shape[1])
     inits = inits or (None,) * y.shape[1]
     known = (None,) * y.shape[1] if noise_variance is None else tuple(np.asarray(noise_variance).T)
-    return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, init=inits[j], noise_variance=known[j],
+    return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, init=inits[j], noise_variance=known[j], features=features,
                         program_cache=program_cache) for j in range(y.shape[1]))
 
 

@@ -64,7 +64,7 @@ def outcome_constraints(models, bounds, upper) -> OutcomeConstraints:
     return OutcomeConstraints(tuple(models), bounds, signs)
 
 
-def fit_outcome_constraints(x, outcomes, constraints, *, key, low, high, inits=None, noise_variance=None,
+def fit_outcome_constraints(x, outcomes, constraints, *, key, low, high, inits=None, noise_variance=None, features=None,
                             program_cache=None) -> OutcomeConstraints:
     """One GP per constraint of ``constraints`` on its column of ``outcomes``.
 
@@ -80,7 +80,7 @@ def fit_outcome_constraints(x, outcomes, constraints, *, key, low, high, inits=N
     keys = jax.random.split(key, len(names))
     inits = inits or (None,) * len(names)
     known = (None,) * len(names) if noise_variance is None else tuple(np.asarray(noise_variance).T)
-    fitted = {n: fit_gp(x, np.asarray(outcomes)[:, j], key=keys[j], low=low, high=high, init=inits[j],
+    fitted = {n: fit_gp(x, np.asarray(outcomes)[:, j], key=keys[j], low=low, high=high, init=inits[j], features=features,
                         noise_variance=known[j], program_cache=program_cache) for j, n in enumerate(names)}
     return outcome_constraints([fitted[c.name] for c in constraints], [c.bound for c in constraints],
                                [c.upper for c in constraints])
