@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_mat.input_kinds import lattice_point, lattice_size, snap_unit, step_unit
-from jaxopt_mat.optimize import ascend_unit, safe_values
+from jaxopt_mat.ascent import ascend_unit, safe_values
 from jaxopt_mat.space import SearchSpace
 
 MAX_ENUMERATED = 1 << 22  # lattices up to this many points are scored exhaustively
