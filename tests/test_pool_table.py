@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from jaxopt_mat.errors import DataError
-from jaxopt_mat.pool import _parse_columnar, _parse_rows, parse_pool
+from jaxopt_mat.pool_table import _parse_columnar, _parse_rows, parse_pool
 
 CLEAN = ["1", "2.5", "-3e-2", "0", "7", "0.1"]
 MESSY = [" 4", "7 ", "", "x", "nan", "inf", "1e400", '"5"', "L2"]
