@@ -17,6 +17,7 @@ import numpy as np
 from jaxopt_mat import explain as ex
 from jaxopt_mat import plots
 from jaxopt_mat.campaign import Snapshot
+from jaxopt_mat.campaign.input_cells import input_text
 from jaxopt_mat.data import combine_replicates, replicate_noise_variance
 from jaxopt_mat.errors import CampaignError, DataError
 from jaxopt_mat.pareto import hypervolume_history, non_dominated_mask
@@ -60,7 +61,7 @@ def explain(snap: Snapshot, folder: Path, *, objective: str | None = None, conte
         w = csv.writer(f)
         w.writerow(names + [f"shap_{n}" for n in names])
         for xi, vi in zip(cond.x, exp.values):
-            w.writerow([repr(float(v)) for v in xi] + [repr(float(v)) for v in vi])
+            w.writerow([input_text(inp, v) for inp, v in zip(cfg.inputs, xi)] + [repr(float(v)) for v in vi])
     what = f"predicted {obj_name}"
     importance = {n: float(v) for n, v in zip(names, exp.importance)}
     result = {"target": what, "importance": importance, "ranking": exp.ranking(), "base_value": exp.base_value}
@@ -69,10 +70,13 @@ def explain(snap: Snapshot, folder: Path, *, objective: str | None = None, conte
     # Landscape over the two most important inputs, others at the best measured condition.
     i, j = [names.index(n) for n in exp.ranking()[:2]]
     best = cond.x[np.argmax(cond.y) if maximize else np.argmin(cond.y)]
-    gi, gj, vals = ex.landscape(predict, best, i, j, space.low, space.high)
+    allowed = [k.choices(lo, hi) for k, lo, hi in zip(space.kinds, space.low, space.high)]
+    labels = [inp.values if inp.kind == "categorical" else None for inp in cfg.inputs]
+    gi, gj, vals = ex.landscape(predict, best, i, j, space.low, space.high, values=allowed)
     k = np.unravel_index(np.argmax(vals) if maximize else np.argmin(vals), vals.shape)
     plots.landscape_map(gi, gj, vals, folder / "landscape.png", xlabel=names[i], ylabel=names[j], zlabel=what,
-                        points=cond.x[:, [i, j]], optimum=(gi[k[0]], gj[k[1]]))
+                        points=cond.x[:, [i, j]], optimum=(gi[k[0]], gj[k[1]]), labels_i=labels[i],
+                        labels_j=labels[j])
     if cfg.objective.is_spectrum:
         ctx.progress("training the spectrum network for per-wavelength attributions")
         ens = train_on(snap, None, seed=network_seed(snap, cfg.seed), cache=ctx.ensemble_cache)
@@ -81,9 +85,10 @@ def explain(snap: Snapshot, folder: Path, *, objective: str | None = None, conte
         attr = ex.spectrum_attributions(fn, cond.x, jnp.asarray(0.5 * (space.low + space.high)))
         plots.attribution_heatmap(names, wl, attr, folder / "wavelength_attributions.png")
         peak_fn = lambda z: jnp.asarray(peak_wavelength(ens.predict(z)[0], wl))  # noqa: E731
-        _, _, peaks = ex.landscape(peak_fn, best, i, j, space.low, space.high)
+        _, _, peaks = ex.landscape(peak_fn, best, i, j, space.low, space.high, values=allowed)
         plots.landscape_map(gi, gj, peaks, folder / "colour_palette.png", xlabel=names[i], ylabel=names[j],
-                            zlabel="predicted peak wavelength (nm)", points=cond.x[:, [i, j]], cmap="turbo")
+                            zlabel="predicted peak wavelength (nm)", points=cond.x[:, [i, j]], cmap="turbo",
+                            labels_i=labels[i], labels_j=labels[j])
         result["wavelength_attributions"] = {n: float(np.max(a)) for n, a in zip(names, attr)}
     (folder / "importance.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

@@ -156,15 +156,23 @@ def spectrum_attributions(spectra_fn: Callable, x, baseline, *, steps: int = 32)
     return np.asarray(jnp.mean(jnp.abs(integrated_gradients(spectra_fn, x, baseline, steps=steps)), axis=0))
 
 
-def landscape(predict: Callable, at, i: int, j: int, low, high, *, resolution: int = 60):
+def landscape(predict: Callable, at, i: int, j: int, low, high, *, resolution: int = 60, values=None):
     """Prediction over inputs ``i`` and ``j`` on a ``resolution``² grid, other inputs held at ``at``.
 
+    ``values`` optionally gives, per input, its allowed values (``None`` for a
+    continuum): an input with allowed values is evaluated at those only (a
+    categorical input's label indices, an integer's whole numbers).
     Returns ``(grid_i, grid_j, values)`` with ``values[a, b]`` at ``(grid_i[a], grid_j[b])``.
     """
-    gi = np.linspace(low[i], high[i], resolution)
-    gj = np.linspace(low[j], high[j], resolution)
-    pts = np.repeat(np.asarray(at, dtype=np.float64)[None], resolution * resolution, axis=0)
-    pts[:, i] = np.repeat(gi, resolution)
-    pts[:, j] = np.tile(gj, resolution)
-    vals = np.asarray(predict(jnp.asarray(pts))).reshape(resolution, resolution)
+    allowed = values or {}
+
+    def axis(k):
+        v = allowed[k] if k < len(allowed) else None
+        return np.linspace(low[k], high[k], resolution) if v is None else np.asarray(v, dtype=np.float64)
+
+    gi, gj = axis(i), axis(j)
+    pts = np.repeat(np.asarray(at, dtype=np.float64)[None], len(gi) * len(gj), axis=0)
+    pts[:, i] = np.repeat(gi, len(gj))
+    pts[:, j] = np.tile(gj, len(gi))
+    vals = np.asarray(predict(jnp.asarray(pts))).reshape(len(gi), len(gj))
     return gi, gj, vals

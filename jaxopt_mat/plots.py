@@ -99,11 +99,36 @@ def attribution_heatmap(names, wavelengths, attributions, path: Path) -> Path:
 
 
 def landscape_map(gi, gj, values, path: Path, *, xlabel: str, ylabel: str, zlabel: str, points=None,
-                  optimum=None, cmap: str = "viridis") -> Path:
-    """Colour map over two inputs with measured points and the predicted optimum marked."""
+                  optimum=None, cmap: str = "viridis", labels_i=None, labels_j=None) -> Path:
+    """Colour map over two inputs with measured points and the predicted optimum marked.
+
+    A categorical input (its ``labels_i`` or ``labels_j``; its grid holds the
+    label indices) with a continuous one gives one curve per label instead;
+    two categorical inputs give a map with the labels as ticks.
+    """
     plt = _pyplot()
+    values = np.asarray(values)
+    if (labels_i is None) != (labels_j is None):
+        if labels_i is not None:  # the curves run along the other input
+            gi, gj, values, xlabel, ylabel, labels_j = gj, gi, values.T, ylabel, xlabel, labels_i
+            optimum = None if optimum is None else optimum[::-1]
+        fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+        for b, label in enumerate(labels_j):
+            ax.plot(gi, values[:, b], lw=1.5, label=f"{ylabel} = {label}")
+        if optimum is not None:
+            b = int(np.argmin(np.abs(np.asarray(gj) - optimum[1])))
+            a = int(np.argmin(np.abs(np.asarray(gi) - optimum[0])))
+            ax.scatter([gi[a]], [values[a, b]], marker="*", s=200, c="red", edgecolors="black", zorder=3,
+                       label="predicted optimum")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(zlabel)
+        ax.legend(fontsize=7)
+        return _save(fig, path)
     fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    im = ax.pcolormesh(gi, gj, np.asarray(values).T, cmap=cmap, shading="auto")
+    im = ax.pcolormesh(gi, gj, values.T, cmap=cmap, shading="auto")
+    if labels_i is not None:
+        ax.set_xticks(gi, labels_i, rotation=30, fontsize=7)
+        ax.set_yticks(gj, labels_j, fontsize=7)
     fig.colorbar(im, ax=ax, label=zlabel)
     if points is not None and len(points):
         ax.scatter(points[:, 0], points[:, 1], s=10, c="white", edgecolors="black", linewidths=0.5, label="measured")

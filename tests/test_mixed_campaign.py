@@ -2,7 +2,10 @@
 
 import csv
 import io
+import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +18,8 @@ from jaxopt_mat.campaign.config import Input
 from jaxopt_mat.campaign.input_cells import input_number, input_text
 from jaxopt_mat.cli import app
 from jaxopt_mat.errors import ConfigError, DataError
+from jaxopt_mat.explain import shap_values
+from jaxopt_mat.surrogates.gp import fit_gp
 
 runner = CliRunner()
 
@@ -105,6 +110,21 @@ def test_a_mixed_campaign_round_trip_through_the_cli(campaign, tmp_path):
     assert "ligand = " in best and any(f"ligand = {label}," in best for label in SHIFT)
     frame = Campaign.open(campaign).observations()
     assert set(frame["ligand"]) <= set(SHIFT) and frame["cycles"].dtype.kind == "i"
+    # SHAP: one value per input (a label is one player, not its encoding's columns), summing to the prediction.
+    res = invoke("explain", campaign)
+    assert res.exit_code == 0, res.output
+    shap = list(csv.DictReader(open(campaign / "explain" / "shap_values.csv")))
+    assert {r["ligand"] for r in shap} <= set(SHIFT) and all(r["cycles"].isdigit() for r in shap)
+    info = json.loads((campaign / "explain" / "importance.json").read_text())
+    assert set(info["importance"]) == {"ligand", "cycles", "temperature", "flow"}
+    camp = Campaign.open(campaign)
+    snap = camp.snapshot()
+    model = fit_gp(snap.conditions.x, snap.conditions.y, key=jax.random.key(0), low=snap.space.low,
+                   high=snap.space.high, features=snap.space.features)
+    mean = lambda z: model.predict(z).mean  # noqa: E731
+    exp = shap_values(mean, snap.conditions.x[:5], snap.conditions.x, names=snap.config.input_names)
+    total = np.asarray(mean(jnp.asarray(snap.conditions.x[:5]))) - exp.base_value
+    np.testing.assert_allclose(exp.values.sum(axis=1), total, atol=1e-9)
 
 
 @pytest.mark.parametrize("cell, column, message", [
