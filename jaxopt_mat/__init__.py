@@ -48,6 +48,7 @@ from jaxopt_mat.errors import (
     NumericalError,
     RepeatedBatchError,
 )
+from jaxopt_mat.input_kinds import InputKind
 from jaxopt_mat.optimize import MaximizeResult, maximize, maximize_grid, maximize_random
 from jaxopt_mat.pareto import hypervolume, non_dominated_mask
 from jaxopt_mat.runner import RunSummary, run
@@ -66,6 +67,7 @@ __all__ = [
     "DataError",
     "GPModel",
     "InfeasibleError",
+    "InputKind",
     "JaxOptMatError",
     "MaximizeResult",
     "NumericalError",

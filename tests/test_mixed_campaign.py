@@ -252,3 +252,19 @@ def test_a_pool_text_feature_becomes_one_hot_columns(tmp_path):
     assert pool.names == ["solvent=DMF", "solvent=THF, dry", "solvent=water", "temp"]
     np.testing.assert_array_equal(pool.features[:, :3], [[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]])
     assert read_pool(tmp_path / "pool.csv", list(pool.names)).names == pool.names  # the names it was saved with
+
+
+def test_a_finite_space_is_suggested_without_repeats_until_it_runs_out(tmp_path):
+    config = parse_config({"name": "small", "seed": 0, "initial_design": 3,
+                           "inputs": [{"name": "base", "kind": "categorical", "values": ["a", "b", "c"]},
+                                      {"name": "t", "kind": "discrete", "values": [1.0, 2.0]}],
+                           "objective": {"kind": "scalar", "name": "y", "direction": "maximize"}})
+    camp = Campaign.create(tmp_path / "small", config)
+    first = camp.suggest(3)
+    first["y"] = [1.0, 2.0, 3.0]
+    camp.observe(first[["base", "t", "y"]])
+    second = camp.suggest(3, method="gp")
+    combos = {(b, t) for b, t in zip(first["base"], first["t"])} | {(b, t) for b, t in zip(second["base"], second["t"])}
+    assert len(combos) == 6  # every combination once
+    with pytest.raises(DataError, match="only 0 of the 6 combinations"):
+        camp.suggest(1, method="gp")

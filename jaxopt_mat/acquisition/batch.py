@@ -89,7 +89,7 @@ def log_penalizer(u, centers, mean, std, incumbent, lipschitz, mask, *, maximize
 
 @partial(jax.jit, static_argnames=("q", "maximize", "n_starts", "n_raw", "n_steps"))
 def _local_penalization(model, space, key, best, init_unit, learning_rate, constraints, feasibility, pending,
-                        pending_mask, *, q, maximize, n_starts, n_raw, n_steps):
+                        pending_mask, exclude, exclude_mask, *, q, maximize, n_starts, n_raw, n_steps):
     d = space.dim
     dtype = model.x_unit.dtype
     k_lip, k_loop = jax.random.split(key)
@@ -125,8 +125,9 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
             jnp.concatenate([pending_mask, jnp.zeros(q, dtype)]))
     (centers, mean, std, _), _, _, _ = greedy_batch_unit(score, record, init, space, k_loop, q, n_starts=n_starts,
                                                          n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
-                                                         init_unit=init_unit, exclude_unit=pending_unit,
-                                                         exclude_mask=pending_mask)
+                                                         init_unit=init_unit,
+                                                         exclude_unit=jnp.concatenate([pending_unit, space.to_unit(exclude)]),
+                                                         exclude_mask=jnp.concatenate([pending_mask, exclude_mask]))
     centers, mean, std = centers[p:], mean[p:], std[p:]
     return Batch(space.from_unit(centers), mean, std, log_ei(centers), L)
 
@@ -147,6 +148,7 @@ def local_penalization_batch(
     constraints=None,
     feasibility=None,
     pending=None,
+    exclude=None,
     program_cache=None,
 ) -> Batch:
     """Choose ``q`` points by log-EI with local penalization (González et al. 2016).
@@ -171,6 +173,10 @@ def local_penalization_batch(
         pending: optional ``(p, d)`` points already being measured (physical
             units): they penalize the acquisition as if chosen earlier in this
             batch, so the batch keeps away from them.
+        exclude: optional ``(e, d)`` points never to choose, physical units (e.g. the
+            conditions already measured); honoured where every input has finitely
+            many values (a repeat elsewhere has probability zero). Pending rows are
+            never chosen there either.
         program_cache: optional :class:`~jaxopt_mat.program_cache.ProgramCache`
             that keeps the compiled program between processes (used by the CLI).
 
@@ -184,7 +190,7 @@ def local_penalization_batch(
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
     dtype = model.x_unit.dtype
     args = (model, space, key, jnp.asarray(best, dtype), init_unit, jnp.asarray(learning_rate), constraints,
-            feasibility, *pad_pending(pending, space.dim, dtype))
+            feasibility, *pad_pending(pending, space.dim, dtype), *pad_pending(exclude, space.dim, dtype))
     static = dict(q=q, maximize=maximize, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
     if program_cache is None:
         return _local_penalization(*args, **static)

@@ -195,7 +195,7 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
 
 @partial(jax.jit, static_argnames=("predict", "q", "n_starts", "n_raw", "n_steps"))
 def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, feasibility, constraints,
-                pending, pending_mask, *, q, n_starts, n_raw, n_steps):
+                pending, pending_mask, exclude, exclude_mask, *, q, n_starts, n_raw, n_steps):
     n_front, m = front.shape
     n_pending = pending.shape[0]
     # Pending rows (runs in the lab) are believed observed at their predicted means before the first pick.
@@ -225,13 +225,15 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
     carry = (fr, valid, picked, picked_mask, non_dominated_boxes(fr, ref, valid))
     _, us, log_e, (means, stds) = greedy_batch_unit(score, record, carry, space, key, q, n_starts=n_starts,
                                                     n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
-                                                    init_unit=init_unit)
+                                                    init_unit=init_unit,
+                                                    exclude_unit=space.to_unit(jnp.concatenate([pending, exclude])),
+                                                    exclude_mask=jnp.concatenate([pending_mask, exclude_mask]))
     return space.from_unit(us), log_e, means, stds
 
 
 def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None, n_starts: int = 16,
                n_raw: int = 512, n_steps: int = 60, learning_rate: float = 0.03, feasibility=None, constraints=None,
-               pending=None):
+               pending=None, exclude=None):
     """``q`` points of a continuous space by sequential greedy EHVI with Kriging-believer fantasies.
 
     Each point maximises log EHVI by the multi-start projected gradient method
@@ -253,6 +255,8 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
             ``log P(every bound holds)`` is added too (constrained EHVI).
         pending: optional ``(p, d)`` points already being measured: believed observed at their
             predicted means (on the front, in the models) before the first pick.
+        exclude: optional ``(e, d)`` points never to choose (e.g. those already measured), honoured
+            where every input has finitely many values; pending rows are never chosen there either.
 
     Returns:
         ``(x (q, d), log_ehvi at pick time (q,), mean (q, m), std (q, m))``.
@@ -261,7 +265,7 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
     front = jnp.asarray(front)
     return _ehvi_batch(predict, tuple(model_args), space, key, front, jnp.asarray(ref, front.dtype), init_unit,
                        jnp.asarray(learning_rate, front.dtype), feasibility, constraints,
-                       *pad_pending(pending, space.dim, front.dtype),
+                       *pad_pending(pending, space.dim, front.dtype), *pad_pending(exclude, space.dim, front.dtype),
                        q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
 
 

@@ -18,6 +18,7 @@ from jaxopt_mat.acquisition.batch import MAX_BATCH
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.ensemble_cache import EnsembleMemo
 from jaxopt_mat.errors import DataError, InfeasibleError
+from jaxopt_mat.input_kinds import lattice_size
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.surrogates.feasibility import fit_feasibility, log_weight_of_rows
 from jaxopt_mat.surrogates.outcome_constraints import fit_outcome_constraints
@@ -125,6 +126,25 @@ def check_feasible(space, x) -> np.ndarray:
                                   "linear constraints; check the constraints and the values fixed with --fix")
         raise AssertionError("internal error: an infeasible suggestion escaped the projection")  # the repair prevents it
     return x
+
+
+def measured_x(snap: Snapshot, batch: int) -> np.ndarray | None:
+    """Where every input has finitely many values: the conditions already run (results and failures), which a
+    batch does not suggest again (a replicate is asked for by hand); ``None`` elsewhere.
+
+    Raises:
+        DataError: when fewer than ``batch`` combinations are left unmeasured and not pending.
+    """
+    size = lattice_size(snap.space.choices) if snap.space.is_mixed else None
+    if size is None:
+        return None
+    runs = np.concatenate([snap.x, snap.failed_x.reshape(-1, snap.space.dim)])
+    taken = np.concatenate([runs, pending_x(snap).reshape(-1, snap.space.dim)]) if snap.n_pending else runs
+    free = size - len(np.unique(np.round(np.asarray(snap.space.to_unit(taken)), 9), axis=0)) if len(taken) else size
+    if free < batch:
+        raise DataError(f"only {free} of the {size} combinations of the inputs are neither measured nor pending; "
+                        f"ask for at most {free}")
+    return runs
 
 
 def n_lengthscales(snap: Snapshot) -> int:

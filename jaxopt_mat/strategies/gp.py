@@ -20,7 +20,7 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, cosine_similarity, intensity_factor, minmax
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        incumbent, n_lengthscales, outcome_models, outcome_note, pending_x,
+                                        incumbent, measured_x, n_lengthscales, outcome_models, outcome_note, pending_x,
                                         remembered_fits, warm_start)
 from jaxopt_mat.surrogates.gp import fit_gp
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
@@ -95,7 +95,7 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     result = local_penalization_batch(model, space, req.batch, key=k_acq, best=best, maximize=maximize, init=init,
                                       constraints=constraints, program_cache=ctx.program_cache,
                                       feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx),
-                                      pending=pending_x(snap))
+                                      pending=pending_x(snap), exclude=measured_x(snap, req.batch))
     x = check_feasible(space, result.x)
     mean, std = np.asarray(result.mean), np.asarray(result.std)
     if spectrum:  # back to loss units: median and delta-method spread of exp(model) - floor

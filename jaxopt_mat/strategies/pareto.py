@@ -12,7 +12,7 @@ from jaxopt_mat.campaign import Config, Snapshot
 from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
                                         outcome_models, outcome_note, pending_rows, pending_x, remembered_fits,
-                                        n_lengthscales, row_log_weights, warm_start)
+                                        measured_x, n_lengthscales, row_log_weights, warm_start)
 from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
 
 
@@ -71,7 +71,8 @@ def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion
     x, log_e, mean, std = ehvi_batch(predict_objectives_believer, (models, jnp.asarray(signs)), space, front, ref,
                                      req.batch, key=k_acq, init=init,
                                      feasibility=feasibility(snap, low=space.low, high=space.high, ctx=ctx),
-                                     constraints=constraints, pending=pending_x(snap))
+                                     constraints=constraints, pending=pending_x(snap),
+                                     exclude=measured_x(snap, req.batch))
     x = check_feasible(space, x)
     return Suggestion(x, "gp", pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"),
                       failure_note(snap) + outcome_note(snap), state=_kept(snap, models, outcome_fits),
