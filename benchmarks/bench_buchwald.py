@@ -143,6 +143,7 @@ def summary(counts, times):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--budget", type=int, default=150)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--baybe-python", default=None, help="python of an environment with BayBE 0.15")
@@ -154,7 +155,7 @@ def main() -> None:
     top = set(np.argsort(-yields)[: int(np.ceil(0.01 * len(yields)))].tolist())
     if args.peer:
         counts, times = [], []
-        for s in range(args.seeds):
+        for s in range(args.first_seed, args.first_seed + args.seeds):
             n, t = run_baybe(s, inputs, labels, yields, top, args.budget)
             counts.append(n)
             times += t
@@ -168,7 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for method in args.methods.split(","):
             counts, times = [], []
-            for s in range(args.seeds):
+            for s in range(args.first_seed, args.first_seed + args.seeds):
                 if method == "random":
                     n, t = run_random(s, labels, yields, top, args.budget)
                 else:
@@ -179,7 +180,8 @@ def main() -> None:
                 print(f"{method} seed {s}: {n} experiments", file=sys.stderr, flush=True)
             results[method] = summary(counts, times)
     if args.baybe_python:
-        out = subprocess.run([args.baybe_python, __file__, "--peer", "--seeds", str(args.seeds), "--budget",
+        out = subprocess.run([args.baybe_python, __file__, "--peer", "--seeds", str(args.seeds), "--first-seed",
+                              str(args.first_seed), "--budget",
                               str(args.budget), "--data", str(args.data)], capture_output=True, text=True, check=True)
         results["baybe"] = json.loads(out.stdout.strip().splitlines()[-1])
     for name, r in results.items():

@@ -58,7 +58,7 @@ def maximize_mixed_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_
     """
     size = lattice_size(space.choices)
     if size is not None and size <= MAX_ENUMERATED:
-        return maximize_enumerated_unit(fn_unit, space, n_best=n_starts)
+        return maximize_enumerated_unit(fn_unit, space, n_best=n_starts, key=key)
     dtype = jnp.asarray(space.low).dtype
     k_raw, k_cat = jax.random.split(key)
     cats = free_categorical_columns(space)
@@ -96,8 +96,12 @@ def maximize_mixed_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_
     return us[i], vs[i], us, vs
 
 
-def maximize_enumerated_unit(fn_unit, space: SearchSpace, *, n_best: int):
-    """Score every point of a finite space's lattice (in chunks); the best feasible point and the ``n_best`` best."""
+def maximize_enumerated_unit(fn_unit, space: SearchSpace, *, n_best: int, key=None):
+    """Score every point of a finite space's lattice (in chunks); the best feasible point and the ``n_best`` best.
+
+    With ``key``, exact ties are broken at random: labels the data cannot tell apart (none of them
+    measured yet) are then tried in random order, not in the order the config lists them.
+    """
     choices = space.choices
     size = lattice_size(choices)
     dtype = jnp.asarray(space.low).dtype
@@ -112,13 +116,21 @@ def maximize_enumerated_unit(fn_unit, space: SearchSpace, *, n_best: int):
         if space.n_constraints:
             ok = ok & space.is_feasible(space.from_unit(u), atol=0.0)
         v = jnp.where(ok, safe_values(fn_unit, u), -jnp.inf)
-        top_v, top_i = jax.lax.top_k(v, keep)
-        return u[top_i], top_v
+        top_i = _best_first(v, None if key is None else jax.random.fold_in(key, c))[:keep]
+        return u[top_i], v[top_i]
 
     us, vs = jax.lax.map(score, jnp.arange(n_chunks))
     us, vs = us.reshape(-1, space.dim), vs.reshape(-1)
-    top_v, top_i = jax.lax.top_k(vs, min(n_best, vs.shape[0]))
-    return us[top_i[0]], top_v[0], us[top_i], top_v
+    top_i = _best_first(vs, None if key is None else jax.random.fold_in(key, n_chunks))[:min(n_best, vs.shape[0])]
+    return us[top_i[0]], vs[top_i[0]], us[top_i], vs[top_i]
+
+
+def _best_first(v, key):
+    """Indices of ``v`` from the largest value down; values equal to 1e-9 in a random order when ``key`` is given."""
+    if key is None:
+        return jnp.argsort(-v)
+    rounded = jnp.where(jnp.isfinite(v), jnp.round(v, 9), v)
+    return jnp.lexsort((jax.random.uniform(key, v.shape, v.dtype), -rounded))
 
 
 def round_ordered(fn_unit, space: SearchSpace, u):

@@ -95,8 +95,8 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
     k_lip, k_loop = jax.random.split(key)
     L = estimate_lipschitz(model, space, k_lip)
 
-    def log_ei(u):
-        post = _predict_space_unit(model, space, u)
+    def log_ei(u, post=None):
+        post = _predict_space_unit(model, space, u) if post is None else post
         value = log_expected_improvement(post.mean, post.std, best, maximize=maximize)
         if constraints is not None:  # times the probability that the constrained outcomes keep their bounds
             value = value + constraints.log_probability(space.from_unit(u))
@@ -104,8 +104,15 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
             value = value + feasibility.log_weight(space.from_unit(u))
         return value
 
+    # With categorical inputs a distance between labels means nothing to a penalizer's ball: the batch
+    # believes its earlier picks (and the pending rows) observed at their means instead, so the GP's own
+    # correlations (a label the data show to matter little shares its information) keep the picks apart.
+    believer = any(k.is_categorical for k in space.kinds)
+
     def score(carry, u):
         centers, mean, std, mask = carry
+        if believer:
+            return log_ei(u, model.predict_believer(space.from_unit(u), space.from_unit(centers), mask))
         return log_ei(u) + log_penalizer(u, centers, mean, std, best, L, mask, maximize=maximize)
 
     p = pending.shape[0]
