@@ -156,9 +156,9 @@ def maximizer(args) -> None:
         post = m.predict(s.from_unit(u))
         return jm.log_expected_improvement(post.mean, post.std, best)
 
-    opts = dict(n_starts=40, n_raw=2560, n_steps=80, learning_rate=0.03)
+    opts = dict(n_starts=40, n_raw=2560, n_steps=args.steps, learning_rate=0.03)
     at_once = jax.jit(lambda m, s, k: maximize_unit(lambda u: log_ei(m, u, s), s, k, **opts)[1])
-    per_opts = dict(n_starts=8, n_raw=512, n_steps=80, learning_rate=0.03)
+    per_opts = dict(n_starts=8, n_raw=512, n_steps=args.steps, learning_rate=0.03)
     one = jax.jit(lambda m, s, k: maximize_unit(lambda u: log_ei(m, u, s), s, k, **per_opts)[1])
     fixed = [space.with_kinds(kinds[:6] + (InputKind("categorical", labels=LABELS, fixed=float(i)),))
              for i in range(5)]
@@ -177,7 +177,7 @@ def maximizer(args) -> None:
         t = time.perf_counter()
         each(k)
         t_each.append(time.perf_counter() - t)
-    print(f"\n{machine()}; log EI of a GP on 40 points, 6 continuous inputs + 5 labels, 8 starts per label")
+    print(f"\n{machine()}; log EI of a GP on 40 points, 6 continuous inputs + 5 labels, 8 starts per label, {args.steps} steps")
     print("| maximiser | best log EI | median time |\n| --- | --- | --- |")
     print(f"| all labels at once (one compiled call) | {v_all:.6f} | {np.median(t_all) * 1e3:.1f} ms |")
     print(f"| label by label (5 calls) | {v_each:.6f} | {np.median(t_each) * 1e3:.1f} ms |")
@@ -189,6 +189,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=200, help="maximiser: gradient steps per start")
     ap.add_argument("--section", choices=["loop", "maximizer", "all"], default="all")
     args = ap.parse_args()
     if args.section in ("maximizer", "all"):

@@ -192,3 +192,22 @@ def test_fixed_inputs_hold_their_value_through_maximize():
     assert x[0] == pytest.approx(4.5) and x[2] == pytest.approx(2.0)
     assert x[1] == 7.0 and x[3] == 1.0  # flow + cycles <= 12 leaves cycles 7; the lowest level
     assert bool(fixed.is_feasible(x[None], atol=0.0)[0])
+
+
+def test_a_spectrum_gp_batch_over_a_categorical_and_an_integer_input_takes_allowed_values():
+    from jaxopt_mat.acquisition.spectrum import spectrum_gp_batch
+    from jaxopt_mat.surrogates.spectrum_gp import fit_spectrum_gp
+
+    kinds = (InputKind(), InputKind("integer"), InputKind("categorical", labels=("Ag", "Au", "Cu")))
+    space = SearchSpace([0, 1, 0], [1, 6, 2], kinds=kinds)
+    rng = np.random.default_rng(3)
+    x = np.asarray(space.from_unit(space.snap_unit(rng.uniform(size=(24, 3)))))
+    wl = np.linspace(400, 700, 40)
+    peak = 450 + 150 * x[:, 0] + 10 * x[:, 1] + 30 * np.round(x[:, 2])
+    spectra = np.exp(-((wl[None] - peak[:, None]) / 40) ** 2)
+    model = fit_spectrum_gp(x, spectra, key=jax.random.key(0), low=space.low, high=space.high,
+                            features=space.features)
+    target = np.exp(-((wl - 560) / 40) ** 2)
+    sb = spectrum_gp_batch(model, space, target, 3, key=jax.random.key(1), best=0.1, n_raw=256, n_steps=30)
+    bx = np.asarray(sb.x)
+    assert np.all(space.satisfies_kinds(bx)) and np.all(np.asarray(space.is_feasible(bx, atol=0.0)))

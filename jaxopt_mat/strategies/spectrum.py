@@ -43,7 +43,8 @@ def spectrum_gp_view(snap: Snapshot, *, key, draws: int = DRAW_CHUNK, program_ca
     space = snap.space
     med = combine_replicates(snap.x, snap.measured)
     k_fit, k_z = jax.random.split(key)
-    model = fit_spectrum_gp(med.x, med.y, key=k_fit, low=space.low, high=space.high, program_cache=program_cache)
+    model = fit_spectrum_gp(med.x, med.y, key=k_fit, low=space.low, high=space.high, features=space.features,
+                            program_cache=program_cache)
     z = jax.random.normal(k_z, (draws, model.n_components), dtype=model.mean.dtype)
     target = jnp.asarray(snap.target)
     window = jnp.asarray(snap.config.objective.window, dtype=model.mean.dtype)

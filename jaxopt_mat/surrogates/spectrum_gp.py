@@ -99,7 +99,7 @@ def principal_components(spectra, *, explained: float = 0.9995, max_components: 
 
 
 def fit_spectrum_gp(x, spectra, *, key, low=None, high=None, explained: float = 0.9995, max_components: int = 8,
-                    program_cache=None) -> SpectrumGP:
+                    features=None, program_cache=None) -> SpectrumGP:
     """Fit a :class:`SpectrumGP` to recipes ``x`` ``(n, d)`` and their spectra ``(n, w)``.
 
     Combine replicates first (e.g. the median spectrum of each condition).
@@ -119,7 +119,7 @@ def fit_spectrum_gp(x, spectra, *, key, low=None, high=None, explained: float = 
     mean, basis = principal_components(spectra, explained=explained, max_components=max_components)
     scores = (spectra - mean) @ basis.T
     keys = jax.random.split(key, basis.shape[0])
-    models = [fit_gp(x, scores[:, j], key=keys[j], low=low, high=high, program_cache=program_cache)
+    models = [fit_gp(x, scores[:, j], key=keys[j], low=low, high=high, features=features, program_cache=program_cache)
               for j in range(basis.shape[0])]
     return SpectrumGP(jax.tree.map(lambda *leaves: jnp.stack(leaves), *models), jnp.asarray(mean), jnp.asarray(basis))
 
