@@ -13,8 +13,8 @@ exponential kernel over the scaled continuous inputs and a one-hot ligand
 (hyper-parameters by scipy's L-BFGS-B on its marginal likelihood; written
 here in numpy, a different kernel and code from the one under test); its
 posterior mean is the truth. The best front is that of 8 x 20,000 random
-conditions under the oracle; the reference point is the table's minimum of
-each objective.
+conditions under the oracle and of every condition any loop evaluated; the
+reference point is the table's minimum of each objective.
 
 Both loops start from the same 10 conditions (a Latin hypercube, ligands at
 random), then ``--batches`` batches of 5:
@@ -197,14 +197,20 @@ def main() -> None:
         runs = [("jaxopt_mat", lambda s: ours(s, args.batches, oracle, Path(workdir)))]
         if have_botorch() and not args.no_peer:
             runs.append(("BoTorch", lambda s: theirs(s, args.batches, oracle)))
+        found = {}
         for name, fn in runs:
-            fractions, times = [], []
+            ys, times = [], []
             for s in range(args.seeds):
                 y, t = fn(s)
-                fractions.append(float(jm.hypervolume(np.asarray(y), ref)) / best)
+                ys.append(np.asarray(y))
                 times += t[1:] if name == "jaxopt_mat" else t  # our first batch compiles
-                print(f"{name} seed {s}: hypervolume fraction {fractions[-1]:.3f}", file=sys.stderr, flush=True)
-            rows[name] = (np.array(fractions), float(np.median(times)))
+                print(f"{name} seed {s}: hypervolume {float(jm.hypervolume(ys[-1], ref)):.4g}", file=sys.stderr,
+                      flush=True)
+            found[name] = (ys, float(np.median(times)))
+    # The best front: of the random sample and of every condition any loop evaluated.
+    best = max(best, float(jm.hypervolume(np.concatenate([y for ys, _ in found.values() for y in ys]), ref)))
+    for name, (ys, t) in found.items():
+        rows[name] = (np.array([float(jm.hypervolume(y, ref)) / best for y in ys]), t)
     print(f"\n{machine()}; {args.seeds} seeds, {N0} + {args.batches} x {Q}; best front hypervolume {best:.4g}")
     print("| method | hypervolume fraction median [25 %, 75 %] | per seed | time per batch |\n| --- | --- | --- | --- |")
     for name, (r, t) in rows.items():

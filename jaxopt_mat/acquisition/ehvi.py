@@ -194,8 +194,8 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
 
 
 @partial(jax.jit, static_argnames=("predict", "q", "n_starts", "n_raw", "n_steps"))
-def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning_rate, feasibility, constraints,
-                pending, pending_mask, exclude, exclude_mask, *, q, n_starts, n_raw, n_steps):
+def _ehvi_batch(predict, model_args, space, key, front, front_mask, ref, init_unit, learning_rate, feasibility,
+                constraints, pending, pending_mask, exclude, exclude_mask, *, q, n_starts, n_raw, n_steps):
     n_front, m = front.shape
     n_pending = pending.shape[0]
     # Pending rows (runs in the lab) are believed observed at their predicted means before the first pick.
@@ -203,7 +203,7 @@ def _ehvi_batch(predict, model_args, space, key, front, ref, init_unit, learning
     picked_mask = jnp.concatenate([pending_mask, jnp.zeros(q, front.dtype)])
     believed, _ = predict(pending, *model_args, picked, jnp.zeros_like(picked_mask))
     fr = jnp.concatenate([front, believed, jnp.zeros((q, m), front.dtype)])
-    valid = jnp.concatenate([jnp.ones(n_front, bool), pending_mask > 0, jnp.zeros(q, bool)])
+    valid = jnp.concatenate([front_mask > 0, pending_mask > 0, jnp.zeros(q, bool)])
 
     def score(carry, u):
         _, _, picked, picked_mask, boxes = carry
@@ -262,8 +262,14 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
         ``(x (q, d), log_ehvi at pick time (q,), mean (q, m), std (q, m))``.
     """
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
+    if init_unit is not None:  # repeated up to a padding size: a front that grows keeps the compiled batch
+        size = pad_pending(init_unit, space.dim, init_unit.dtype)[0].shape[0]
+        init_unit = jnp.resize(init_unit, (size, space.dim))
     front = jnp.asarray(front)
-    return _ehvi_batch(predict, tuple(model_args), space, key, front, jnp.asarray(ref, front.dtype), init_unit,
+    # The front is padded like pending rows, so a front that gains a point reuses the compiled batch.
+    front, front_mask = pad_pending(front, front.shape[1], front.dtype)
+    return _ehvi_batch(predict, tuple(model_args), space, key, front, front_mask, jnp.asarray(ref, front.dtype),
+                       init_unit,
                        jnp.asarray(learning_rate, front.dtype), feasibility, constraints,
                        *pad_pending(pending, space.dim, front.dtype), *pad_pending(exclude, space.dim, front.dtype),
                        q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
