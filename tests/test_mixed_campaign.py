@@ -220,9 +220,21 @@ def test_rdkit_encoding_without_rdkit_says_how_to_get_it_or_encodes_smiles():
     config = parse_config(data)
     rows = np.array(config.inputs[0].descriptor_rows)
     assert rows.shape == (3, 2) and np.all(np.isfinite(rows))
+    named = {"inputs": [{"name": "base", "kind": "categorical", "values": ["TEA", "piperidine", "pyridine"],
+                         "encoding": "rdkit", "smiles": {"TEA": "CCN(CC)CC", "piperidine": "C1CCNCC1",
+                                                         "pyridine": "c1ccncc1"}}],
+             "objective": {"kind": "scalar", "name": "y"}}
+    by_name = parse_config(named)
+    np.testing.assert_allclose(np.array(by_name.inputs[0].descriptor_rows), rows)  # the same molecules
+    import tomllib
+
+    assert parse_config(tomllib.loads(config_to_toml(by_name))) == by_name
     data["inputs"][0]["values"] = ["CCN(CC)CC", "not a molecule", "c1ccncc1"]
     with pytest.raises(ConfigError, match="not a SMILES"):
         parse_config(data)
+    del named["inputs"][0]["smiles"]["TEA"]
+    with pytest.raises(ConfigError, match="every label once; check TEA"):
+        parse_config(named)
 
 
 @settings(max_examples=60, deadline=None)

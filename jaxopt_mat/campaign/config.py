@@ -24,7 +24,7 @@ _STOPPING_KEYS = {"threshold", "stability", "stability_rounds", "accuracy", "pla
                   "min_improvement", "budget"}
 _STOPPING_INTS = {"stability_rounds", "plateau_rounds", "budget"}
 _INPUT_KEYS = {"name", "low", "high", "extendable", "extend_factor", "unit", "kind", "values", "encoding",
-               "descriptors"}
+               "descriptors", "smiles"}
 _ENCODINGS = ("onehot", "descriptors", "rdkit")
 _CONSTRAINT_KEYS = {"expr"}
 
@@ -53,6 +53,7 @@ class Input:
     encoding: str = "onehot"
     descriptors: str = ""
     descriptor_rows: tuple = dataclasses.field(default=(), compare=False, repr=False)
+    smiles: tuple = ()  # rdkit encoding: (label, SMILES) pairs when the labels are names, not SMILES
 
     def input_kind(self, fixed: float | None = None) -> InputKind:
         if self.kind == "categorical":
@@ -197,7 +198,7 @@ def _parse_input(item: dict, source: str, base_dir: Path | None) -> Input:
     if kind not in KINDS:
         raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     allowed = {"continuous": {"low", "high", "extendable", "extend_factor", "unit"}, "integer": {"low", "high", "unit"},
-               "discrete": {"values", "unit"}, "categorical": {"values", "encoding", "descriptors"}}[kind]
+               "discrete": {"values", "unit"}, "categorical": {"values", "encoding", "descriptors", "smiles"}}[kind]
     extra = sorted(set(item) - allowed - {"name", "kind"})
     if extra:
         raise ConfigError(f"{where}: {', '.join(extra)} do(es) not apply to a {kind} input "
@@ -246,12 +247,20 @@ def _parse_input(item: dict, source: str, base_dir: Path | None) -> Input:
         from jaxopt_mat.campaign.descriptors import read_descriptors
 
         rows = read_descriptors((base_dir or Path(".")) / descriptors, nm, tuple(values))
-    elif encoding == "rdkit":
+    smiles = item.get("smiles", {})
+    if smiles and encoding != "rdkit":
+        raise ConfigError(f"{where}: a [inputs.smiles] table goes with encoding = \"rdkit\"")
+    if not isinstance(smiles, dict) or not all(isinstance(v, str) and v for v in smiles.values()):
+        raise ConfigError(f"{where}: smiles must be a table of label = \"SMILES\"")
+    if smiles and sorted(smiles) != sorted(values):
+        missing = [v for v in values if v not in smiles] or sorted(set(smiles) - set(values))
+        raise ConfigError(f"{where}: the smiles table must give every label once; check {', '.join(missing)}")
+    if encoding == "rdkit":
         from jaxopt_mat.campaign.descriptors import rdkit_descriptors
 
-        rows = rdkit_descriptors(tuple(values), where)
+        rows = rdkit_descriptors(tuple(smiles.get(v, v) for v in values), where)
     return Input(nm, 0.0, float(len(values) - 1), kind=kind, values=tuple(values), encoding=encoding,
-                 descriptors=descriptors, descriptor_rows=rows)
+                 descriptors=descriptors, descriptor_rows=rows, smiles=tuple((v, smiles[v]) for v in values if smiles))
 
 
 def _parse_stopping(raw, source: str) -> dict:
@@ -315,6 +324,8 @@ def config_to_toml(config: Config) -> str:
             out.append(f"encoding = {_toml_value(i.encoding)}")
         if i.descriptors:
             out.append(f"descriptors = {_toml_value(i.descriptors)}")
+        if i.smiles:
+            out.append("smiles = {" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in i.smiles) + "}")
         if i.extendable:
             out += ["extendable = true", f"extend_factor = {_toml_value(i.extend_factor)}"]
         if i.unit:
