@@ -61,7 +61,9 @@ def explain(snap: Snapshot, folder: Path, *, objective: str | None = None, conte
         w = csv.writer(f)
         w.writerow(names + [f"shap_{n}" for n in names])
         for xi, vi in zip(cond.x, exp.values):
-            w.writerow([input_text(inp, v) for inp, v in zip(cfg.inputs, xi)] + [repr(float(v)) for v in vi])
+            cells = ([input_text(inp, v) for inp, v in zip(cfg.inputs, xi)] if not cfg.is_pool
+                     else [repr(float(v)) for v in xi])
+            w.writerow(cells + [repr(float(v)) for v in vi])
     what = f"predicted {obj_name}"
     importance = {n: float(v) for n, v in zip(names, exp.importance)}
     result = {"target": what, "importance": importance, "ranking": exp.ranking(), "base_value": exp.base_value}
@@ -71,7 +73,8 @@ def explain(snap: Snapshot, folder: Path, *, objective: str | None = None, conte
     i, j = [names.index(n) for n in exp.ranking()[:2]]
     best = cond.x[np.argmax(cond.y) if maximize else np.argmin(cond.y)]
     allowed = [k.choices(lo, hi) for k, lo, hi in zip(space.kinds, space.low, space.high)]
-    labels = [inp.values if inp.kind == "categorical" else None for inp in cfg.inputs]
+    labels = ([inp.values if inp.kind == "categorical" else None for inp in cfg.inputs] if not cfg.is_pool
+              else [None] * len(names))
     gi, gj, vals = ex.landscape(predict, best, i, j, space.low, space.high, values=allowed)
     k = np.unravel_index(np.argmax(vals) if maximize else np.argmin(vals), vals.shape)
     plots.landscape_map(gi, gj, vals, folder / "landscape.png", xlabel=names[i], ylabel=names[j], zlabel=what,

@@ -235,8 +235,9 @@ MAX_LABELS = 64  # a text feature column with more distinct labels is refused (a
 
 
 def _is_text_column(cells: list[str]) -> bool:
-    """Every cell filled and some cell not a number: a categorical feature (labels)."""
-    return all(cells) and any(_parse_float(v) is None for v in cells)
+    """Every cell filled and none a number: a categorical feature (labels). A column of numbers with a
+    stray word is a typo, refused with its row, not a category."""
+    return all(cells) and all(_parse_float(v) is None for v in cells)
 
 
 def _with_one_hot(ids, names, cols, text, source, exclude) -> Pool:

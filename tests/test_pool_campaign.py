@@ -293,8 +293,9 @@ def test_listed_features_must_exist_and_be_numeric():
     assert parse_pool(text, "c.csv").names == ["a"]
     with pytest.raises(DataError, match="zz not in the table"):
         parse_pool(text, "c.csv", ["a", "zz"])
-    with pytest.raises(DataError, match="not a finite number"):
-        parse_pool(text, "c.csv", ["a", "s"])
+    assert parse_pool(text, "c.csv", ["a", "s"]).names == ["a", "s=abc", "s=def"]  # a listed text column: one-hot
+    with pytest.raises(DataError, match="row 3: feature a = 'two' is not a finite number"):
+        parse_pool("id,a\nx,1\ny,two\n", "c.csv", ["a"])
 
 
 def test_init_leaves_objective_columns_out_of_automatic_features(tmp_path):
