@@ -28,6 +28,8 @@ from jaxopt_mat.input_kinds import CONTINUOUS, InputKind, choices_unit, feature_
 # Relative slack kept inside each constraint by the exact repair, so that a
 # point survives the round trip unit cube -> physical units -> CSV -> back.
 _REPAIR_MARGIN = 1e-9
+# An integer input with more values than this is better treated as continuous (its values are a table).
+MAX_INTEGER_VALUES = 10_000
 # Distance (unit-cube coordinates, rows of A normalised) kept inside each linear constraint.
 _CONSTRAINT_MARGIN = 1e-10
 
@@ -260,6 +262,9 @@ def _check_kinds(kinds, names, low, high, A):
                 raise ConfigError(f"input {name}: a categorical input needs at least 2 labels and bounds 0 and k - 1")
             if A.shape[0] and np.any(A[:, j] != 0):
                 raise ConfigError(f"input {name} is categorical: linear constraints may not use it")
+        if kind.kind == "integer" and hi - lo + 1 > MAX_INTEGER_VALUES:
+            raise ConfigError(f"input {name}: an integer input may take at most {MAX_INTEGER_VALUES} values "
+                              f"({lo:g} to {hi:g} has {hi - lo + 1:.0f}); make it continuous and round it yourself")
         c = kind.choices(lo, hi)
         if c is not None and (c.size == 0 or np.any(c < lo - 1e-9 * (hi - lo)) or np.any(c > hi + 1e-9 * (hi - lo))):
             raise ConfigError(f"input {name}: its allowed values must lie within its bounds [{lo:g}, {hi:g}]")

@@ -37,6 +37,11 @@ def test_a_categorical_input_may_not_enter_a_linear_constraint_and_needs_label_b
         SearchSpace([0, 0], [1, 5], kinds=kinds)
 
 
+def test_an_integer_input_with_too_many_values_is_refused():
+    with pytest.raises(ConfigError, match="at most 10000 values"):
+        SearchSpace([0], [20_000], kinds=[InputKind("integer")])
+
+
 def test_fixing_an_input_that_breaks_a_constraint_is_refused():
     space = mixed_space()
     kinds = list(space.kinds)
