@@ -36,6 +36,7 @@ import numpy as np
 
 from jaxopt_mat.api import Campaign
 from jaxopt_mat.campaign import SUGGESTION_COLUMN, STATUS_COLUMN
+from jaxopt_mat.campaign.input_cells import input_values
 from jaxopt_mat.errors import CampaignError, DataError
 
 RUNS_DIR = "runs"
@@ -148,11 +149,16 @@ def _observe(camp: Campaign, row: dict) -> bool | None:
 
 
 def _conditions(camp: Campaign, x: np.ndarray, ids) -> list[dict]:
-    """Each suggested row as the dict ``evaluate`` receives: inputs by name (pool campaigns: ``id`` too)."""
+    """Each suggested row as the dict ``evaluate`` receives: inputs by name as a user reads them (labels,
+    whole numbers; pool campaigns: ``id`` too)."""
     names = camp.config.input_names
+    config = camp.config
     out = []
     for k, row in enumerate(np.asarray(x)):
-        cond = {n: float(v) for n, v in zip(names, row)}
+        if config.is_pool:
+            cond = {n: float(v) for n, v in zip(names, row)}
+        else:
+            cond = {n: column[0] for n, column in input_values(config.inputs, row[None]).items()}
         if ids is not None:
             cond = {"id": ids[k], **cond}
         out.append(cond)

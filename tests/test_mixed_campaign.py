@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import jaxopt_mat as jm
 from jaxopt_mat import Campaign
 from jaxopt_mat.campaign import config_to_toml, parse_config
 from jaxopt_mat.campaign.config import Input
@@ -280,3 +281,22 @@ def test_a_finite_space_is_suggested_without_repeats_until_it_runs_out(tmp_path)
     assert len(combos) == 6  # every combination once
     with pytest.raises(DataError, match="only 0 of the 6 combinations"):
         camp.suggest(1, method="gp")
+
+
+def test_the_loop_on_an_executor_hands_evaluations_labels_and_whole_numbers(tmp_path):
+    import concurrent.futures
+
+    cfg = tmp_path / "campaign.toml"
+    cfg.write_text(CONFIG)
+    camp = Campaign.create(tmp_path / "run", config=cfg)
+    seen = []
+
+    def evaluate(c):
+        seen.append(c)
+        return {"yield": SHIFT[c["ligand"]] - 0.05 * (c["cycles"] - 7) ** 2 + 0.01 * c["flow"]}
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        summary = jm.run(camp, evaluate, executor=pool, parallel=2, budget=6, method="random")
+    assert summary.observed == 6 and summary.failed == 0
+    assert all(c["ligand"] in SHIFT and isinstance(c["cycles"], int) and c["temperature"] in (25.0, 40.0, 60.0, 80.0)
+               for c in seen)
