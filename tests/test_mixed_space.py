@@ -216,3 +216,20 @@ def test_a_spectrum_gp_batch_over_a_categorical_and_an_integer_input_takes_allow
     sb = spectrum_gp_batch(model, space, target, 3, key=jax.random.key(1), best=0.1, n_raw=256, n_steps=30)
     bx = np.asarray(sb.x)
     assert np.all(space.satisfies_kinds(bx)) and np.all(np.asarray(space.is_feasible(bx, atol=0.0)))
+
+
+def test_many_label_combinations_are_searched_by_label_exchanges():
+    labels = tuple(f"c{i}" for i in range(12))
+    cat = InputKind("categorical", labels=labels)
+    space = SearchSpace([0, 0, 0, 0], [1, 11, 11, 11], kinds=(InputKind(), cat, cat, cat))  # 1,728 combinations
+    rng = np.random.default_rng(4)
+    w = jnp.asarray(rng.normal(size=(3, 12)))
+
+    def fn(x):  # separable: exchanging one label at a time reaches the optimum
+        idx = jnp.round(x[:, 1:]).astype(int)
+        return w[0, idx[:, 0]] + w[1, idx[:, 1]] + w[2, idx[:, 2]] - (x[:, 0] - 0.3) ** 2
+
+    res = maximize(fn, space, key=jax.random.key(0), n_starts=4, n_raw=32)
+    x = np.asarray(res.x)
+    np.testing.assert_array_equal(np.round(x[1:]).astype(int), np.argmax(np.asarray(w), axis=1))
+    assert x[0] == pytest.approx(0.3, abs=1e-3)
