@@ -59,6 +59,11 @@ def latin_hypercube(space: SearchSpace, n: int, *, seed: int, avoid=None) -> np.
         # A thin feasible region: top up with repaired points, which are feasible.
         extra = _repaired(space, rng.uniform(size=(n - pool.shape[0], d)))
         pool = np.concatenate([pool, extra])
+    if space.is_mixed and avoid_unit is not None and all(c is not None for c in space.choices):
+        # Finitely many combinations: the points to avoid are never chosen again (when enough others are left).
+        fresh = np.min(np.linalg.norm(pool[:, None] - avoid_unit[None], axis=-1), axis=1) > 1e-9
+        if fresh.sum() >= n:
+            pool = pool[fresh]
     if pool.shape[0] < n:  # a small finite space: some points repeat
         pool = pool[rng.integers(pool.shape[0], size=n)] if pool.shape[0] else _repaired(space, rng.uniform(size=(n, d)))
     chosen = _greedy_maximin(pool, n, rng, avoid_unit)

@@ -7,6 +7,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -273,9 +274,14 @@ def test_a_finite_space_is_suggested_without_repeats_until_it_runs_out(tmp_path)
                                       {"name": "t", "kind": "discrete", "values": [1.0, 2.0]}],
                            "objective": {"kind": "scalar", "name": "y", "direction": "maximize"}})
     camp = Campaign.create(tmp_path / "small", config)
-    first = camp.suggest(3)
-    first["y"] = [1.0, 2.0, 3.0]
+    first = camp.suggest(2)
+    first["y"] = [1.0, 2.0]
     camp.observe(first[["base", "t", "y"]])
+    design = camp.suggest(1)  # the design's last point: not one already run
+    assert (design["base"][0], design["t"][0]) not in set(zip(first["base"], first["t"]))
+    design["y"] = [3.0]
+    camp.observe(design[["base", "t", "y"]])
+    first = pd.concat([first, design], ignore_index=True)
     second = camp.suggest(3, method="gp")
     combos = {(b, t) for b, t in zip(first["base"], first["t"])} | {(b, t) for b, t in zip(second["base"], second["t"])}
     assert len(combos) == 6  # every combination once

@@ -7,12 +7,17 @@ import numpy as np
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.design import latin_hypercube, random_design
 from jaxopt_mat.pool import farthest_point_design
-from jaxopt_mat.strategies.base import Context, Request, Suggestion, pending_x
+from jaxopt_mat.strategies.base import Context, Request, Suggestion, measured_x, pending_x
 
 
 def lhs(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
-    """A Latin hypercube that respects the linear constraints (spread away from pending rows, if any)."""
-    return Suggestion(latin_hypercube(snap.space, req.batch, seed=req.rng_seed, avoid=pending_x(snap)), "lhs", {}, [])
+    """A Latin hypercube that respects the linear constraints (spread away from pending rows, if any; in a
+    space of finitely many combinations, also away from those already run, which it never repeats)."""
+    measured = measured_x(snap, req.batch)
+    avoid = pending_x(snap)
+    if measured is not None and len(measured):
+        avoid = measured if avoid is None else np.concatenate([avoid, measured])
+    return Suggestion(latin_hypercube(snap.space, req.batch, seed=req.rng_seed, avoid=avoid), "lhs", {}, [])
 
 
 def random(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
