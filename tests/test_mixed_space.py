@@ -233,3 +233,18 @@ def test_many_label_combinations_are_searched_by_label_exchanges():
     x = np.asarray(res.x)
     np.testing.assert_array_equal(np.round(x[1:]).astype(int), np.argmax(np.asarray(w), axis=1))
     assert x[0] == pytest.approx(0.3, abs=1e-3)
+
+
+def test_a_failing_label_says_nothing_of_its_neighbours_in_the_list():
+    from jaxopt_mat.surrogates.feasibility import fit_feasibility
+
+    kinds = (InputKind(), InputKind("categorical", labels=("a", "b", "c", "d", "e")))
+    space = SearchSpace([0, 0], [1, 4], kinds=kinds)
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(size=15), np.repeat(np.arange(5), 3)]).astype(float)
+    ok = x[:, 1] != 2  # label c failed all three times
+    model = jax.jit(lambda m, z: m.probability(z))
+    fitted = fit_feasibility(x, ok, low=space.low, high=space.high, features=space.features)
+    p = np.asarray(model(fitted, np.array([[0.5, i] for i in range(5)])))
+    # (Seen as an ordered number, the label index gives c 0.60 and d, next to it, 0.74.)
+    assert p[2] < 0.3 and np.all(np.delete(p, 2) > 0.8)

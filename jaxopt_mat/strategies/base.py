@@ -200,7 +200,8 @@ def feasibility(snap: Snapshot, *, low, high, ctx: Context):
     ctx.progress(f"fitting the success model to {snap.n_rows + n_failed} runs ({n_failed} failed)")
     x = np.concatenate([snap.x, snap.failed_x])
     success = np.concatenate([np.ones(snap.n_rows, bool), np.zeros(n_failed, bool)])
-    return fit_feasibility(x, success, low=low, high=high)
+    return fit_feasibility(x, success, low=low, high=high,
+                           features=None if snap.config.is_pool else snap.space.features)
 
 
 def failure_note(snap: Snapshot) -> list[str]:

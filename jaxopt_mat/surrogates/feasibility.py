@@ -21,8 +21,9 @@ vmap and grad pass through :meth:`FeasibilityModel.log_probability`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -41,16 +42,23 @@ _NEWTON_STEPS = 40
 PENALTY = 10.0
 
 
-class FeasibilityModel(NamedTuple):
-    """A fitted success classifier (arrays only: a pytree).
+@partial(jax.tree_util.register_dataclass,
+         data_fields=["u", "mask", "grad", "sqrt_w", "chol", "lengthscale", "variance", "prior_mean", "low", "high"],
+         meta_fields=["features"])
+@dataclasses.dataclass(frozen=True)
+class FeasibilityModel:
+    """A fitted success classifier (a pytree of arrays).
 
     Attributes:
-        u: ``(n_pad, d)`` training inputs in the unit cube of ``[low, high]``; ``mask`` ``(n_pad,)`` marks real rows.
+        u: ``(n_pad, D)`` training inputs in the unit cube of ``[low, high]`` (their kernel features when
+            ``features`` is given); ``mask`` ``(n_pad,)`` marks real rows.
         grad: ``(n_pad,)`` gradient of the log-likelihood at the posterior mode (predictive mean weights).
         sqrt_w: ``(n_pad,)`` square roots of the likelihood's curvature there.
         chol: ``(n_pad, n_pad)`` Cholesky factor of ``I + W^1/2 K W^1/2``.
         lengthscale, variance: the kernel's hyper-parameters; prior_mean: the latent prior mean.
         low, high: the box that maps inputs to the unit cube.
+        features: static: the space's :class:`~jaxopt_mat.input_kinds.FeatureMap` (a categorical input as a
+            one-hot block: a failing label says nothing of its neighbours in the list), or ``None``.
     """
 
     u: jnp.ndarray
@@ -63,10 +71,12 @@ class FeasibilityModel(NamedTuple):
     prior_mean: jnp.ndarray
     low: jnp.ndarray
     high: jnp.ndarray
+    features: object = None
 
     def latent(self, x):
         """Mean and variance of the latent ``f`` at ``x`` ``(n, d)`` (physical units)."""
         u = (jnp.asarray(x, self.u.dtype) - self.low) / (self.high - self.low)
+        u = u if self.features is None else self.features(u)
         k = matern52_cross(u, self.u, jnp.full(u.shape[1], self.lengthscale), self.variance) * self.mask
         mean = self.prior_mean + k @ self.grad
         v = solve_triangular(self.chol, (self.sqrt_w[:, None] * k.T), lower=True)
@@ -160,13 +170,14 @@ def _fit(u, y, mask, prior_mean):
     return grad, sw, L, best[0], best[1]
 
 
-def fit_feasibility(x, success, *, low, high) -> FeasibilityModel:
+def fit_feasibility(x, success, *, low, high, features=None) -> FeasibilityModel:
     """Fit the success classifier to runs at ``x`` ``(n, d)``; ``success`` ``(n,)`` is True for runs with a result.
 
     The latent prior mean is the probit of the smoothed success rate
     ``(successes + 1) / (n + 2)``, so far from every run the model predicts
     that rate. Needs at least one run; with only successes (or only
-    failures) it predicts a uniformly high (or low) probability.
+    failures) it predicts a uniformly high (or low) probability. ``features``:
+    the space's feature map, for categorical inputs (``space.features``).
 
     Example:
         >>> model = fit_feasibility(x_runs, ~failed, low=space.low, high=space.high)
@@ -188,6 +199,7 @@ def fit_feasibility(x, success, *, low, high) -> FeasibilityModel:
     mask[:n] = 1.0
     rate = (success.sum() + 1.0) / (n + 2.0)
     prior_mean = jnp.asarray(ndtri(rate), jnp.float64)
-    grad, sw, L, ls, var = _fit(jnp.asarray(u), jnp.asarray(y), jnp.asarray(mask), prior_mean)
-    return FeasibilityModel(jnp.asarray(u), jnp.asarray(mask), grad, sw, L, ls, var, prior_mean, jnp.asarray(low),
-                            jnp.asarray(high))
+    u = jnp.asarray(u) if features is None else features(jnp.asarray(u))
+    grad, sw, L, ls, var = _fit(u, jnp.asarray(y), jnp.asarray(mask), prior_mean)
+    return FeasibilityModel(u, jnp.asarray(mask), grad, sw, L, ls, var, prior_mean, jnp.asarray(low),
+                            jnp.asarray(high), features)
