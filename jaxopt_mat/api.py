@@ -125,12 +125,12 @@ def _ranges(ids) -> str:
     return ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
 
 
-def _config_of(config) -> tuple[Config, Path]:
+def _config_of(config, source_dir=None) -> tuple[Config, Path]:
     """A :class:`Config` and the folder its file names are relative to, from a path, a table or a Config."""
     if isinstance(config, Config):
-        return config, Path(".")
+        return config, Path(source_dir or ".")
     if isinstance(config, dict):
-        return parse_config(config, source="config"), Path(".")
+        return parse_config(config, source="config", base_dir=Path(source_dir or ".")), Path(source_dir or ".")
     if isinstance(config, (str, Path)):
         return load_config(Path(config)), Path(config).parent
     raise ConfigError(f"config must be a campaign.toml path, a table (dict) or a Config, got {type(config).__name__}")
@@ -152,11 +152,11 @@ class Campaign:
     def create(cls, directory, config, *, source_dir=None, context: Context | None = None) -> "Campaign":
         """Validate ``config`` (a ``campaign.toml`` path, a table or a :class:`Config`) and create the folder.
 
-        Files the config names (a target spectrum, a candidate table) are read
+        Files the config names (a target spectrum, a candidate table, a descriptor table) are read
         relative to ``source_dir`` (default: the config file's folder, or the
         working folder) and copied in.
         """
-        cfg, source = _config_of(config)
+        cfg, source = _config_of(config, source_dir)
         folder = CampaignFolder.create(Path(directory), cfg, source_dir=Path(source_dir) if source_dir else source)
         return cls(folder, context=context)
 

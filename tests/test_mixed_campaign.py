@@ -306,3 +306,22 @@ def test_the_loop_on_an_executor_hands_evaluations_labels_and_whole_numbers(tmp_
     assert summary.observed == 6 and summary.failed == 0
     assert all(c["ligand"] in SHIFT and isinstance(c["cycles"], int) and c["temperature"] in (25.0, 40.0, 60.0, 80.0)
                for c in seen)
+
+
+def test_a_descriptor_table_travels_with_the_campaign(tmp_path):
+    src = tmp_path / "setup"
+    src.mkdir()
+    (src / "ligands.csv").write_text("ligand,cone,mass\nXPhos,256,476\nSPhos,240,410\nt-BuXPhos,270,424\n")
+    (src / "campaign.toml").write_text(CONFIG.replace('values = ["XPhos", "SPhos", "t-BuXPhos"]',
+                                                      'values = ["XPhos", "SPhos", "t-BuXPhos"]\n'
+                                                      'encoding = "descriptors"\ndescriptors = "ligands.csv"'))
+    res = invoke("init", tmp_path / "camp", "--config", src / "campaign.toml")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "camp" / "ligands.csv").exists()
+    camp = Campaign.open(tmp_path / "camp")
+    assert camp.config.inputs[0].descriptor_rows[1] == (240.0, 410.0)
+    assert camp.snapshot().space.features.n_groups == 5  # two descriptors, cycles, temperature, flow
+    frame = camp.suggest(8)
+    frame["yield"] = 1.0 + frame["cycles"]
+    camp.observe(frame[["ligand", "cycles", "temperature", "flow", "yield"]])
+    check_rows(camp.ask(3, method="gp").csv)

@@ -139,6 +139,17 @@ class CampaignFolder:
         if config.is_pool:
             config, pool_files, pool = _prepare_pool(config, Path(source_dir or "."))
             copies.update(pool_files)
+        inputs = []
+        for inp in config.inputs:  # descriptor tables travel with the campaign (read again from its copy)
+            if inp.descriptors:
+                src = Path(source_dir or ".") / inp.descriptors
+                try:
+                    copies[src.name] = src.read_bytes()
+                except OSError as e:
+                    raise ConfigError(f"input {inp.name}: cannot read its descriptor file {src}: {e.strerror}") from None
+                inp = dataclasses.replace(inp, descriptors=src.name)
+            inputs.append(inp)
+        config = dataclasses.replace(config, inputs=tuple(inputs))
         directory.mkdir(parents=True, exist_ok=True)
         (directory / SUGGESTIONS_DIR).mkdir(exist_ok=True)
         for name, content in copies.items():
