@@ -22,7 +22,7 @@ jax.config.update("jax_enable_x64", True)
 
 from jaxopt_mat import fit_gp  # noqa: E402
 from jaxopt_mat.explain import shap_values  # noqa: E402
-from jaxopt_mat.surrogates.gp import fit_quality  # noqa: E402
+from jaxopt_mat.surrogates.gp_quality import fit_quality  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import machine  # noqa: E402

@@ -19,7 +19,8 @@ from jaxopt_mat.stopping import evaluate
 from jaxopt_mat.strategies.base import Context, feasibility
 from jaxopt_mat.strategies.spectrum import recommended_condition
 from jaxopt_mat.strategies.two_step import network_readiness
-from jaxopt_mat.surrogates.gp import fit_gp, fit_quality
+from jaxopt_mat.surrogates.gp import fit_gp
+from jaxopt_mat.surrogates.gp_quality import fit_quality
 from jaxopt_mat.surrogates.independent import fit_objectives
 
 

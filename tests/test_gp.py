@@ -6,6 +6,7 @@ import pytest
 
 from jaxopt_mat import DataError, fit_gp
 from jaxopt_mat.surrogates import gp as gpmod
+from jaxopt_mat.surrogates import gp_quality
 
 
 def _data(n=30, d=3, seed=0, noise=0.05):
@@ -111,14 +112,14 @@ def test_predictions_match_a_float64_numpy_reference(fitted):
 
 def test_fit_explains_a_smooth_function(fitted):
     x, y, model = fitted
-    q = gpmod.fit_quality(model, y)
+    q = gp_quality.fit_quality(model, y)
     assert q["loo_r2"] > 0.8
     assert 0.005 < q["noise_std"] < 0.2  # true noise 0.05
 
 
 def test_leave_one_out_equals_refitting_without_each_point(fitted):
     x, y, model = fitted
-    loo = gpmod.leave_one_out(model)
+    loo = gp_quality.leave_one_out(model)
     low, high = np.asarray(model.low), np.asarray(model.high)
     u = (x - low) / (high - low)
     ls, v, noise, m = (np.asarray(model.lengthscale), float(model.variance), float(model.noise), float(model.mean_const))
