@@ -70,67 +70,55 @@ def run_random(seed, labels, yields, top, budget):
     return experiments_until(first + rest[: budget - N0], top, budget), []
 
 
-def run_ours(seed, inputs, labels, yields, top, budget, encoding, workdir):
+def closed_loop(seed, inputs, labels, yields, top, budget, suggest, observe):
+    """The loop both tools run: the shared initial design, then ``suggest()`` batches of ``Q`` (DataFrames of
+    labels) measured from the table and given to ``observe(frame)``, until a top row is measured."""
     import pandas as pd
 
+    names = [n for n, _ in inputs]
+    index = {tuple(r): i for i, r in enumerate(labels)}
+
+    def table(rows):
+        frame = pd.DataFrame({n: [labels[i][j] for i in rows] for j, n in enumerate(names)})
+        frame["yield"] = yields[rows]
+        return frame
+
+    measured = list(initial(seed, len(yields)))
+    observe(table(measured))
+    times = []
+    while len(measured) < budget and not (top & set(measured)):
+        t = time.perf_counter()
+        batch = suggest()
+        times.append(time.perf_counter() - t)
+        rows = [index[tuple(r)] for r in batch[names].itertuples(index=False)]
+        measured += rows
+        observe(table(rows))
+    return experiments_until(measured, top, budget), times
+
+
+def run_ours(seed, inputs, labels, yields, top, budget, encoding, workdir):
     import jaxopt_mat as jm
     from jaxopt_mat.campaign import parse_config
 
-    index = {tuple(r): i for i, r in enumerate(labels)}
-    names = [n for n, _ in inputs]
     config = parse_config({
         "name": "buchwald", "seed": seed, "initial_design": N0,
         "inputs": [{"name": n, "kind": "categorical", "values": v, "encoding": encoding} for n, v in inputs],
         "objective": {"kind": "scalar", "name": "yield", "direction": "maximize"}})
     camp = jm.Campaign.create(Path(workdir) / f"{encoding}-{seed}", config)
-    measured = list(initial(seed, len(yields)))
-
-    def table(rows):
-        frame = pd.DataFrame({n: [labels[i][j] for i in rows] for j, n in enumerate(names)})
-        frame["yield"] = yields[rows]
-        return frame
-
-    camp.observe(table(measured))
-    times = []
-    while len(measured) < budget and not (top & set(measured)):
-        t = time.perf_counter()
-        batch = camp.suggest(Q, method="gp")
-        times.append(time.perf_counter() - t)
-        rows = [index[tuple(r)] for r in batch[names].itertuples(index=False)]
-        measured += rows
-        camp.observe(table(rows))
-    return experiments_until(measured, top, budget), times
+    return closed_loop(seed, inputs, labels, yields, top, budget, lambda: camp.suggest(Q, method="gp"), camp.observe)
 
 
 def run_baybe(seed, inputs, labels, yields, top, budget):
     """BayBE 0.15 with its defaults, after the shared initial design (``--peer`` mode, BayBE's environment)."""
-    import pandas as pd
     from baybe import Campaign
     from baybe.parameters import CategoricalParameter
     from baybe.searchspace import SearchSpace
     from baybe.targets import NumericalTarget
 
-    names = [n for n, _ in inputs]
-    index = {tuple(r): i for i, r in enumerate(labels)}
     space = SearchSpace.from_product([CategoricalParameter(name=n, values=v) for n, v in inputs])
     camp = Campaign(searchspace=space, objective=NumericalTarget(name="yield").to_objective())
-    measured = list(initial(seed, len(yields)))
-
-    def table(rows):
-        frame = pd.DataFrame({n: [labels[i][j] for i in rows] for j, n in enumerate(names)})
-        frame["yield"] = yields[rows]
-        return frame
-
-    camp.add_measurements(table(measured))
-    times = []
-    while len(measured) < budget and not (top & set(measured)):
-        t = time.perf_counter()
-        rec = camp.recommend(batch_size=Q)
-        times.append(time.perf_counter() - t)
-        rows = [index[tuple(r)] for r in rec[names].itertuples(index=False)]
-        measured += rows
-        camp.add_measurements(table(rows))
-    return experiments_until(measured, top, budget), times
+    return closed_loop(seed, inputs, labels, yields, top, budget, lambda: camp.recommend(batch_size=Q),
+                       camp.add_measurements)
 
 
 def summary(counts, times):

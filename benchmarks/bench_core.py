@@ -60,6 +60,20 @@ def have_botorch():
         return False
 
 
+def peer_table(rows: dict, figure: str, *, higher_is_better: bool) -> None:
+    """Print ``rows`` (name -> (per-seed figures, median seconds per batch)) as a Markdown table, and how
+    often jaxopt_mat beat BoTorch seed by seed and the time ratio when both ran."""
+    print(f"| method | {figure} median [25 %, 75 %] | per seed | time per batch |\n| --- | --- | --- | --- |")
+    for name, (r, t) in rows.items():
+        q = np.percentile(r, [25, 50, 75])
+        print(f"| {name} | {q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}] | {', '.join(f'{v:.3f}' for v in r)} | {t:.3f} s |")
+    if "jaxopt_mat" in rows and "BoTorch" in rows:
+        a, b = rows["jaxopt_mat"][0], rows["BoTorch"][0]
+        wins = int(np.sum(a > b) if higher_is_better else np.sum(a < b))
+        print(f"{'higher' if higher_is_better else 'lower'} {figure} in {wins} of {len(a)} seeds; time ratio "
+              f"{rows['BoTorch'][1] / rows['jaxopt_mat'][1]:.0f}x")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:

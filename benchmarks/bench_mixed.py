@@ -49,7 +49,7 @@ from jaxopt_mat.design import latin_hypercube  # noqa: E402
 from jaxopt_mat.test_functions import hartmann6  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import have_botorch, machine  # noqa: E402
+from bench_core import have_botorch, machine, peer_table  # noqa: E402
 
 LABELS = ("A", "B", "C", "D", "E")
 SHIFTS = np.random.default_rng(2026).uniform(size=(5, 6))
@@ -134,14 +134,7 @@ def loop(args) -> None:
                 print(f"{name} seed {s}: regret {BEST - best:.4f}", file=sys.stderr, flush=True)
             rows[name] = (np.array(regrets), float(np.median(times)))
     print(f"\n{machine()}; {args.seeds} seeds, {N0} + {args.batches} x {Q}")
-    print("| method | regret median [25 %, 75 %] | per seed | time per batch |\n| --- | --- | --- | --- |")
-    for name, (r, t) in rows.items():
-        q = np.percentile(r, [25, 50, 75])
-        print(f"| {name} | {q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}] | {', '.join(f'{v:.3f}' for v in r)} | {t:.3f} s |")
-    if len(rows) == 2:
-        a, b = rows["jaxopt_mat"][0], rows["BoTorch"][0]
-        print(f"lower regret in {int(np.sum(a < b))} of {len(a)} seeds; time ratio "
-              f"{rows['BoTorch'][1] / rows['jaxopt_mat'][1]:.0f}x")
+    peer_table(rows, "regret", higher_is_better=False)
 
 
 def maximizer(args) -> None:

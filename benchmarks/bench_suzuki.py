@@ -49,7 +49,7 @@ import jaxopt_mat as jm  # noqa: E402
 from jaxopt_mat.design import latin_hypercube  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import have_botorch, machine  # noqa: E402
+from bench_core import have_botorch, machine, peer_table  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "olympus_sets" / "suzuki_i"
 N0, Q = 10, 5
@@ -212,13 +212,7 @@ def main() -> None:
     for name, (ys, t) in found.items():
         rows[name] = (np.array([float(jm.hypervolume(y, ref)) / best for y in ys]), t)
     print(f"\n{machine()}; {args.seeds} seeds, {N0} + {args.batches} x {Q}; best front hypervolume {best:.4g}")
-    print("| method | hypervolume fraction median [25 %, 75 %] | per seed | time per batch |\n| --- | --- | --- | --- |")
-    for name, (r, t) in rows.items():
-        q = np.percentile(r, [25, 50, 75])
-        print(f"| {name} | {q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}] | {', '.join(f'{v:.3f}' for v in r)} | {t:.3f} s |")
-    if len(rows) == 2:
-        a, b = rows["jaxopt_mat"][0], rows["BoTorch"][0]
-        print(f"higher in {int(np.sum(a > b))} of {len(a)} seeds; time ratio {rows['BoTorch'][1] / rows['jaxopt_mat'][1]:.0f}x")
+    peer_table(rows, "hypervolume fraction", higher_is_better=True)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,16 @@ def append_rows(camp, values):
     from jaxopt_mat.campaign import Measurements
 
     return camp.folder.append_observations(Measurements(np.asarray(values), camp.config.objective.measured_names))[0]
+
+
+def cli_campaign(tmp_path, config_text: str, name: str = "camp"):
+    """A campaign folder made by ``jaxopt-mat init`` from ``config_text`` (written as tmp_path/campaign.toml)."""
+    from typer.testing import CliRunner
+
+    from jaxopt_mat.cli import app
+
+    cfg = tmp_path / "campaign.toml"
+    cfg.write_text(config_text)
+    res = CliRunner().invoke(app, ["init", str(tmp_path / name), "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    return tmp_path / name

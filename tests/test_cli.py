@@ -13,7 +13,7 @@ from jaxopt_mat import __version__
 from jaxopt_mat import Campaign
 from jaxopt_mat.cli import app
 from jaxopt_mat.test_functions import branin
-from tests.conftest import rows_of
+from tests.conftest import cli_campaign, rows_of
 
 runner = CliRunner()
 
@@ -54,11 +54,7 @@ def measure(suggestion_csv: str) -> str:
 
 @pytest.fixture
 def campaign(tmp_path):
-    cfg = tmp_path / "campaign.toml"
-    cfg.write_text(CONFIG)
-    res = invoke("init", tmp_path / "camp", "--config", cfg)
-    assert res.exit_code == 0, res.output
-    return tmp_path / "camp"
+    return cli_campaign(tmp_path, CONFIG)
 
 
 def one_line_error(res, code):

@@ -11,19 +11,17 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 import jaxopt_mat as jm
 from jaxopt_mat import Campaign
 from jaxopt_mat.campaign import config_to_toml, parse_config
 from jaxopt_mat.campaign.config import Input
 from jaxopt_mat.campaign.input_cells import input_number, input_text
-from jaxopt_mat.cli import app
 from jaxopt_mat.errors import ConfigError, DataError
 from jaxopt_mat.explain import shap_values
 from jaxopt_mat.surrogates.gp import fit_gp
-
-runner = CliRunner()
+from tests.conftest import cli_campaign
+from tests.test_cli import invoke
 
 CONFIG = """
 name = "coupling"
@@ -56,10 +54,6 @@ direction = "maximize"
 SHIFT = {"XPhos": 0.0, "SPhos": 1.5, "t-BuXPhos": -1.0}
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 def measure(suggestion: str) -> str:
     rows = list(csv.DictReader(io.StringIO(suggestion)))
     out = ["suggestion,ligand,cycles,temperature,flow,yield"]
@@ -84,11 +78,7 @@ def check_rows(text: str):
 
 @pytest.fixture
 def campaign(tmp_path):
-    cfg = tmp_path / "campaign.toml"
-    cfg.write_text(CONFIG)
-    res = invoke("init", tmp_path / "camp", "--config", cfg)
-    assert res.exit_code == 0, res.output
-    return tmp_path / "camp"
+    return cli_campaign(tmp_path, CONFIG)
 
 
 def test_a_mixed_campaign_round_trip_through_the_cli(campaign, tmp_path):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from jaxopt_mat import ConfigError, InfeasibleError, SearchSpace
-from jaxopt_mat.space import parse_constraint
+from jaxopt_mat.constraint_text import parse_constraint
 
 
 def test_unit_cube_maps_round_trip(agnp_space):

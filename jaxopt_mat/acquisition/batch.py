@@ -38,7 +38,8 @@ class Batch(NamedTuple):
         x: points, physical units, shape ``(q, d)``.
         mean, std: posterior at each point, shape ``(q,)``.
         log_acquisition: log EI at each point (unpenalized), shape ``(q,)``.
-        lipschitz: the Lipschitz constant used, in unit-cube coordinates.
+        lipschitz: the Lipschitz constant used, in unit-cube coordinates (NaN where the batch believes its
+            picks instead of penalizing: spaces with categorical inputs).
     """
 
     x: jnp.ndarray
@@ -93,7 +94,11 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
     d = space.dim
     dtype = model.x_unit.dtype
     k_lip, k_loop = jax.random.split(key)
-    L = estimate_lipschitz(model, space, k_lip)
+    # With categorical inputs a distance between labels means nothing to a penalizer's ball: the batch
+    # believes its earlier picks (and the pending rows) observed at their means instead, so the GP's own
+    # correlations (a label the data show to matter little shares its information) keep the picks apart.
+    believer = any(k.is_categorical for k in space.kinds)
+    L = jnp.asarray(jnp.nan, dtype) if believer else estimate_lipschitz(model, space, k_lip)  # penalizers only
 
     def log_ei(u, post=None):
         post = _predict_space_unit(model, space, u) if post is None else post
@@ -103,11 +108,6 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
         if feasibility is not None:  # times the probability that a run there gives a result
             value = value + feasibility.log_weight(space.from_unit(u))
         return value
-
-    # With categorical inputs a distance between labels means nothing to a penalizer's ball: the batch
-    # believes its earlier picks (and the pending rows) observed at their means instead, so the GP's own
-    # correlations (a label the data show to matter little shares its information) keep the picks apart.
-    believer = any(k.is_categorical for k in space.kinds)
 
     def score(carry, u):
         centers, mean, std, mask = carry

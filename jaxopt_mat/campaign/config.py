@@ -12,7 +12,8 @@ from jaxopt_mat.campaign.schema import (BATCH_COLUMN, CONFIG_FILE, RESERVED_COLU
                                        check_keys, named_tables, number)
 from jaxopt_mat.errors import ConfigError
 from jaxopt_mat.input_kinds import KINDS, InputKind
-from jaxopt_mat.space import SearchSpace, constraints_from_strings
+from jaxopt_mat.constraint_text import constraints_from_strings
+from jaxopt_mat.space import SearchSpace
 
 __all__ = ["BATCH_COLUMN", "CONFIG_FILE", "DEFAULT_WINDOW", "RESERVED_COLUMNS", "STATUS_COLUMN", "SUGGESTION_COLUMN",
            "Config", "Input", "Objective", "OutcomeConstraint", "config_to_toml", "load_config", "parse_config", "widen_bound"]

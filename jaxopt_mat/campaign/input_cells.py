@@ -34,12 +34,7 @@ def input_number(inp, cell: str, where: str) -> float:
                 or difflib.get_close_matches(text, inp.values, n=1))
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise DataError(f"{where}: {inp.name} = {text!r} is not one of its labels {', '.join(inp.values)}{hint}")
-    try:
-        v = float(text)
-    except ValueError:
-        raise DataError(f"{where}: {inp.name} = {text!r} is not a number") from None
-    if not math.isfinite(v):
-        raise DataError(f"{where}: {inp.name} = {text} is not finite")
+    v = number_cell(inp.name, text, where)
     if inp.kind == "integer" and v != round(v):
         raise DataError(f"{where}: {inp.name} = {text} is not a whole number (an integer input)")
     if inp.kind == "discrete":
@@ -49,6 +44,20 @@ def input_number(inp, cell: str, where: str) -> float:
             raise DataError(f"{where}: {inp.name} = {text} is not one of its levels "
                             f"{', '.join(f'{x:g}' for x in levels)}")
         return float(levels[i])
+    return v
+
+
+def number_cell(name: str, cell: str, where: str) -> float:
+    """The finite number in ``cell`` (column ``name``), or a :class:`DataError`: empty, not a number, not finite."""
+    text = cell.strip()
+    if text == "":
+        raise DataError(f"{where}: {name} is empty")
+    try:
+        v = float(text)
+    except ValueError:
+        raise DataError(f"{where}: {name} = {text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise DataError(f"{where}: {name} = {text} is not finite")
     return v
 
 

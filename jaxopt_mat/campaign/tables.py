@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from jaxopt_mat.campaign.config import BATCH_COLUMN, STATUS_COLUMN, SUGGESTION_COLUMN, Config
-from jaxopt_mat.campaign.input_cells import input_number, input_text, numeric_cells
+from jaxopt_mat.campaign.input_cells import input_number, input_text, number_cell, numeric_cells
 from jaxopt_mat.campaign.pending import parse_suggestion_id
 from jaxopt_mat.errors import CampaignError, DataError, read_data_file, refuse_repeated_columns, separator_hint
 from jaxopt_mat.space import SearchSpace
@@ -379,19 +379,7 @@ def csv_cell(text: str) -> str:
 
 def _numbers(row: list[str], columns: list[str], positions: list[int], source: str, line: int) -> list[float]:
     """The finite numbers of ``row`` at ``positions``; the first empty, non-numeric or infinite cell is a DataError."""
-    out = []
-    for c, p in zip(columns, positions):
-        cell = row[p].strip()
-        if cell == "":
-            raise DataError(f"{source} row {line}: {c} is empty")
-        try:
-            v = float(cell)
-        except ValueError:
-            raise DataError(f"{source} row {line}: {c} = {cell!r} is not a number") from None
-        if not math.isfinite(v):
-            raise DataError(f"{source} row {line}: {c} = {cell} is not finite")
-        out.append(v)
-    return out
+    return [number_cell(c, row[p], f"{source} row {line}") for c, p in zip(columns, positions)]
 
 
 def _all_finite(cells: list[str]) -> bool:
