@@ -165,9 +165,15 @@ def default_reference(values: np.ndarray, *, margin: float = 0.1) -> np.ndarray:
 
 def hypervolume_history(values_max: np.ndarray, batches: np.ndarray, ref: np.ndarray) -> list[float]:
     """Hypervolume of the points recorded up to each batch (maximisation form), one value per batch."""
-    values_max, batches = jnp.asarray(values_max), np.asarray(batches)
-    ref = jnp.asarray(ref, values_max.dtype)
-    return [float(_masked_hypervolume(values_max, ref, batches <= b)) for b in sorted(set(batches.tolist()))]
+    values_max, batches = np.asarray(values_max), np.asarray(batches)
+    n = values_max.shape[0]
+    size = max(16, 1 << (n - 1).bit_length())  # padded: one compiled program as the campaign grows
+    padded = np.zeros((size, values_max.shape[1]), values_max.dtype)
+    padded[:n] = values_max
+    batch_of = np.full(size, np.iinfo(np.int64).max)  # padding rows belong to no batch
+    batch_of[:n] = batches
+    padded, ref = jnp.asarray(padded), jnp.asarray(ref, values_max.dtype)
+    return [float(_masked_hypervolume(padded, ref, batch_of <= b)) for b in sorted(set(batches.tolist()))]
 
 
 @jax.jit

@@ -149,6 +149,28 @@ def test_greedy_batch_never_repeats_or_picks_excluded_rows():
     assert np.all(np.diff(np.asarray(vals)) <= 1e-12)  # believed outcomes shrink what is left
 
 
+def test_greedy_batch_equals_the_greedy_by_hand_and_a_growing_front_reuses_its_program():
+    from jaxopt_mat.acquisition import pool_ehvi
+
+    rng = np.random.default_rng(5)
+    mean = rng.normal(size=(80, 2))
+    std = rng.uniform(0.05, 0.5, size=(80, 2))
+    ref = np.array([-4.0, -4.0])
+    compiled = []
+    for p in (9, 10, 12):  # fronts of different sizes, padded to one size
+        front = rng.normal(size=(p, 2))
+        idx, vals = greedy_pool_batch(mean, std, front, ref, 4)
+        fr, free, by_hand = front.copy(), np.ones(80, bool), []
+        for _ in range(4):  # the greedy spelt out: exact EHVI of every free row, the best joins the front
+            e = np.where(free, np.asarray(expected_hypervolume_improvement(mean, std, fr, ref)), -np.inf)
+            by_hand.append(int(np.argmax(e)))
+            free[by_hand[-1]] = False
+            fr = np.vstack([fr, mean[by_hand[-1]]])
+        np.testing.assert_array_equal(np.asarray(idx), by_hand)
+        compiled.append(pool_ehvi._greedy._cache_size())
+    assert compiled[0] == compiled[-1]
+
+
 SHARDED_SCRIPT = """
 import os
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"

@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxopt_mat.acquisition.ehvi import ehvi_of_moments, ehvi_from_boxes
 from jaxopt_mat.chunked import map_rows
+from jaxopt_mat.optimize import pad_pending
 from jaxopt_mat.pareto import non_dominated_boxes
 
 
@@ -53,14 +54,14 @@ def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclud
     Returns:
         ``(indices (q,), ehvi at pick time (q,), mean (q, m), std (q, m))``.
     """
-    front = jnp.asarray(front)
+    front, valid = _padded_front(front)
     ref = jnp.asarray(ref, front.dtype)
-    mean, std, first = map_rows(_MomentsAndEhvi(predict), (tuple(model_args), _boxes(front, ref, None)),
+    mean, std, first = map_rows(_MomentsAndEhvi(predict), (tuple(model_args), _boxes(front, ref, valid)),
                                 jnp.asarray(features), chunk=chunk, devices=devices)
     mean, std = np.asarray(mean), np.asarray(std)
     weights = np.ones(mean.shape[0]) if weights is None else np.asarray(weights, np.float64)
-    idx, vals = _lazy_greedy(mean, std, np.asarray(first) * weights, front, ref, _blocked(exclude, mean.shape[0], q),
-                             q, _first_block(shortlist, mean.shape[0]), weights)
+    idx, vals = _lazy_greedy(mean, std, np.asarray(first) * weights, front, valid, ref,
+                             _blocked(exclude, mean.shape[0], q), q, _first_block(shortlist, mean.shape[0]), weights)
     return idx, vals, mean[idx], std[idx]
 
 
@@ -86,15 +87,22 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist:
         ``(indices (q,), ehvi at pick time (q,))``.
     """
     mean, std = np.asarray(mean), np.asarray(std)
-    front = jnp.asarray(front, mean.dtype)
+    front, valid = _padded_front(np.asarray(front, mean.dtype))
     ref = jnp.asarray(ref, mean.dtype)
     blocked = _blocked(exclude, mean.shape[0], q)
     shortlist = _first_block(shortlist, mean.shape[0])
     first = None
     if q < shortlist < mean.shape[0]:
         # in chunks: a million rows times the front's boxes would not fit in memory at once
-        first = np.asarray(map_rows(ehvi_of_moments, (_boxes(front, ref, None),), (mean, std)))
-    return _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist, np.ones(mean.shape[0]))
+        first = np.asarray(map_rows(ehvi_of_moments, (_boxes(front, ref, valid),), (mean, std)))
+    return _lazy_greedy(mean, std, first, front, valid, ref, blocked, q, shortlist, np.ones(mean.shape[0]))
+
+
+def _padded_front(front) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The front padded to the next of a few sizes, and its mask: a front that grows reuses the compiled programs."""
+    front = np.asarray(front)
+    padded, mask = pad_pending(front, front.shape[1], front.dtype)
+    return padded, mask > 0
 
 
 # Below this many rows one compiled scan of the full greedy beats the lazy greedy's host loop.
@@ -115,16 +123,16 @@ def _blocked(exclude, n: int, q: int) -> np.ndarray:
     return blocked
 
 
-def _lazy_greedy(mean, std, first, front, ref, blocked, q, shortlist, weights):
-    """The greedy of ``weights * EHVI`` with upper bounds (``first``: each row's under ``front``); the full greedy
-    without them."""
+def _lazy_greedy(mean, std, first, front, front_valid, ref, blocked, q, shortlist, weights):
+    """The greedy of ``weights * EHVI`` with upper bounds (``first``: each row's under the valid rows of
+    ``front``); the full greedy without them."""
     n, p = mean.shape[0], front.shape[0]
     if first is None or not q < shortlist < n:
-        idx, vals = _greedy(mean, std, front, ref, blocked, weights, q=q, p=p)
+        idx, vals = _greedy(mean, std, front, front_valid, ref, blocked, weights, q=q)
         return np.asarray(idx), np.asarray(vals)
     bound = np.where(blocked, -np.inf, first)
     fr = np.concatenate([np.asarray(front), np.zeros((q, mean.shape[1]), mean.dtype)])
-    valid = np.concatenate([np.ones(p, bool), np.zeros(q, bool)])
+    valid = np.concatenate([np.asarray(front_valid, bool), np.zeros(q, bool)])
     picks, values = [], []
     for k in range(q):
         if k == 0:  # the bounds are exact under the observed front
@@ -185,11 +193,11 @@ def _boxes(front, ref, valid):
     return non_dominated_boxes(front, ref, valid)
 
 
-@partial(jax.jit, static_argnames=("q", "p"))
-def _greedy(mean, std, front, ref, blocked, weights, *, q, p):
-    m = mean.shape[1]
+@partial(jax.jit, static_argnames=("q",))
+def _greedy(mean, std, front, front_valid, ref, blocked, weights, *, q):
+    m, p = mean.shape[1], front.shape[0]
     fr = jnp.concatenate([front, jnp.zeros((q, m), mean.dtype)])
-    valid = jnp.concatenate([jnp.ones(p, bool), jnp.zeros(q, bool)])
+    valid = jnp.concatenate([front_valid, jnp.zeros(q, bool)])
 
     def body(carry, k):
         fr, valid, blocked = carry

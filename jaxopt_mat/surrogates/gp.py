@@ -245,20 +245,23 @@ def _condition(theta, u, y, mask, known_noise, groups=None):
     return L, L_inv, alpha, ls, var, noise, m
 
 
-@partial(jax.jit, static_argnames=("n_pad",))
 def _scaled_and_padded(x, y, low, high, *, n_pad):
-    """Inputs to the unit cube of ``[low, high]`` and standardized targets, padded to ``n_pad`` rows (one program)."""
+    """Inputs to the unit cube of ``[low, high]`` and standardized targets, padded to ``n_pad`` rows.
+
+    In numpy: a few vector operations, with no program to compile for each new number of rows.
+    """
+    dtype = x.dtype
+    x, y, low, high = (np.asarray(a, dtype=np.float64) for a in (x, y, low, high))
     n, d = x.shape
-    high = jnp.where(high > low, high, low + 1.0)
-    u = (x - low) / (high - low)
-    y_loc = jnp.mean(y)
-    y_scale = jnp.std(y)
-    y_scale = jnp.where(y_scale > 0, y_scale, 1.0)
-    ys = (y - y_loc) / y_scale
-    u_pad = jnp.zeros((n_pad, d), x.dtype).at[:n].set(u)
-    y_pad = jnp.zeros((n_pad,), x.dtype).at[:n].set(ys)
-    mask = jnp.zeros((n_pad,), x.dtype).at[:n].set(1.0)
-    return u_pad, y_pad, mask, low, high, y_loc, y_scale
+    high = np.where(high > low, high, low + 1.0)
+    y_loc = np.mean(y)
+    y_scale = np.std(y)
+    y_scale = y_scale if y_scale > 0 else 1.0
+    u_pad, y_pad, mask = np.zeros((n_pad, d)), np.zeros(n_pad), np.zeros(n_pad)
+    u_pad[:n] = (x - low) / (high - low)
+    y_pad[:n] = (y - y_loc) / y_scale
+    mask[:n] = 1.0
+    return tuple(jnp.asarray(a, dtype) for a in (u_pad, y_pad, mask, low, high, y_loc, y_scale))
 
 
 def _padded_size(n: int, pad_to: int | None) -> int:
@@ -332,7 +335,7 @@ def fit_gp(
     n, d = x.shape
     if n < 2:
         raise DataError(f"a GP needs at least 2 observations, got {n}")
-    if not (bool(jnp.all(jnp.isfinite(x))) and bool(jnp.all(jnp.isfinite(y)))):
+    if not (np.all(np.isfinite(np.asarray(x))) and np.all(np.isfinite(np.asarray(y)))):
         raise DataError("fit_gp got NaN or infinite values")
     if x.dtype != jnp.float64:
         warnings.warn(
@@ -341,8 +344,8 @@ def fit_gp(
             stacklevel=2,
         )
     dtype = x.dtype
-    low = jnp.min(x, axis=0) if low is None else jnp.asarray(low, dtype=dtype)
-    high = jnp.max(x, axis=0) if high is None else jnp.asarray(high, dtype=dtype)
+    low = np.min(np.asarray(x), axis=0) if low is None else np.asarray(low)
+    high = np.max(np.asarray(x), axis=0) if high is None else np.asarray(high)
     n_pad = _padded_size(n, pad_to)
     u_pad, y_pad, mask, low, high, y_loc, y_scale = _scaled_and_padded(x, y, low, high, n_pad=n_pad)
     known = np.zeros(n_pad)
