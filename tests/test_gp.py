@@ -241,3 +241,24 @@ def test_a_warm_start_of_the_wrong_size_is_refused():
     x, y = _data(n=10)
     with pytest.raises(DataError, match="init must be 6"):
         fit_gp(x, y, key=jax.random.key(0), init=np.zeros(4))
+
+
+@pytest.mark.parametrize("d", [2, 6, 17])
+def test_the_length_scale_prior_is_a_log_normal_density_over_the_length_scale(d):
+    """Its mode is exp(mu - sigma^2) (as BoTorch's MAP), not exp(mu); checked against scipy's log-normal density."""
+    import math
+
+    from scipy.stats import lognorm
+
+    from jaxopt_mat.surrogates.gp_likelihood import _log_prior
+
+    mu, sigma = math.sqrt(2.0) + 0.5 * math.log(d), math.sqrt(3.0)
+    rng = np.random.default_rng(d)
+    base = jnp.asarray(np.concatenate([rng.normal(size=d), [0.3, -3.0, 0.1]]))
+    for ls in (0.05, 0.4, 3.0):
+        theta = base.at[0].set(math.log(ls))
+        other = base.at[0].set(math.log(1.0))
+        by_scipy = lognorm(s=sigma, scale=math.exp(mu)).logpdf(ls) - lognorm(s=sigma, scale=math.exp(mu)).logpdf(1.0)
+        np.testing.assert_allclose(float(_log_prior(theta, d) - _log_prior(other, d)), by_scipy, rtol=1e-10)
+    grad = jax.grad(lambda t: _log_prior(base.at[0].set(t), d))(mu - sigma**2)
+    assert abs(float(grad)) < 1e-10

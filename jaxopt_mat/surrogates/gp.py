@@ -4,8 +4,9 @@ Inputs are scaled to the unit cube and outputs standardised before fitting.
 Hyper-parameters are the maximum a posteriori of the marginal likelihood under
 weak log-normal priors: the length-scale prior scales with the dimension
 (Hvarfner et al., "Vanilla Bayesian Optimization Performs Great in High
-Dimensions", ICML 2024), the noise prior is LogNormal(-4, 1) on the standardised
-scale. Many random hyper-parameter draws are scored at once; the best few are
+Dimensions", ICML 2024), its MAP taken as a density over the length-scale (mode
+exp(mu - sigma^2), 0.3 to 0.9 in the unit cube, as BoTorch does), the noise prior is
+LogNormal(-4, 1) on the standardised scale. Many random hyper-parameter draws are scored at once; the best few are
 refined by L-BFGS, one after another inside one compiled call.
 
 Training data are padded to a fixed bucket size with a mask, so a campaign that

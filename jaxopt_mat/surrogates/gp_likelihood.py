@@ -3,7 +3,7 @@
 Hyper-parameters are packed as ``theta = [log lengthscales (d), log variance,
 log noise, mean]`` on standardised data in the unit cube; the MAP objective
 adds weak log-normal priors (the length-scale prior scales with the dimension,
-Hvarfner et al., ICML 2024).
+Hvarfner et al., ICML 2024; see :func:`_log_prior`).
 """
 
 from __future__ import annotations
@@ -130,9 +130,18 @@ def _masked_covariance(u, mask, lengthscale, variance, noise, known_noise=None):
 
 
 def _log_prior(theta, d):
+    """Log density of the hyper-parameters' priors, up to a constant.
+
+    Length-scales: LogNormal(sqrt(2) + ln(d) / 2, sqrt(3)) (Hvarfner et al.), as a
+    density over the length-scale itself, so its mode is exp(mu - sigma^2) (0.3 to 0.9
+    for d = 2 to 20, in unit-cube coordinates), as in BoTorch's MAP fit; the same
+    prior's density over the log length-scale would put the mode at exp(mu) (6 to 18),
+    which leaves a GP of few points nearly flat along most inputs. The other three are densities of their
+    log-parameters (kept as they were chosen).
+    """
     log_ls = theta[:d]
     mu_ls = math.sqrt(2.0) + 0.5 * math.log(d)
-    lp = -0.5 * jnp.sum((log_ls - mu_ls) ** 2) / 3.0
+    lp = -0.5 * jnp.sum((log_ls - mu_ls) ** 2) / 3.0 - jnp.sum(log_ls)  # - sum(log ls): the density of ls
     lp += -0.5 * (theta[d] / 1.0) ** 2
     lp += -0.5 * (theta[d + 1] + 4.0) ** 2
     lp += -0.5 * theta[d + 2] ** 2
