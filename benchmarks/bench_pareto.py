@@ -1,6 +1,6 @@
-"""Multi-objective pool screening: EHVI throughput, pool batches, memory, and a closed loop on RadonPy polymers.
+"""Multi-objective pool screening: EHVI throughput, pool batches and memory (closed loops: the bench_suite_* scripts).
 
-    .venv/bin/python benchmarks/bench_pareto.py [--data ../shared/data] [--seeds 10] [--section ...]
+    .venv/bin/python benchmarks/bench_pareto.py [--section ...]
     (--section big_pool, a batch from a million candidates with its peak memory, runs only when named)
 
 Two objectives, independent GPs (the package's ``fit_gp``, one per objective),
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import os
 import resource
 import statistics
 import sys
@@ -33,16 +31,11 @@ from jaxopt_mat.chunked import default_threads  # noqa: E402
 from jaxopt_mat.acquisition.ehvi import score_pool  # noqa: E402
 from jaxopt_mat.acquisition.pool_ehvi import greedy_pool_batch  # noqa: E402
 from jaxopt_mat.surrogates.independent import predict_objectives  # noqa: E402
-from jaxopt_mat.pareto import default_reference, hypervolume, non_dominated_mask  # noqa: E402
+from jaxopt_mat.pareto import default_reference  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import have_botorch, machine, timed  # noqa: E402
 
-FEATURES = ["mol_weight_monomer", "atomic_weight_mean", "vdw_volume_monomer", "qm_total_energy_monomer",
-            "qm_homo_monomer", "qm_lumo_monomer", "qm_dipole_monomer", "qm_dipole_x_monomer", "qm_dipole_y_monomer",
-            "qm_dipole_z_monomer", "qm_polarizability_monomer", "qm_polarizability_xx_monomer",
-            "qm_polarizability_yy_monomer", "qm_polarizability_zz_monomer", "qm_polarizability_xy_monomer",
-            "qm_polarizability_xz_monomer", "qm_polarizability_yz_monomer"]
 
 
 def predict_two(features, model_a, model_b):
@@ -261,136 +254,11 @@ def bench_pool_batch(out):
     out.append("")
 
 
-def load_polymers(data: Path):
-    with open(data / "radonpy" / "PI1070.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    feats, objs = [], []
-    for r in rows:
-        try:
-            fv = [float(r[c]) for c in FEATURES]
-            ov = [float(r["refractive_index"]), -float(r["density"])]  # maximise both
-        except (ValueError, KeyError):
-            continue
-        if np.all(np.isfinite(fv)) and np.all(np.isfinite(ov)):
-            feats.append(fv)
-            objs.append(ov)
-    feats = np.array(feats)
-    feats = (feats - feats.mean(0)) / np.where(feats.std(0) > 0, feats.std(0), 1.0)
-    return feats, np.array(objs)
-
-
-def bench_polymers(out, data, seeds):
-    feats, objs = load_polymers(data)
-    n = len(objs)
-    ref = jnp.asarray(default_reference(objs))
-    true_hv = float(hypervolume(jnp.asarray(objs), ref))
-    low, high = feats.min(0), feats.max(0)
-    ehvi_frac, rand_frac, times = [], [], []
-    for s in range(seeds):
-        rng = np.random.default_rng(s)
-        start = rng.choice(n, 20, replace=False)
-        measured = np.zeros(n, bool)
-        measured[start] = True
-        t0 = time.perf_counter()
-        for c in range(10):
-            models = fit_two(feats[measured], objs[measured], low, high, 1000 * s + c)
-            mean, std = predict_two(jnp.asarray(feats), *models)
-            idx, _ = greedy_pool_batch(mean, std, jnp.asarray(objs[measured]), ref, 10, exclude=measured)
-            idx = np.asarray(idx)
-            assert not measured[idx].any()
-            measured[idx] = True
-        times.append(time.perf_counter() - t0)
-        ehvi_frac.append(float(hypervolume(jnp.asarray(objs[measured]), ref)) / true_hv)
-        rnd = np.zeros(n, bool)
-        rnd[start] = True
-        rnd[rng.choice(np.flatnonzero(~rnd), 100, replace=False)] = True
-        rand_frac.append(float(hypervolume(jnp.asarray(objs[rnd]), ref)) / true_hv)
-    front = int(np.sum(np.asarray(non_dominated_mask(jnp.asarray(objs)))))
-    fmt = lambda v: f"{np.median(v):.3f} [{min(v):.3f}, {max(v):.3f}]"  # noqa: E731
-    out.append(f"## Closed loop on RadonPy PI1070: maximise refractive index, minimise density ({n} polymers with both "
-               f"properties, {len(FEATURES)} standardized monomer descriptors, true front of {front} polymers)\n")
-    out.append(f"20 random starts, then 10 batches of 10 (120 evaluations), {seeds} seeds. Fraction of the true front's "
-               "hypervolume reached, median [min, max]; reference point: the table's nadir minus 10 % of each range.\n")
-    out.append("| method | fraction of true hypervolume | wall time per run (median) |")
-    out.append("| --- | --- | --- |")
-    out.append(f"| EHVI, greedy Kriging believer | {fmt(ehvi_frac)} | {np.median(times):.1f} s |")
-    out.append(f"| random selection | {fmt(rand_frac)} | |")
-    out.append("")
-
-
-def zdt2(x):
-    """ZDT2 (Zitzler, Deb & Thiele 2000), both minimised; returned negated (maximisation)."""
-    f1 = x[:, 0]
-    g = 1 + 9 * np.mean(x[:, 1:], axis=1)
-    return -np.stack([f1, g * (1 - (f1 / g) ** 2)], -1)
-
-
-def dtlz2(x):
-    """DTLZ2 with two objectives (Deb et al. 2002), both minimised; returned negated."""
-    g = np.sum((x[:, 1:] - 0.5) ** 2, axis=1)
-    a = 0.5 * np.pi * x[:, 0]
-    return -np.stack([(1 + g) * np.cos(a), (1 + g) * np.sin(a)], -1)
-
-
-def _true_front(fn, d):
-    """The analytic Pareto set: x_0 over [0, 1] with the other inputs at their optimal values."""
-    t = np.linspace(0, 1, 20001)
-    x = np.zeros((t.size, d))
-    x[:, 0] = t
-    x[:, 1:] = 0.0 if fn is zdt2 else 0.5
-    return fn(x)
-
-
-def bench_continuous(out, seeds):
-    from jaxopt_mat import SearchSpace, ehvi_batch, latin_hypercube
-    from jaxopt_mat.surrogates.independent import predict_objectives_believer
-
-    d, n0, rounds, q = 6, 14, 8, 5
-    budget = n0 + rounds * q
-    space = SearchSpace(np.zeros(d), np.ones(d))
-    out.append(f"## Continuous two-objective problems (d = {d}): {n0} LHS points, then {rounds} batches of {q} "
-               f"({budget} evaluations), {seeds} seeds\n")
-    out.append("Fraction of the true front's hypervolume reached, median [min, max]; reference point (11, 11) for "
-               "ZDT2 and (1.1, 1.1) in the minimised objectives for DTLZ2.\n")
-    out.append("| problem | EHVI (gradient, Kriging believer) | LHS of the whole budget | random | EHVI wall time per run |")
-    out.append("| --- | --- | --- | --- | --- |")
-    for fn, ref in ((zdt2, np.array([-11.0, -11.0])), (dtlz2, np.array([-1.1, -1.1]))):
-        true_hv = float(hypervolume(jnp.asarray(_true_front(fn, d)), jnp.asarray(ref)))
-        fr = {"ehvi": [], "lhs": [], "random": []}
-        times = []
-        for s in range(seeds):
-            x = np.asarray(latin_hypercube(space, n0, seed=s))
-            y = fn(x)
-            t0 = time.perf_counter()
-            for c in range(rounds):
-                models = fit_two(x, y, space.low, space.high, 100 * s + c)
-                xb, _, _, _ = ehvi_batch(predict_objectives_believer, (models, jnp.ones(2)), space, y, ref, q,
-                                         key=jax.random.key(100 * s + c))
-                xb = np.asarray(xb)
-                x, y = np.concatenate([x, xb]), np.concatenate([y, fn(xb)])
-            times.append(time.perf_counter() - t0)
-            hv = lambda v: float(hypervolume(jnp.asarray(v), jnp.asarray(ref))) / true_hv  # noqa: E731
-            fr["ehvi"].append(hv(y))
-            fr["lhs"].append(hv(fn(np.asarray(latin_hypercube(space, budget, seed=1000 + s)))))
-            fr["random"].append(hv(fn(np.random.default_rng(s).uniform(size=(budget, d)))))
-        fmt = lambda v: f"{np.median(v):.3f} [{min(v):.3f}, {max(v):.3f}]"  # noqa: E731
-        out.append(f"| {fn.__name__.upper()} | {fmt(fr['ehvi'])} | {fmt(fr['lhs'])} | {fmt(fr['random'])} | "
-                   f"{np.median(times):.1f} s |")
-        print(out[-1], file=sys.stderr, flush=True)
-    out.append("")
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("JAXOPT_MAT_DATA", str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data")))
-    ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--section", default="all", choices=["all", "polymers", "timing", "breakdown", "continuous", "big_pool"])
+    ap.add_argument("--section", default="all", choices=["all", "timing", "breakdown", "big_pool"])
     args = ap.parse_args()
     out = [f"Machine: {machine()}; BoTorch {'installed' if have_botorch() else 'not installed'}.\n"]
-    if args.section in ("all", "polymers"):
-        bench_polymers(out, Path(args.data), args.seeds)
-    if args.section in ("all", "continuous"):
-        bench_continuous(out, args.seeds)
     if args.section in ("all", "timing"):
         bench_pool_batch(out)
         bench_throughput(out)

@@ -48,8 +48,14 @@ from jaxopt_mat.pareto import default_reference, hypervolume  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import have_botorch, machine  # noqa: E402
-from bench_pareto import FEATURES  # noqa: E402
 from bench_suite_scalar import verdict  # noqa: E402
+
+# The 17 monomer descriptors of the table.
+FEATURES = ["mol_weight_monomer", "atomic_weight_mean", "vdw_volume_monomer", "qm_total_energy_monomer",
+            "qm_homo_monomer", "qm_lumo_monomer", "qm_dipole_monomer", "qm_dipole_x_monomer", "qm_dipole_y_monomer",
+            "qm_dipole_z_monomer", "qm_polarizability_monomer", "qm_polarizability_xx_monomer",
+            "qm_polarizability_yy_monomer", "qm_polarizability_zz_monomer", "qm_polarizability_xy_monomer",
+            "qm_polarizability_xz_monomer", "qm_polarizability_yz_monomer"]
 
 # (property, direction) pairs; the R² of each property with 120 polymers is printed with the table.
 PAIRS = [
@@ -92,7 +98,7 @@ def start(n: int, seed: int) -> np.ndarray:
 
 def ours(x, y, pair, seed: int, workdir: Path) -> tuple[np.ndarray, float]:
     """The pool campaign's picks (row indices) and its wall time."""
-    names = [n for n, _ in pair]
+    names = [n.replace("-", "_") for n, _ in pair]  # campaign column names are identifiers
     folder = workdir / f"{seed}-{'-'.join(names)}"
     folder.mkdir()
     ids = np.array([f"p{i}" for i in range(len(y))])
@@ -100,14 +106,15 @@ def ours(x, y, pair, seed: int, workdir: Path) -> tuple[np.ndarray, float]:
     pool.insert(0, "id", ids)
     pool.to_csv(folder / "candidates.csv", index=False)
     spec = {"name": "pool suite", "seed": seed, "initial_design": N0, "candidates": "candidates.csv",
-            "objective": {"kind": "pareto", "objectives": [{"name": n, "direction": d} for n, d in pair]}}
+            "objective": {"kind": "pareto", "objectives": [{"name": n, "direction": d}
+                                                           for n, (_, d) in zip(names, pair)]}}
     t = time.perf_counter()
     camp = jm.Campaign.create(folder / "camp", spec, source_dir=folder)
     picked = list(start(len(y), seed))
     new = picked
     for _ in range(ROUNDS + 1):
         frame = pd.DataFrame({"id": ids[new]})
-        for j, (n, d) in enumerate(pair):
+        for j, (n, (_, d)) in enumerate(zip(names, pair)):
             frame[n] = y[new, j] * (1 if d == "maximize" else -1)
         camp.observe(frame)
         if len(picked) >= N0 + ROUNDS * Q:

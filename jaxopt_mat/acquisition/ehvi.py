@@ -262,12 +262,17 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
         ``(x (q, d), log_ehvi at pick time (q,), mean (q, m), std (q, m))``.
     """
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
-    if init_unit is not None:  # repeated up to a padding size: a front that grows keeps the compiled batch
-        size = pad_pending(init_unit, space.dim, init_unit.dtype)[0].shape[0]
+    if init_unit is not None:  # repeated up to a padding size (16 at least): a front that grows keeps the program
+        size = max(16, pad_pending(init_unit, space.dim, init_unit.dtype)[0].shape[0])
         init_unit = jnp.resize(init_unit, (size, space.dim))
     front = jnp.asarray(front)
-    # The front is padded like pending rows, so a front that gains a point reuses the compiled batch.
+    # The front is padded like pending rows (two objectives: to 32 rows at least, a staircase of 33 boxes), so a
+    # front that gains a point reuses the compiled batch.
     front, front_mask = pad_pending(front, front.shape[1], front.dtype)
+    if front.shape[1] == 2 and front.shape[0] < 32:
+        extra = 32 - front.shape[0]
+        front = jnp.concatenate([front, jnp.zeros((extra, 2), front.dtype)])
+        front_mask = jnp.concatenate([front_mask, jnp.zeros(extra, front_mask.dtype)])
     return _ehvi_batch(predict, tuple(model_args), space, key, front, front_mask, jnp.asarray(ref, front.dtype),
                        init_unit,
                        jnp.asarray(learning_rate, front.dtype), feasibility, constraints,
