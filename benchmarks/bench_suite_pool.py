@@ -147,7 +147,9 @@ def theirs(x, y, seed: int) -> tuple[np.ndarray, float]:
         left = np.setdiff1d(np.arange(len(y)), picked)
         cand, _ = optimize_acqf_discrete(acq, q=Q, choices=u[left], unique=True)
         rows = {tuple(r) for r in cand.numpy().round(12)}
-        picked += [int(i) for i in left if tuple(u[i].numpy().round(12)) in rows][:Q]
+        new = [int(i) for i in left if tuple(u[i].numpy().round(12)) in rows]
+        assert len(new) == Q, "every polymer's features are distinct, so each pick maps to one row"
+        picked += new
     return np.array(picked), time.perf_counter() - t
 
 
