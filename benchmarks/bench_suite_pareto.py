@@ -8,8 +8,9 @@ it only jaxopt_mat's and random's figures are printed).
 Both objectives are minimised, without noise. Each seed: the same Latin
 hypercube of 2·(d + 1) points for both loops, then 8 batches of 5.
 
-- jaxopt_mat: a :class:`jaxopt_mat.Campaign` with ``kind = "pareto"`` and the
-  package's defaults, in process.
+- jaxopt_mat: a :class:`jaxopt_mat.Campaign` with ``kind = "pareto"``, the
+  problem's reference point (``reference``, as BoTorch gets it) and otherwise
+  the package's defaults, in process.
 - BoTorch 0.18: ``SingleTaskGP`` per objective (inputs in the unit cube,
   outcomes standardised), ``qLogNoisyExpectedHypervolumeImprovement`` with the
   problem's reference point, ``optimize_acqf`` with 10 restarts and 512 raw
@@ -122,8 +123,8 @@ def ours(p: Problem, seed: int, workdir: Path) -> tuple[np.ndarray, float]:
     cols = [f"x{i + 1}" for i in range(p.d)]
     spec = {"name": "pareto suite", "seed": seed, "initial_design": 2 * (p.d + 1),
             "inputs": [{"name": n, "low": 0.0, "high": 1.0} for n in cols],
-            "objective": {"kind": "pareto", "objectives": [{"name": "f1", "direction": "minimize"},
-                                                           {"name": "f2", "direction": "minimize"}]}}
+            "objective": {"kind": "pareto", "reference": p.ref.tolist(),  # the reference BoTorch is given too
+                          "objectives": [{"name": "f1", "direction": "minimize"}, {"name": "f2", "direction": "minimize"}]}}
     t = time.perf_counter()
     camp = jm.Campaign.create(workdir / f"{p.name}-{seed}", spec)
     x = start(p, seed)
