@@ -26,7 +26,6 @@ points as in BoTorch's test problems) the evaluated points reach, median
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -45,8 +44,8 @@ from jaxopt_mat.design import latin_hypercube  # noqa: E402
 from jaxopt_mat.pareto import hypervolume  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import have_botorch, machine  # noqa: E402
-from bench_suite_scalar import verdict  # noqa: E402
+from bench_core import machine  # noqa: E402
+from suite_common import PeerRuns, summary_line, table_row  # noqa: E402
 
 ROUNDS, Q = 8, 5
 
@@ -170,7 +169,7 @@ def main() -> None:
     ap.add_argument("--peer-results", type=Path, default=None,
                     help="JSON file of BoTorch's runs: read the runs it holds, add the ones it lacks")
     args = ap.parse_args()
-    peer = json.loads(args.peer_results.read_text()) if args.peer_results and args.peer_results.exists() else {}
+    peer = PeerRuns(args.peer_results)
     chosen = [p for p in PROBLEMS if not args.problems or p.name in args.problems.split(",")]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     summary = []
@@ -190,26 +189,23 @@ def main() -> None:
                 rnd = np.vstack([start(p, s), np.random.default_rng(10_000 + s).uniform(size=(ROUNDS * Q, p.d))])
                 f_r.append(hv(p, p.fn(rnd)) / true_hv)
                 key = f"{p.name}/{s}"
-                if key not in peer and have_botorch():
+
+                def run_theirs():
                     xt, tt = theirs(p, s)
-                    peer[key] = {"fraction": hv(p, p.fn(xt)) / true_hv, "time": tt}
-                    if args.peer_results:
-                        args.peer_results.write_text(json.dumps(peer, indent=1))
-                if key in peer:
-                    f_t.append(peer[key]["fraction"])
-                    t_t.append(peer[key]["time"])
+                    return {"fraction": hv(p, p.fn(xt)) / true_hv, "time": tt}
+
+                got = peer.get(key, run_theirs)
+                if got:
+                    f_t.append(got["fraction"])
+                    t_t.append(got["time"])
                 print(f"  {key}: ours {f_o[-1]:.3f} ({t:.1f} s)"
-                      + (f", BoTorch {f_t[-1]:.3f} ({t_t[-1]:.1f} s)" if key in peer else "")
+                      + (f", BoTorch {f_t[-1]:.3f} ({t_t[-1]:.1f} s)" if got else "")
                       + f", random {f_r[-1]:.3f}", file=sys.stderr, flush=True)
-            fmt = lambda v: f"{np.median(v):.3f} [{np.percentile(v, 25):.3f}, {np.percentile(v, 75):.3f}]"  # noqa: E731
-            both = len(f_t) == len(f_o)
-            v = verdict([-v for v in f_o], [-v for v in f_t]) if both else "-"  # higher is better
+            row, v = table_row(f"{p.name} (d = {p.d})", f_o, f_t, f_r, t_o, t_t, digits=".3f", higher_is_better=True)
             summary.append(v)
-            print(f"| {p.name} (d = {p.d}) | {fmt(f_o)} | {fmt(f_t) if both else '-'} | {fmt(f_r)} | "
-                  f"{np.median(t_o):.1f} s | {f'{np.median(t_t):.1f} s' if both else '-'} | {v} |", flush=True)
-    if "-" not in summary:
-        print(f"\n{summary.count('win')} wins, {summary.count('tie')} ties, {summary.count('loss')} losses "
-              "against BoTorch.")
+            print(row, flush=True)
+    if summary_line(summary):
+        print("\n" + summary_line(summary))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ whole loop (fits and suggestions; the measurements are instant).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -49,7 +48,8 @@ import jaxopt_mat as jm  # noqa: E402
 from jaxopt_mat.design import latin_hypercube  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import have_botorch, machine  # noqa: E402
+from bench_core import machine  # noqa: E402
+from suite_common import PeerRuns, summary_line, table_row  # noqa: E402
 
 _H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8],
                   [17, 8, 0.05, 10, 0.1, 14]])
@@ -229,13 +229,6 @@ def regret(p: Problem, x, best: float) -> float:
     return float(np.min(p.fn(x[p.feasible(x)])) - best)
 
 
-def verdict(a, b) -> str:
-    """``win``/``loss``/``tie`` of regrets ``a`` (ours) against ``b``: medians apart by more than a quarter IQR."""
-    iqr = 0.5 * (np.subtract(*np.percentile(a, [75, 25])) + np.subtract(*np.percentile(b, [75, 25])))
-    gap = np.median(b) - np.median(a)
-    return "tie" if abs(gap) <= 0.25 * iqr else ("win" if gap > 0 else "loss")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -246,7 +239,7 @@ def main() -> None:
                     help="JSON file of BoTorch's runs: read the runs it holds, add the ones it lacks")
     args = ap.parse_args()
     rounds = 40 if args.batch == 1 else 5
-    peer = json.loads(args.peer_results.read_text()) if args.peer_results and args.peer_results.exists() else {}
+    peer = PeerRuns(args.peer_results)
     chosen = [p for p in PROBLEMS if not args.problems or any(p.name.startswith(s) for s in args.problems.split(","))]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     summary = []
@@ -265,27 +258,22 @@ def main() -> None:
                 r_o.append(regret(p, x, best))
                 t_o.append(t)
                 r_r.append(regret(p, random_run(p, s, 2 * p.d + rounds * args.batch), best))
-                key = f"{p.name}/{args.batch}/{s}"
-                if key not in peer and have_botorch():
+                def run_theirs():
                     xt, tt = theirs(p, sd, s, args.batch, rounds)
-                    peer[key] = {"regret": regret(p, xt, best), "time": tt}
-                    if args.peer_results:
-                        args.peer_results.write_text(json.dumps(peer, indent=1))
-                if key in peer:
-                    r_t.append(peer[key]["regret"])
-                    t_t.append(peer[key]["time"])
+                    return {"regret": regret(p, xt, best), "time": tt}
+
+                got = peer.get(f"{p.name}/{args.batch}/{s}", run_theirs)
+                if got:
+                    r_t.append(got["regret"])
+                    t_t.append(got["time"])
                 print(f"  {p.name} seed {s}: ours {r_o[-1]:.4g} ({t:.1f} s)"
-                      + (f", BoTorch {r_t[-1]:.4g} ({t_t[-1]:.1f} s)" if key in peer else "")
+                      + (f", BoTorch {r_t[-1]:.4g} ({t_t[-1]:.1f} s)" if got else "")
                       + f", random {r_r[-1]:.4g}", file=sys.stderr, flush=True)
-            fmt = lambda v: f"{np.median(v):.3g} [{np.percentile(v, 25):.3g}, {np.percentile(v, 75):.3g}]"  # noqa: E731
-            both = len(r_t) == len(r_o)
-            v = verdict(r_o, r_t) if both else "-"
+            row, v = table_row(p.name, r_o, r_t, r_r, t_o, t_t, digits=".3g", higher_is_better=False)
             summary.append(v)
-            print(f"| {p.name} | {fmt(r_o)} | {fmt(r_t) if both else '-'} | {fmt(r_r)} | {np.median(t_o):.1f} s | "
-                  f"{f'{np.median(t_t):.1f} s' if both else '-'} | {v} |", flush=True)
-    if "-" not in summary:
-        print(f"\nBatch {args.batch}: {summary.count('win')} wins, {summary.count('tie')} ties, "
-              f"{summary.count('loss')} losses against BoTorch.")
+            print(row, flush=True)
+    if summary_line(summary):
+        print(f"\nBatch {args.batch}: {summary_line(summary)}")
 
 
 if __name__ == "__main__":
