@@ -22,6 +22,7 @@ from jaxopt_mat.input_kinds import lattice_size
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.surrogates.feasibility import fit_feasibility, log_weight_of_rows
 from jaxopt_mat.surrogates.outcome_constraints import fit_outcome_constraints
+from jaxopt_mat.surrogates.output_warp import OutputWarp, fit_output_warp
 
 # state.json keeps each suggest-time GP's hyper-parameters for this many condition counts.
 WARM_STARTS_KEPT = 4
@@ -248,6 +249,21 @@ def row_log_weights(snap: Snapshot, pool, constraints, ctx: Context):
 
 def _log_probability_of_rows(rows, constraints):
     return constraints.log_probability(rows)
+
+
+def objective_target(snap: Snapshot, y: np.ndarray) -> tuple[OutputWarp | None, np.ndarray, np.ndarray | None]:
+    """What the GP of a scalar objective models: ``(warp, target, known noise variance)`` per condition.
+
+    A long tail of bad values is compressed by :func:`fit_output_warp` (the GP
+    fits ``warp.forward(y)``, the replicates' noise carried into its units);
+    where the warp would be the identity, ``warp`` is None and the GP fits
+    ``y`` itself, so its predictions are in the objective's units.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    warp = fit_output_warp(y, maximize=snap.config.objective.maximize)
+    if warp.is_identity:
+        return None, y, snap.replicate_noise
+    return warp, warp.forward(y), warp.noise_variance(y, snap.replicate_noise)
 
 
 def incumbent(snap: Snapshot, y: np.ndarray, maximize: bool) -> float:

@@ -20,8 +20,8 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, cosine_similarity, intensity_factor, minmax
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        incumbent, measured_x, n_lengthscales, outcome_models, outcome_note, pending_x,
-                                        remembered_fits, warm_start)
+                                        incumbent, measured_x, n_lengthscales, objective_target, outcome_models,
+                                        outcome_note, pending_x, remembered_fits, warm_start)
 from jaxopt_mat.surrogates.gp import fit_gp
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 
@@ -81,9 +81,12 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
         constraints = window if constraints is None else window + constraints
         y = peak_smoothed_losses(snap, fits[PEAK_GP])
     ctx.progress(f"fitting GP to {cond.x.shape[0]} conditions")
-    y_model = gp_target(snap, y)
+    if spectrum:
+        warp, y_model, known_noise = None, gp_target(snap, y), None
+    else:  # a long tail of bad values compressed (output_warp)
+        warp, y_model, known_noise = objective_target(snap, y)
     model = fit_warm(snap, config.objective.name, cond.x, y_model, key=k_fit, low=space.low, high=space.high,
-                     ctx=ctx, noise_variance=None if spectrum else snap.replicate_noise)
+                     ctx=ctx, noise_variance=known_noise)
     fits[config.objective.name] = model
     best = incumbent(snap, y_model, maximize)
     order = np.lexsort((-y if maximize else y, ~snap.satisfied))  # start near the best conditions that count
@@ -100,9 +103,11 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     mean, std = np.asarray(result.mean), np.asarray(result.std)
     if spectrum:  # back to loss units: median and delta-method spread of exp(model) - floor
         mean, std = np.exp(mean) - LOSS_FLOOR, np.exp(mean) * std
+    elif warp is not None:
+        mean, std = warp.posterior(mean, std)
     extra = {"predicted_mean": mean, "predicted_std": std, "log_ei": np.asarray(result.log_acquisition)}
-    # The stop rules judge GPs of the recorded objective: a spectrum's GP models a transform of it.
-    diagnostics = {} if spectrum else {"objective_models": (model,)}
+    # The stop rules judge GPs of the recorded objective: a spectrum's or a warped GP models a transform of it.
+    diagnostics = {} if spectrum or warp is not None else {"objective_models": (model,)}
     return Suggestion(x, "gp", extra, failure_note(snap) + outcome_note(snap),
                       state=remembered_fits(snap.state, cond.x.shape[0], fits),
                       diagnostics=diagnostics)

@@ -9,8 +9,8 @@ import numpy as np
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.errors import DataError
 from jaxopt_mat.pool import penalized_pool_batch
-from jaxopt_mat.strategies.base import (Context, Request, Suggestion, failure_note, incumbent, outcome_models,
-                                        outcome_note, pending_rows, remembered_fits, row_log_weights)
+from jaxopt_mat.strategies.base import (Context, Request, Suggestion, failure_note, incumbent, objective_target,
+                                        outcome_models, outcome_note, pending_rows, remembered_fits, row_log_weights)
 from jaxopt_mat.strategies.designs import pool_rows
 from jaxopt_mat.strategies.gp import fit_warm
 from jaxopt_mat.strategies.pareto import suggest_pool_pareto
@@ -34,22 +34,28 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     maximize = config.objective.maximize
     ctx.progress(f"fitting GP to {cond.x.shape[0]} candidates")
     key = jax.random.key(req.rng_seed)
-    model = fit_warm(snap, config.objective.name, cond.x, cond.y, key=key, low=pool.low, high=pool.high, ctx=ctx,
-                     noise_variance=snap.replicate_noise)
+    warp, y_model, known_noise = objective_target(snap, cond.y)  # a long tail of bad values compressed
+    model = fit_warm(snap, config.objective.name, cond.x, y_model, key=key, low=pool.low, high=pool.high, ctx=ctx,
+                     noise_variance=known_noise)
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
                                                ctx=ctx)
-    best = incumbent(snap, cond.y, maximize)
+    best = incumbent(snap, y_model, maximize)
     ctx.progress(f"scoring log-EI over {len(pool.ids)} candidates")
     log_weights = row_log_weights(snap, pool, constraints, ctx)
     pb = penalized_pool_batch(model, jnp.asarray(pool.features), req.batch, best=best, maximize=maximize,
                               exclude=np.array(snap.unavailable_mask), log_weights=log_weights,
                               pending=pending_rows(snap))
-    extra = {"predicted_mean": np.asarray(pb.mean), "predicted_std": np.asarray(pb.std),
-             "log_ei": np.asarray(pb.log_acquisition)}
+    mean, std = np.asarray(pb.mean), np.asarray(pb.std)
+    if warp is not None:
+        mean, std = warp.posterior(mean, std)
+    extra = {"predicted_mean": mean, "predicted_std": std, "log_ei": np.asarray(pb.log_acquisition)}
     state = remembered_fits(snap.state, cond.x.shape[0], {config.objective.name: model, **outcome_fits})
-    return _with(pool_rows(snap, pb.index, "gp", extra), state, (model,), failure_note(snap) + outcome_note(snap))
+    # the stop rules judge GPs of the recorded objective: a warped GP models a transform of it
+    return _with(pool_rows(snap, pb.index, "gp", extra), state, None if warp is not None else (model,),
+                 failure_note(snap) + outcome_note(snap))
 
 
 def _with(sug: Suggestion, state: dict, models, notes: list[str]) -> Suggestion:
-    sug.state, sug.diagnostics, sug.notes = state, {"objective_models": tuple(models)}, list(sug.notes) + notes
+    sug.state, sug.notes = state, list(sug.notes) + notes
+    sug.diagnostics = {} if models is None else {"objective_models": tuple(models)}
     return sug
