@@ -243,6 +243,8 @@ class Campaign:
             verdict = evaluate(snap, snap.config.stopping, lazy=True, context=self.context,
                                diagnostics=sug.diagnostics, acquisition=sug.acquisition_max,
                                seed=strategies.base.base_seed(snap, options["seed"]))
+            if verdict.get("state"):  # the stop rules' fits, kept for the next suggest
+                sug.state = {**(sug.state or {}), **verdict["state"]}
             if verdict["should_stop"]:
                 met = [name for name, r in verdict["stop_rules"].items() if r["met"]]
                 sug.notes.append(f"the campaign should stop: stop rules met: {', '.join(met)} (see status)")

@@ -39,6 +39,7 @@ edge, is not.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import jax
@@ -77,11 +78,47 @@ def centred_cosine(a, b) -> float:
     return float(a @ b / den) if den > 0 else 1.0
 
 
-def _fit(x, y, space, seed, program_cache):
-    """GPs for the data ``y`` ``(n, k)``, one per column, on the replicate medians."""
+# state.json key of the stop rules' fits on earlier batches: the data's digest -> each GP's hyper-parameters
+FITS_KEY = "stop_rule_fits"
+FITS_KEPT = 8
+
+
+def _digest(x, y, space, seed) -> str:
+    """What a fit on ``(x, y)`` depends on, as a short hex digest (an edited record or a widened bound gives another)."""
+    h = hashlib.sha256()
+    for a in (x, y, space.low, space.high):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    h.update(str((x.shape, y.shape, seed)).encode())
+    return h.hexdigest()[:24]
+
+
+def _remembered(saved, digest: str, k: int, d: int):
+    """The ``k`` hyper-parameter vectors stored for ``digest``, or None (absent or malformed: a hand edit)."""
+    thetas = saved.get(digest) if isinstance(saved, dict) else None
+    if (isinstance(thetas, list) and len(thetas) == k
+            and all(isinstance(t, list) and len(t) == d + 3 and all(isinstance(v, (int, float)) for v in t)
+                    and np.all(np.isfinite(t)) for t in thetas)):
+        return tuple(np.asarray(t, dtype=np.float64) for t in thetas)
+    return None
+
+
+def _fit(x, y, space, seed, program_cache, saved=None, new=None):
+    """GPs for the data ``y`` ``(n, k)``, one per column, on the replicate medians.
+
+    The fits on earlier batches come back in every later ``suggest``: their
+    hyper-parameters are kept in ``saved`` (the state's :data:`FITS_KEY`, by the
+    data's digest) and a stored fit is only conditioned again. ``new`` collects
+    the fits made here.
+    """
     cond = combine_replicates(x, y)
-    models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high, features=space.features,
-                            noise_variance=replicate_noise_columns(cond, y), program_cache=program_cache)
+    digest = _digest(cond.x, cond.y, space, seed)
+    d = space.dim if space.features is None else space.features.n_groups
+    inits = _remembered(saved, digest, cond.y.shape[1], d)
+    models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high,
+                            features=space.features, noise_variance=replicate_noise_columns(cond, y),
+                            program_cache=program_cache, inits=inits, max_iter=0 if inits is not None else 200)
+    if inits is None and new is not None:
+        new[digest] = [[float(v) for v in np.asarray(m.hyperparameters)] for m in models]
     return models, cond
 
 
@@ -91,7 +128,7 @@ def _probe(snap: Snapshot, space, seed: int) -> np.ndarray:
         feats = snap.pool.features
         rng = np.random.default_rng(seed)
         return feats[rng.choice(feats.shape[0], min(64, feats.shape[0]), replace=False)]
-    return latin_hypercube(space, 64, seed=seed)
+    return latin_hypercube(space, 64, seed=seed, optimize=False)
 
 
 def _progress(snap: Snapshot, x, y, batches) -> tuple[np.ndarray, float, bool]:
@@ -180,14 +217,19 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
     Y = y.reshape(y.shape[0], -1)
     probe = _probe(snap, space, cfg.seed + 104729)
     fits = {}
+    saved, new = snap.state.get(FITS_KEY, {}), {}
     if diagnostics.get("objective_models") is not None and order:  # the strategy's GPs of all the data
-        fits[order[-1]] = (tuple(diagnostics["objective_models"]), snap.conditions)
+        lent = tuple(diagnostics["objective_models"])
+        fits[order[-1]] = (lent, snap.conditions)
+        cond = combine_replicates(x, Y)  # kept: the next suggest's fit on the batches before its newest
+        new[_digest(cond.x, cond.y, space, cfg.seed)] = [[float(v) for v in np.asarray(m.hyperparameters)]
+                                                         for m in lent]
 
     def fit_upto(b):
         if b not in fits:
             keep = batches <= b
             enough = combine_replicates(x[keep], Y[keep]).x.shape[0] >= 3
-            fits[b] = _fit(x[keep], Y[keep], space, cfg.seed, ctx.program_cache) if enough else None
+            fits[b] = _fit(x[keep], Y[keep], space, cfg.seed, ctx.program_cache, saved, new) if enough else None
         return fits[b]
 
     m = s["stability_rounds"]
@@ -220,7 +262,11 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
                                  ensemble_cache=ctx.ensemble_cache, seed=seed) or learned
     should = (rules["threshold"]["met"] or rules["budget"]["met"]
               or (learned and (rules["plateau"]["met"] or rules["acquisition"]["met"])))
-    return {"stop_rules": rules, "should_stop": bool(should)}
+    out = {"stop_rules": rules, "should_stop": bool(should)}
+    if new:  # the newest fits, then the stored ones, FITS_KEPT in all
+        kept = {**new, **{k: v for k, v in (saved.items() if isinstance(saved, dict) else ()) if k not in new}}
+        out["state"] = {FITS_KEY: dict(list(kept.items())[:FITS_KEPT])}
+    return out
 
 
 _UNMEASURED = object()

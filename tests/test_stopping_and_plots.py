@@ -52,6 +52,41 @@ def test_stop_rule_values_equal_hand_computed_values(small):
     assert lazy["stop_rules"]["plateau"] == r["plateau"] and lazy["stop_rules"]["stability"]["value"] is None
 
 
+def test_the_stop_rules_remember_their_fits_and_give_the_same_verdict(small, monkeypatch):
+    """The fits on earlier batches come back in every later suggest: the second time they are only conditioned."""
+    import jaxopt_mat.surrogates.independent as independent
+    from jaxopt_mat.stopping import FITS_KEY
+
+    first = evaluate(small.snapshot(), small.config.stopping)
+    assert len(first["state"][FITS_KEY]) == 3  # the fits on batches 1, 1-2 and 1-3
+    small.folder.update_state(**first["state"])
+    fitted = []
+    fit = independent.fit_gp
+    monkeypatch.setattr(independent, "fit_gp", lambda *a, **k: fitted.append(k["max_iter"]) or fit(*a, **k))
+    again = evaluate(small.snapshot(), small.config.stopping)
+    assert fitted and set(fitted) == {0} and "state" not in again  # nothing fitted, nothing new to keep
+    for name in ("stability", "accuracy"):
+        assert again["stop_rules"][name]["value"] == pytest.approx(first["stop_rules"][name]["value"], rel=1e-9)
+    # a widened bound changes what a fit means: it is fitted anew
+    from jaxopt_mat.campaign.config import widen_bound
+
+    wider = small.snapshot().with_config(widen_bound(small.config, "a", "high"))
+    fitted.clear()
+    evaluate(wider, small.config.stopping)
+    assert 200 in fitted
+
+
+def test_a_gp_of_given_hyperparameters_is_the_fitted_gp():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(12, 2))
+    y = np.sin(3 * x[:, 0]) + x[:, 1]
+    fitted = fit_gp(x, y, key=jax.random.key(0), low=[0, 0], high=[1, 1])
+    again = fit_gp(x, y, key=jax.random.key(5), low=[0, 0], high=[1, 1], init=fitted.hyperparameters, max_iter=0)
+    np.testing.assert_allclose(again.hyperparameters, fitted.hyperparameters, rtol=1e-12)
+    probe = rng.uniform(size=(20, 2))
+    np.testing.assert_allclose(again.predict(probe).mean, fitted.predict(probe).mean, rtol=1e-10)
+
+
 def test_centred_cosine_is_the_correlation():
     a, b = np.array([1.0, 2.0, 4.0]), np.array([2.0, 3.0, 9.0])
     assert centred_cosine(a, b) == pytest.approx(np.corrcoef(a, b)[0, 1])

@@ -302,7 +302,8 @@ def fit_gp(
             points, 1 beyond 256, where each run costs more and the screening of
             ``n_candidates`` draws already picks a good start).
         n_candidates: random hyper-parameter draws scored to choose the restarts.
-        max_iter: L-BFGS iterations per restart.
+        max_iter: L-BFGS iterations per restart; 0 with ``init``: the GP of exactly those
+            hyper-parameters (conditioned on the data, nothing fitted).
         pad_to: pad the data to this many rows (default: the next multiple of 64).
         init: warm start, e.g. ``model.hyperparameters`` of a fit on fewer data
             (shape ``(d + 3,)``). It is always one of the L-BFGS restarts, and
@@ -374,7 +375,9 @@ def fit_gp(
     if groups is not None:
         static["groups"] = groups
     args = (f_pad, y_pad, mask, known, key, init, jnp.asarray(warm), jnp.asarray(n_active, jnp.int32))
-    if program_cache is None:
+    if warm and max_iter == 0:
+        theta = init
+    elif program_cache is None:
         theta, _ = _fit_hyperparameters(*args, **static)
     else:
         theta, _ = program_cache.call("fit_gp", _fit_hyperparameters, args, static)

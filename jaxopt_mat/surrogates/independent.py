@@ -10,11 +10,12 @@ from jaxopt_mat.surrogates.gp import fit_gp
 
 
 def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, features=None,
-                   program_cache=None) -> tuple:
+                   program_cache=None, max_iter: int = 200) -> tuple:
     """One GP per column of ``y`` ``(n, m)`` (independent objectives), as a tuple of models.
 
     ``inits``: optional warm start per objective (``fit_gp``'s ``init``; ``None`` entries fit cold).
     ``noise_variance``: optional ``(n, m)`` known noise variance of each value (``fit_gp``'s).
+    ``max_iter``: ``fit_gp``'s (0 with ``inits``: the GPs of those hyper-parameters, not fitted).
 
     Example:
         >>> models = fit_objectives(x, y, key=jax.random.key(0), low=space.low, high=space.high)
@@ -23,7 +24,7 @@ def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, fea
     inits = inits or (None,) * y.shape[1]
     known = (None,) * y.shape[1] if noise_variance is None else tuple(np.asarray(noise_variance).T)
     return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, init=inits[j], noise_variance=known[j], features=features,
-                        program_cache=program_cache) for j in range(y.shape[1]))
+                        program_cache=program_cache, max_iter=max_iter) for j in range(y.shape[1]))
 
 
 def _stack(posts, signs):
