@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 LAMBDA_RANGE = (0.0, 1.0)
 
@@ -105,6 +104,8 @@ def fit_output_warp(y, *, maximize: bool) -> OutputWarp:
     standardised values oriented so that bad is large, clipped to
     :data:`LAMBDA_RANGE`; fewer than 5 distinct values, or none spread, give the identity.
     """
+    from scipy import stats  # imported here: scipy.stats costs 0.3 s or more at CLI start-up
+
     y = np.asarray(y, dtype=np.float64)
     sign = -1.0 if maximize else 1.0
     loc = float(np.mean(y)) if y.size else 0.0
