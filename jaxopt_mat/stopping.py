@@ -107,17 +107,19 @@ def _fit(x, y, space, seed, program_cache, saved=None, new=None):
 
     The fits on earlier batches come back in every later ``suggest``: their
     hyper-parameters are kept in ``saved`` (the state's :data:`FITS_KEY`, by the
-    data's digest) and a stored fit is only conditioned again. ``new`` collects
-    the fits made here.
+    data's digest, newest first) and a stored fit is only conditioned again; a
+    new fit starts from the newest stored one (``fit_gp``'s warm start). ``new``
+    collects the fits made here.
     """
     cond = combine_replicates(x, y)
     digest = _digest(cond.x, cond.y, space, seed)
-    d = space.dim if space.features is None else space.features.n_groups
-    inits = _remembered(saved, digest, cond.y.shape[1], d)
+    k, d = cond.y.shape[1], space.dim if space.features is None else space.features.n_groups
+    kept = _remembered(saved, digest, k, d)
+    warm = kept or next((t for t in (_remembered(saved, key, k, d) for key in (saved or {})) if t is not None), None)
     models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high,
                             features=space.features, noise_variance=replicate_noise_columns(cond, y),
-                            program_cache=program_cache, inits=inits, max_iter=0 if inits is not None else 200)
-    if inits is None and new is not None:
+                            program_cache=program_cache, inits=warm, max_iter=0 if kept is not None else 200)
+    if kept is None and new is not None:
         new[digest] = [[float(v) for v in np.asarray(m.hyperparameters)] for m in models]
     return models, cond
 
@@ -218,6 +220,7 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
     probe = _probe(snap, space, cfg.seed + 104729)
     fits = {}
     saved, new = snap.state.get(FITS_KEY, {}), {}
+    saved = saved if isinstance(saved, dict) else {}  # a hand edit is ignored, not fatal
     if diagnostics.get("objective_models") is not None and order:  # the strategy's GPs of all the data
         lent = tuple(diagnostics["objective_models"])
         fits[order[-1]] = (lent, snap.conditions)
@@ -264,7 +267,7 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
               or (learned and (rules["plateau"]["met"] or rules["acquisition"]["met"])))
     out = {"stop_rules": rules, "should_stop": bool(should)}
     if new:  # the newest fits, then the stored ones, FITS_KEPT in all
-        kept = {**new, **{k: v for k, v in (saved.items() if isinstance(saved, dict) else ()) if k not in new}}
+        kept = {**new, **{k: v for k, v in saved.items() if k not in new}}
         out["state"] = {FITS_KEY: dict(list(kept.items())[:FITS_KEPT])}
     return out
 
