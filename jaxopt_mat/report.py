@@ -159,7 +159,9 @@ def status(snap: Snapshot, *, with_model: bool = True, key_seed: int = 0, contex
         out["step"] = ready.as_dict() if ready is not None else None
         diagnostics["readiness"] = ready
     if snap.n_conditions >= 3:
-        out.update(evaluate(snap, config.stopping, context=ctx, diagnostics=diagnostics))
+        verdict = evaluate(snap, config.stopping, context=ctx, diagnostics=diagnostics)
+        verdict.pop("state", None)  # status writes nothing: the fits it made are not kept
+        out.update(verdict)
         if obj.is_spectrum:
             i, expected = recommended_condition(snap, key=jax.random.key(key_seed), program_cache=ctx.program_cache)
             out["recommended"] = {**describe(i), "expected_loss": expected, "measured": float(cond.y[i]),

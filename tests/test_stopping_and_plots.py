@@ -97,6 +97,7 @@ def test_status_json_reports_the_stop_rules(small):
     assert set(info["stop_rules"]) == {"threshold", "budget", "plateau", "stability", "accuracy", "acquisition"}
     assert all(set(v) == {"value", "threshold", "met"} for v in info["stop_rules"].values())
     assert info["should_stop"] is True
+    assert "state" not in info and "stop_rule_fits" not in json.dumps(info)  # the kept fits are suggest's business
 
 
 def _not_blank(path):
