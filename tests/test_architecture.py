@@ -104,10 +104,10 @@ def test_modules_hold_one_idea_each():
 
 
 def test_the_command_line_starts_without_the_heavy_optional_imports():
-    """Every CLI call pays its imports: scipy.stats (0.3 s or more) and torch are loaded only where used."""
+    """Every CLI call pays its imports: scipy.stats and flax (0.2-0.4 s each) and torch load only where used."""
     import subprocess
     import sys
 
-    code = "import sys, jaxopt_mat.cli; print(','.join(m for m in ('scipy.stats', 'torch') if m in sys.modules))"
+    code = "import sys, jaxopt_mat.cli; print(','.join(m for m in ('scipy.stats', 'flax', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"imported at start-up: {out}"

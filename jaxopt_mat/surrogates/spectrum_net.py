@@ -14,10 +14,9 @@ several times slower on CPU than plain ones.
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
+from functools import cache, partial
 from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,18 +25,30 @@ import optax
 from jaxopt_mat.errors import DataError
 
 
-class SpectrumMLP(nn.Module):
-    """ReLU MLP from ``d`` scaled inputs to ``w`` spectrum values."""
+@cache
+def _mlp_class():
+    """The flax MLP class, made on first use: a command that never touches the network skips importing flax."""
+    import flax.linen as nn
 
-    hidden: Sequence[int]
-    n_out: int
+    class SpectrumMLP(nn.Module):
+        """ReLU MLP from ``d`` scaled inputs to ``w`` spectrum values."""
 
-    @nn.compact
-    def __call__(self, u):
-        h = u
-        for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
-        return nn.Dense(self.n_out)(h)
+        hidden: Sequence[int]
+        n_out: int
+
+        @nn.compact
+        def __call__(self, u):
+            h = u
+            for width in self.hidden:
+                h = nn.relu(nn.Dense(width)(h))
+            return nn.Dense(self.n_out)(h)
+
+    return SpectrumMLP
+
+
+def spectrum_mlp(hidden, n_out):
+    """The flax module of one ensemble member: ReLU layers of widths ``hidden``, then ``n_out`` outputs."""
+    return _mlp_class()(hidden, n_out)
 
 
 @partial(
@@ -66,7 +77,7 @@ class SpectrumEnsemble:
         # One plain matrix product per member and layer: XLA on CPU runs the
         # batched product that ``vmap`` over members makes several times slower.
         u = (x - self.low) / (self.high - self.low)
-        net = SpectrumMLP(self.hidden, self.n_out)
+        net = spectrum_mlp(self.hidden, self.n_out)
         members = [jax.tree.map(lambda a: a[m], self.params) for m in range(self.n_members)]  # noqa: B023
         return [net.apply(p, u) * self.scale for p in members]
 
@@ -118,7 +129,7 @@ def ensemble_from_arrays(arrays: dict) -> SpectrumEnsemble:
         members = ens.n_members
     except (KeyError, IndexError, TypeError, ValueError) as e:
         raise DataError(f"not a stored spectrum ensemble: {e}") from None
-    expected = jax.eval_shape(lambda: jax.vmap(lambda k: SpectrumMLP(hidden, n_out).init(k, jnp.zeros((1, ens.low.shape[0]))))(
+    expected = jax.eval_shape(lambda: jax.vmap(lambda k: spectrum_mlp(hidden, n_out).init(k, jnp.zeros((1, ens.low.shape[0]))))(
         jax.random.split(jax.random.key(0), members)))
     if jax.tree.structure(expected) != jax.tree.structure(params) or any(
             a.shape != b.shape for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params))):
@@ -128,7 +139,7 @@ def ensemble_from_arrays(arrays: dict) -> SpectrumEnsemble:
 
 @partial(jax.jit, static_argnames=("hidden", "n_out", "n_members", "epochs"))
 def _train(key, u_tr, s_tr, w_tr, u_va, s_va, w_va, learning_rate, weight_decay, *, hidden, n_out, n_members, epochs):
-    net = SpectrumMLP(hidden, n_out)
+    net = spectrum_mlp(hidden, n_out)
     keys = jax.random.split(key, n_members)
     params = jax.vmap(lambda k: net.init(k, u_tr[:1]))(keys)
     opt = optax.adamw(learning_rate, weight_decay=weight_decay)
