@@ -412,3 +412,34 @@ def test_float32_pool_scores_stay_close_to_float64_and_unpadded_models_predict_t
     assert trimmed[0].x_unit.shape[0] == 60 and models[0].x_unit.shape[0] == 64
     for a, b in zip(_predict_models(feats[:500], models), _predict_models(feats[:500], trimmed)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)
+
+
+def test_ehvi_also_heads_into_a_reference_box_nothing_has_reached(tmp_path):
+    """While no measured point beats a configured reference, the objectives' GPs join the outcome constraints."""
+    import pandas as pd
+
+    import jaxopt_mat as jm
+    from jaxopt_mat.strategies.pareto import toward_reference
+    from jaxopt_mat.surrogates.independent import fit_objectives
+
+    spec = {"name": "box", "seed": 0, "initial_design": 6,
+            "inputs": [{"name": "a", "low": 0.0, "high": 1.0}, {"name": "b", "low": 0.0, "high": 1.0}],
+            "objective": {"kind": "pareto", "reference": [0.5, 2.0],
+                          "objectives": [{"name": "f", "direction": "minimize"}, {"name": "g", "direction": "maximize"}]}}
+    camp = jm.Campaign.create(tmp_path / "c", spec)
+    x = np.random.default_rng(0).uniform(size=(6, 2))
+    camp.observe(pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "f": 1.0 + x[:, 0], "g": 1.0 + x[:, 1]}))
+    snap = camp.snapshot()
+    models = fit_objectives(snap.conditions.x, snap.conditions.y, key=jax.random.key(0), low=snap.space.low,
+                            high=snap.space.high)
+    ref = snap.reference_point(snap.conditions.y * snap.config.objective.signs)
+    box = toward_reference(snap, models, ref, None)
+    np.testing.assert_allclose(box.bounds, [0.5, 2.0])
+    np.testing.assert_allclose(box.signs, [1.0, -1.0])  # f <= 0.5 and g >= 2.0
+    inside, outside = np.array([[0.0, 1.0]]), np.array([[1.0, 0.0]])  # f small and g large / the opposite
+    assert float(box.log_probability(inside)[0]) > float(box.log_probability(outside)[0])
+    # one measured point inside the box: EHVI alone again
+    camp.observe(pd.DataFrame({"a": [0.2], "b": [0.9], "f": [0.4], "g": [2.5]}))
+    snap = camp.snapshot()
+    assert toward_reference(snap, models, snap.reference_point(snap.conditions.y * snap.config.objective.signs),
+                            None) is None

@@ -13,6 +13,7 @@ from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
                                         outcome_models, outcome_note, pending_rows, pending_x, remembered_fits,
                                         measured_x, n_lengthscales, row_log_weights, warm_start)
+from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
 
 
@@ -44,6 +45,24 @@ def _kept(snap: Snapshot, models, outcome_fits) -> dict:
     return remembered_fits(snap.state, snap.n_conditions, {**dict(zip(names, models)), **outcome_fits})
 
 
+def toward_reference(snap: Snapshot, models, ref: np.ndarray, constraints):
+    """``constraints``, plus "inside the reference box" while no counted condition is inside it.
+
+    With a configured reference that nothing measured dominates yet, every
+    point's hypervolume lies in a box no data has reached, and EHVI rewards
+    uncertainty alone (the corners of the space, or an objective's extreme
+    whatever the other one costs). Until a condition gets there, the
+    acquisition also weighs the probability that every objective beats the
+    reference (the objectives' own GPs as outcome constraints).
+    """
+    obj = snap.config.objective
+    counted = (snap.conditions.y * obj.signs)[snap.satisfied]
+    if obj.reference is None or np.any(np.all(counted > ref, axis=1)):
+        return constraints
+    box = outcome_constraints(models, obj.reference, [s < 0 for s in obj.signs])
+    return box if constraints is None else constraints + box
+
+
 def counted_front(snap: Snapshot, ref: np.ndarray) -> np.ndarray:
     """The objectives (maximisation form) of the conditions that keep the outcome constraints.
 
@@ -65,6 +84,7 @@ def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion
                                                high=space.high, ctx=ctx)
     ref = snap.reference_point(cond.y * signs)
     front = counted_front(snap, ref)
+    constraints = toward_reference(snap, models, ref, constraints)
     ctx.progress(f"optimizing EHVI for a batch of {req.batch}")
     counted = cond.x[snap.satisfied] if snap.satisfied.any() else cond.x
     init = counted[np.asarray(non_dominated_mask(counted_front(snap, ref)))] if snap.satisfied.any() else None
@@ -89,6 +109,7 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
                                                ctx=ctx)
     ref = snap.reference_point(cond.y * signs)
     front = counted_front(snap, ref)
+    constraints = toward_reference(snap, models, ref, constraints)
     ctx.progress(f"scoring EHVI over {len(pool.ids)} candidates")
     log_w = row_log_weights(snap, pool, constraints, ctx)
     weights = None if log_w is None else np.exp(np.asarray(log_w))
