@@ -50,7 +50,7 @@ from jaxopt_mat.data import combine_replicates, replicate_noise_columns
 from jaxopt_mat.design import latin_hypercube
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss
 from jaxopt_mat.pareto import hypervolume_history
-from jaxopt_mat.strategies.base import Context
+from jaxopt_mat.strategies.base import Context, n_lengthscales, valid_hyperparameters
 from jaxopt_mat.strategies.two_step import COS_ACCURACY, COS_STABILITY, REL_MSE_ACCURACY, network_readiness
 from jaxopt_mat.surrogates.independent import fit_objectives
 
@@ -92,17 +92,15 @@ def _digest(x, y, space, seed) -> str:
     return h.hexdigest()[:24]
 
 
-def _remembered(saved, digest: str, k: int, d: int):
+def _remembered(saved: dict, digest: str, k: int, d: int):
     """The ``k`` hyper-parameter vectors stored for ``digest``, or None (absent or malformed: a hand edit)."""
-    thetas = saved.get(digest) if isinstance(saved, dict) else None
-    if (isinstance(thetas, list) and len(thetas) == k
-            and all(isinstance(t, list) and len(t) == d + 3 and all(isinstance(v, (int, float)) for v in t)
-                    and np.all(np.isfinite(t)) for t in thetas)):
+    thetas = saved.get(digest)
+    if isinstance(thetas, list) and len(thetas) == k and all(valid_hyperparameters(t, d) for t in thetas):
         return tuple(np.asarray(t, dtype=np.float64) for t in thetas)
     return None
 
 
-def _fit(x, y, space, seed, program_cache, saved=None, new=None):
+def _fit(x, y, space, seed, program_cache, saved: dict, new: dict, d: int):
     """GPs for the data ``y`` ``(n, k)``, one per column, on the replicate medians.
 
     The fits on earlier batches come back in every later ``suggest``: their
@@ -113,13 +111,13 @@ def _fit(x, y, space, seed, program_cache, saved=None, new=None):
     """
     cond = combine_replicates(x, y)
     digest = _digest(cond.x, cond.y, space, seed)
-    k, d = cond.y.shape[1], space.dim if space.features is None else space.features.n_groups
+    k = cond.y.shape[1]
     kept = _remembered(saved, digest, k, d)
-    warm = kept or next((t for t in (_remembered(saved, key, k, d) for key in (saved or {})) if t is not None), None)
+    warm = kept or next((t for t in (_remembered(saved, key, k, d) for key in saved) if t is not None), None)
     models = fit_objectives(cond.x, cond.y, key=jax.random.key(seed), low=space.low, high=space.high,
                             features=space.features, noise_variance=replicate_noise_columns(cond, y),
                             program_cache=program_cache, inits=warm, max_iter=0 if kept is not None else 200)
-    if kept is None and new is not None:
+    if kept is None:
         new[digest] = [[float(v) for v in np.asarray(m.hyperparameters)] for m in models]
     return models, cond
 
@@ -224,15 +222,16 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
     if diagnostics.get("objective_models") is not None and order:  # the strategy's GPs of all the data
         lent = tuple(diagnostics["objective_models"])
         fits[order[-1]] = (lent, snap.conditions)
-        cond = combine_replicates(x, Y)  # kept: the next suggest's fit on the batches before its newest
-        new[_digest(cond.x, cond.y, space, cfg.seed)] = [[float(v) for v in np.asarray(m.hyperparameters)]
-                                                         for m in lent]
+        cond = snap.conditions  # kept: the next suggest's fit on the batches before its newest
+        new[_digest(cond.x, cond.y.reshape(cond.x.shape[0], -1), space, cfg.seed)] = [
+            [float(v) for v in np.asarray(m.hyperparameters)] for m in lent]
 
     def fit_upto(b):
         if b not in fits:
             keep = batches <= b
             enough = combine_replicates(x[keep], Y[keep]).x.shape[0] >= 3
-            fits[b] = _fit(x[keep], Y[keep], space, cfg.seed, ctx.program_cache, saved, new) if enough else None
+            fits[b] = (_fit(x[keep], Y[keep], space, cfg.seed, ctx.program_cache, saved, new, n_lengthscales(snap))
+                       if enough else None)
         return fits[b]
 
     m = s["stability_rounds"]

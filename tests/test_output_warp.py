@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from jaxopt_mat.surrogates.output_warp import LAMBDA_RANGE, fit_output_warp
+from jaxopt_mat.surrogates.output_warp import LAMBDA_RANGE, OutputWarp, fit_output_warp
 
 values = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=5, max_size=40)
 
@@ -26,8 +26,6 @@ def test_the_warp_is_increasing_in_the_objective_and_inverts(y, maximize):
 
 @pytest.mark.parametrize("lam", [0.0, 0.35, 1.0])
 def test_the_derivative_matches_finite_differences(lam):
-    from jaxopt_mat.surrogates.output_warp import OutputWarp
-
     for sign in (1.0, -1.0):
         warp = OutputWarp(sign, loc=2.0, scale=3.0, lam=lam)
         y = np.linspace(-20.0, 25.0, 91) + 0.013  # off the kink at y = loc

@@ -67,6 +67,12 @@ def test_the_stop_rules_remember_their_fits_and_give_the_same_verdict(small, mon
     assert fitted and set(fitted) == {0} and "state" not in again  # nothing fitted, nothing new to keep
     for name in ("stability", "accuracy"):
         assert again["stop_rules"][name]["value"] == pytest.approx(first["stop_rules"][name]["value"], rel=1e-9)
+    # a strategy's GP of all the data is kept under the digest the stop rules' own fit on all the data gets
+    cond = small.snapshot().conditions
+    lent = fit_gp(cond.x, cond.y, key=jax.random.key(1), low=[0, 0], high=[1, 1])
+    kept = evaluate(small.snapshot(), small.config.stopping, diagnostics={"objective_models": (lent,)})["state"][FITS_KEY]
+    assert set(kept) == set(first["state"][FITS_KEY])  # no new digest: the lent GP took the all-data fit's place
+    np.testing.assert_allclose(next(iter(kept.values()))[0], lent.hyperparameters)
     # a widened bound changes what a fit means: it is fitted anew
     from jaxopt_mat.campaign.config import widen_bound
 

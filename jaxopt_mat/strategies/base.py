@@ -154,6 +154,11 @@ def n_lengthscales(snap: Snapshot) -> int:
     return snap.space.dim if features is None else features.n_groups
 
 
+def valid_hyperparameters(v, d: int) -> bool:
+    """Whether ``v``, read from ``state.json``, is ``d + 3`` finite numbers (anything else, a hand edit, is ignored)."""
+    return isinstance(v, list) and len(v) == d + 3 and all(isinstance(t, (int, float)) and np.isfinite(t) for t in v)
+
+
 def warm_start(state, name: str, n: int, d: int):
     """Hyper-parameters of the GP ``name`` fitted by an earlier ``suggest`` on fewer than ``n`` conditions.
 
@@ -165,9 +170,7 @@ def warm_start(state, name: str, n: int, d: int):
     saved = fits.get(name, {}) if isinstance(fits, dict) else {}
     if not isinstance(saved, dict):
         return None
-    earlier = [int(k) for k, v in saved.items()  # anything malformed (a hand edit) is ignored, not fatal
-               if k.isdigit() and int(k) < n and isinstance(v, list) and len(v) == d + 3
-               and all(isinstance(t, (int, float)) and np.isfinite(t) for t in v)]
+    earlier = [int(k) for k, v in saved.items() if k.isdigit() and int(k) < n and valid_hyperparameters(v, d)]
     return np.asarray(saved[str(max(earlier))], dtype=np.float64) if earlier else None
 
 

@@ -110,7 +110,7 @@ def fit_output_warp(y, *, maximize: bool) -> OutputWarp:
     sign = -1.0 if maximize else 1.0
     loc = float(np.mean(y)) if y.size else 0.0
     scale = float(np.std(y)) if y.size else 0.0
-    if y.size < 5 or np.unique(y).size < 5 or not scale > 0.0 or not np.all(np.isfinite(y)):
+    if np.unique(y).size < 5 or not scale > 0.0 or not np.all(np.isfinite(y)):
         return OutputWarp(sign, loc, scale if scale > 0.0 else 1.0, 1.0)
     lam = float(stats.yeojohnson_normmax(sign * (y - loc) / scale))
     lam = float(np.clip(lam, *LAMBDA_RANGE)) if np.isfinite(lam) else 1.0
