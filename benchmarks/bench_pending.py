@@ -13,8 +13,8 @@ smallest distance between two members of one batch of 30 chosen in one call
 and first 15 members (the same situation inside one call).
 
 Latency: the same kind of campaign with 200 measured conditions (suggest a
-batch of 5) and with 300 (a batch of 1, what ``run`` asks for as each
-evaluation finishes); the time of one in-process command (read the folder
+batch of 5) and with 300 (batches of 1 and of 8: ``run`` asks for as many
+as slots are free, one as an evaluation finishes); the time of one in-process command (read the folder
 into a snapshot, suggest) with 64 pending rows, against the same campaign
 with none. Warm (compiled programs reused), median of ``--repeats``.
 """
@@ -115,7 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [spacing(s, Path(tmp)) for s in range(args.seeds)]
-        latencies = [(n, q, *latency(Path(tmp), args.repeats, n, q)) for n, q in ((200, 5), (300, 1))]
+        latencies = [(n, q, *latency(Path(tmp), args.repeats, n, q)) for n, q in ((200, 5), (300, 1), (300, 8))]
     print(f"Machine: {machine()}.\n")
     print("| seed | second batch of 15 to the pending first | one batch of 30: nearest pair | its last 15 to its "
           "first 15 | ratio to the nearest pair |")

@@ -185,7 +185,7 @@ class Campaign:
     # -- ask -------------------------------------------------------------------
     def ask(self, batch: int, *, method: str | None = None, seed: int | None = None, kappa: float = 0.0,
             extend_bounds: bool = False, ignore_pending: bool = False, fix: Mapping[str, object] | None = None,
-            snapshot: Snapshot | None = None) -> SuggestedBatch:
+            snapshot: Snapshot | None = None, judge: bool = True, round_size: int | None = None) -> SuggestedBatch:
         """Suggest the next ``batch`` conditions, keep them in ``suggestions/`` and remember the strategy's state.
 
         ``method`` (default: the campaign's first, e.g. ``gp`` or ``auto``) is
@@ -198,11 +198,14 @@ class Campaign:
         Each row gets a suggestion id (``b0004-07``) that a measurement file
         may carry back in a ``suggestion`` column. ``fix`` maps input names to the
         value every row of this batch takes (a label, a level, a number), e.g.
-        ``{"ligand": "L2", "temperature": 60}``.
+        ``{"ligand": "L2", "temperature": 60}``. With ``judge`` (default) the stop rules are evaluated
+        (a note says when they are met), over the recorded batches or, with ``round_size``, over rounds of
+        that many runs in the order recorded (what :func:`~jaxopt_mat.run` uses: it records one at a time).
         """
         snap = snapshot or self.snapshot()
         snap = snap.with_fixed(fixed_values(snap.config, fix or {}))
-        options = dict(method=method, seed=seed, kappa=kappa, ignore_pending=ignore_pending)
+        options = dict(method=method, seed=seed, kappa=kappa, ignore_pending=ignore_pending, judge=judge,
+                       round_size=round_size)
         sug = self._suggest(snap, batch, **options)
         pressing = strategies.bound_pressure(snap, sug.x)
         bound_notes = []
@@ -235,12 +238,13 @@ class Campaign:
             self.folder.update_state(**sug.state)
         return SuggestedBatch(sug, text, path, tuple(config.input_names), () if config.is_pool else config.inputs)
 
-    def _suggest(self, snap: Snapshot, batch, **options) -> Suggestion:
+    def _suggest(self, snap: Snapshot, batch, *, judge: bool, round_size: int | None, **options) -> Suggestion:
         """The strategy's batch, with a note when the stop rules say the campaign should stop."""
         sug = strategies.suggest(snap, batch, context=self.context, **options)
         model_based = sug.method not in ("lhs", "random", "spread")
-        if model_based and snap.n_conditions >= 3:
-            verdict = evaluate(snap, snap.config.stopping, lazy=True, context=self.context,
+        if judge and model_based and snap.n_conditions >= 3:
+            judged = snap.in_rounds(round_size) if round_size else snap
+            verdict = evaluate(judged, judged.config.stopping, lazy=True, context=self.context,
                                diagnostics=sug.diagnostics, acquisition=sug.acquisition_max,
                                seed=strategies.base.base_seed(snap, options["seed"]))
             if verdict.get("state"):  # the stop rules' fits, kept for the next suggest

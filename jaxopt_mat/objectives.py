@@ -13,9 +13,13 @@ match of shape with a peak inside the window.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxopt_mat.padded import on_rows
 
 
 def _safe_div(num, den, tiny):
@@ -79,6 +83,47 @@ def spectrum_loss(spectra, target, *, window=(0.7, 1.2), smoothness=None):
     cos = cosine_similarity(minmax(spectra), minmax(target))
     peak = jnp.max(spectra, axis=-1)
     return 1.0 - cos * intensity_factor(peak, window, smoothness)
+
+
+@partial(jax.jit, static_argnames="window")
+def _loss_rows(spectra, target, window):
+    return spectrum_loss(spectra, target, window=window)
+
+
+@jax.jit
+def _shape_rows(spectra, target):
+    return cosine_similarity(minmax(spectra), minmax(target))
+
+
+@partial(jax.jit, static_argnames="window")
+def _intensity_rows(peak, window):
+    return intensity_factor(peak, window)
+
+
+@jax.jit
+def _pair_cosines(pairs):
+    return cosine_similarity(pairs[:, 0], pairs[:, 1])
+
+
+def cosine_similarity_rows(a, b) -> np.ndarray:
+    """:func:`cosine_similarity` of each row of ``a`` with the same row of ``b`` (``(n, w)`` each), as numpy."""
+    return on_rows(_pair_cosines, np.stack([np.asarray(a), np.asarray(b)], axis=1))
+
+
+def spectrum_loss_rows(spectra, target, *, window=(0.7, 1.2)) -> np.ndarray:
+    """:func:`spectrum_loss` (exact) of a table of measured spectra ``(n, w)``, outside ``jit``, as numpy
+    (one compiled program per 64 rows: :func:`~jaxopt_mat.padded.on_rows`)."""
+    return on_rows(_loss_rows, spectra, np.asarray(target), window=tuple(float(w) for w in window))
+
+
+def shape_similarity_rows(spectra, target) -> np.ndarray:
+    """``cos(minmax(s), minmax(t))`` of each row of ``spectra`` ``(n, w)``, outside ``jit``, as numpy."""
+    return on_rows(_shape_rows, spectra, np.asarray(target))
+
+
+def intensity_factor_rows(peak, window=(0.7, 1.2)) -> np.ndarray:
+    """The exact :func:`intensity_factor` of each of the peak absorbances ``(n,)``, outside ``jit``, as numpy."""
+    return on_rows(_intensity_rows, peak, window=tuple(float(w) for w in window))
 
 
 # The floor under a loss before its log: the log of the loss then stays finite when a loss is 0.

@@ -189,7 +189,8 @@ def run(campaign, evaluate: Callable[[dict], dict], *, executor=None, parallel: 
         parallel: evaluations in flight at once.
         budget: stop once the campaign holds this many measurements (failed runs
             included), so the same call resumes towards the same end.
-        stop_when_done: stop submitting once a suggestion says the stop rules are met.
+        stop_when_done: stop submitting once the stop rules are met (judged once per `parallel` new runs,
+            over rounds of `parallel` runs in the order recorded).
         timeout: seconds an evaluation may take before it counts as failed (its late result is ignored).
         method: ``suggest``'s method (default: the campaign's).
         on_event: called after each submission and each observation (progress display).
@@ -219,6 +220,7 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
     in_flight: dict[str, tuple] = {}  # suggestion id -> (future, condition, start time)
     latest = [camp.snapshot()]  # the campaign as of the last observation (read again only after one)
     stop = ""
+    judged_at = -math.inf  # measurements when the stop rules were last judged
 
     def refresh():
         latest[0] = camp.snapshot()
@@ -280,13 +282,14 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
             left = math.inf if budget is None else budget - total - len(in_flight)
             if not stop and budget is not None and left <= 0 and total >= budget:
                 stop = f"the campaign holds {total} measurements (budget {budget})"
-            # The initial design fills its slots in one batch; a model suggests one condition at a time, so
-            # each sees the ones just submitted as pending and the compiled program stays the same.
+            # Every free slot in one batch (the others in flight pending): one model fit however many
+            # evaluations ended since the last look, so the loop keeps up when they end faster than it fits.
             asks = int(min(free, left)) if not stop else 0
-            in_design = snap.n_conditions + int(snap.failed_x.shape[0]) < snap.config.initial_design
-            sizes = [] if asks <= 0 else [asks] if in_design else [1] * asks
-            for size in sizes:
-                kept = camp.ask(size, method=method)
+            for size in [asks] if asks > 0 else []:
+                # The stop rules judge rounds of `parallel` runs, once per round (they fit models of their own).
+                judge = stop_when_done and total - judged_at >= parallel
+                judged_at = total if judge else judged_at
+                kept = camp.ask(size, method=method, judge=judge, round_size=parallel)
                 if stop_when_done and any(n.startswith("the campaign should stop") for n in kept.notes):
                     stop = "the stop rules are met"
                     camp.cancel(kept.suggestion_ids)  # suggested but never to be run

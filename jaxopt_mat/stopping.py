@@ -52,6 +52,7 @@ from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss
 from jaxopt_mat.pareto import hypervolume_history
 from jaxopt_mat.strategies.base import Context, n_lengthscales, valid_hyperparameters
 from jaxopt_mat.strategies.two_step import COS_ACCURACY, COS_STABILITY, REL_MSE_ACCURACY, network_readiness
+from jaxopt_mat.surrogates.gp import predict_rows
 from jaxopt_mat.surrogates.independent import fit_objectives
 
 DEFAULTS = {
@@ -242,7 +243,7 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
             if a is None or b is None:
                 sims = []
                 break
-            sims.append(min(centred_cosine(ma.predict(probe).mean, mb.predict(probe).mean)
+            sims.append(min(centred_cosine(predict_rows(ma, probe).mean, predict_rows(mb, probe).mean)
                             for ma, mb in zip(a[0], b[0])))
     rules["stability"] = _rule(min(sims) if sims else None, s["stability"], bool(sims) and min(sims) >= s["stability"])
 
@@ -252,7 +253,7 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
         newest = combine_replicates(x[batches == order[-1]], Y[batches == order[-1]])
         errs = []
         for j, model in enumerate(models):
-            pred = np.asarray(model.predict(newest.x).mean)
+            pred = predict_rows(model, newest.x).mean
             var = float(np.var(Y[:, j])) if Y.shape[0] > 1 else 0.0
             errs.append(float(np.mean((pred - newest.y[:, j]) ** 2) / var) if var > 0 else 0.0)
         acc = max(errs)

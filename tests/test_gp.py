@@ -156,6 +156,22 @@ def test_a_new_row_in_the_same_bucket_does_not_recompile():
     assert gpmod._fit_hyperparameters._cache_size() == before
 
 
+def test_predict_rows_equals_predict_and_compiles_once_per_bucket(fitted):
+    x, _, model = fitted
+    rng = np.random.default_rng(3)
+    sizes = (1, 7, 40, 64)
+    before = None
+    for n in sizes:
+        rows = rng.uniform(size=(n, 3)) * np.arange(1, 4) * 10.0
+        ours, eager = gpmod.predict_rows(model, rows), model.predict(rows)
+        assert isinstance(ours.mean, np.ndarray) and ours.mean.shape == (n,)
+        np.testing.assert_allclose(ours.mean, eager.mean, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(ours.var, eager.var, rtol=1e-10, atol=1e-14)
+        before = gpmod._predict_unit._cache_size() if before is None else before
+    assert gpmod._predict_unit._cache_size() == before  # 1 to 64 rows: one program
+    assert gpmod.predict_rows(model, np.zeros((0, 3))).mean.shape == (0,)
+
+
 def test_variance_stays_positive_at_training_points_and_far_away(fitted):
     x, _, model = fitted
     _, var = model.predict(jnp.asarray(np.vstack([x[:5], x[:5] * 100.0])))

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from jaxopt_mat import spectrum_loss
+from jaxopt_mat import objectives
 from jaxopt_mat.objectives import intensity_factor
 
 
@@ -30,6 +31,25 @@ def test_loss_matches_the_numpy_reference_on_random_spectra():
     ref = np.array([reference_loss(row, t) for row in s])
     np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
     assert ((ref > 0.99) & (s.max(axis=1) > 1.2)).any()  # the window was exercised
+
+
+def test_the_table_versions_equal_the_definitions_and_compile_once_per_64_rows():
+    rng = np.random.default_rng(1)
+    t = rng.uniform(0, 1, 30)
+    before = None
+    for n in (0, 1, 5, 63, 64):
+        s = rng.uniform(0, 1.6, (n, 30)) * rng.uniform(0.1, 1.0, (n, 1))
+        ref = np.array([reference_loss(row, t, 0.6, 1.1) for row in s])
+        np.testing.assert_allclose(objectives.spectrum_loss_rows(s, t, window=[0.6, 1.1]), ref, rtol=1e-12,
+                                   atol=1e-12)
+        cos = objectives.shape_similarity_rows(s, t)
+        peak = s.max(axis=1) if n else np.zeros(0)
+        delta = objectives.intensity_factor_rows(peak, (0.6, 1.1))
+        np.testing.assert_allclose(1.0 - cos * delta, ref, rtol=1e-12, atol=1e-12)
+        assert cos.shape == delta.shape == (n,)
+        if n:
+            before = before or objectives._loss_rows._cache_size()
+    assert objectives._loss_rows._cache_size() == before  # 1 to 64 rows: one program
 
 
 @pytest.mark.parametrize("peak, factor", [(-0.1, 0.0), (0.0, 0.0), (0.35, 0.5), (0.7, 1.0), (1.2, 1.0), (1.2001, 0.0)])

@@ -168,6 +168,32 @@ def test_the_stop_rules_end_a_run(tmp_path):
     assert np.all(np.isfinite(camp.snapshot().y))
 
 
+def test_the_runner_asks_for_every_free_slot_and_judges_once_per_round(tmp_path, monkeypatch):
+    camp = jm.Campaign.create(tmp_path / "c", {**CONFIG, "initial_design": 4})
+    asks = []
+    ask = jm.Campaign.ask
+
+    def spy(self, batch, **options):
+        snap = self.snapshot()
+        asks.append((snap.n_rows + int(snap.failed_x.shape[0]), batch, options["judge"], options["round_size"]))
+        return ask(self, batch, **options)
+
+    monkeypatch.setattr(jm.Campaign, "ask", spy)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        summary = jm.run(camp, lambda c: {"y": -(c["x1"] - 0.3) ** 2 - c["x2"]}, executor=pool, parallel=3,
+                         budget=16)
+    assert summary.total == 16
+    assert sum(b for _, b, _, _ in asks) == 16 and all(1 <= b <= 3 for _, b, _, _ in asks)
+    judged = [n for n, _, judge, _ in asks if judge]
+    assert judged[0] == 0 and np.all(np.diff(judged) >= 3) and len(judged) >= 3  # at most once per 3 runs
+    assert {r for *_, r in asks} == {3}
+    without = jm.Campaign.create(tmp_path / "d", {**CONFIG, "initial_design": 4})
+    asks.clear()
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        jm.run(without, lambda c: {"y": -c["x1"]}, executor=pool, parallel=3, budget=8, stop_when_done=False)
+    assert not any(judge for _, _, judge, _ in asks)
+
+
 @pytest.mark.heavy
 def test_a_dask_local_cluster_runs_the_loop(tmp_path):
     """A real Dask cluster (two worker processes on loopback) through the CLI's --executor dask."""

@@ -52,6 +52,29 @@ def test_stop_rule_values_equal_hand_computed_values(small):
     assert lazy["stop_rules"]["plateau"] == r["plateau"] and lazy["stop_rules"]["stability"]["value"] is None
 
 
+def test_runs_recorded_one_at_a_time_are_judged_in_rounds(small, tmp_path):
+    """What a runner records (each run its own batch) is judged over rounds of runs in the order recorded."""
+    import pandas as pd
+
+    camp = Campaign.create(tmp_path / "one", small.config)
+    rng = np.random.default_rng(1)
+    values = [0.9, 0.5, 0.7, None, 0.6, 0.3, 0.4, 0.35, 0.8, 0.2, 0.33, 0.5, 0.25]  # None: a failed run
+    for v in values:
+        a, b = rng.uniform(size=2)
+        camp.observe(pd.DataFrame([{"a": a, "b": b, "y": v, "status": "failed" if v is None else "ok"}]))
+    snap = camp.snapshot()
+    assert snap.batches.tolist() == [b for b in range(1, 14) if b != 4] and snap.failed_batches.tolist() == [4]
+    rounds = snap.in_rounds(4)
+    assert rounds.batches.tolist() == [1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4]  # the failed run fills a place
+    assert rounds.failed_batches.tolist() == [1]
+    np.testing.assert_array_equal(rounds.y, snap.y)
+    one_by_one = evaluate(snap, small.config.stopping, lazy=True)["stop_rules"]["plateau"]
+    assert one_by_one["met"]  # no better value in the last two runs
+    in_rounds = evaluate(rounds, small.config.stopping, lazy=True)["stop_rules"]["plateau"]
+    # Best after round 2 (runs 1-8) was 0.3, after round 4 0.2; the range of all values is 0.9 - 0.2.
+    assert in_rounds["value"] == pytest.approx((0.3 - 0.2) / 0.7) and not in_rounds["met"]
+
+
 def test_the_stop_rules_remember_their_fits_and_give_the_same_verdict(small, monkeypatch):
     """The fits on earlier batches come back in every later suggest: the second time they are only conditioned."""
     import jaxopt_mat.surrogates.independent as independent

@@ -24,7 +24,7 @@ from jaxopt_mat.campaign.pending import SuggestedRows, read_suggested, resolve_p
 from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, split_reserved, target_on_grid
 from jaxopt_mat.data import Conditions, combine_replicates, replicate_noise_columns
 from jaxopt_mat.errors import CampaignError
-from jaxopt_mat.objectives import spectrum_loss
+from jaxopt_mat.objectives import spectrum_loss_rows
 from jaxopt_mat.pareto import default_reference
 from jaxopt_mat.pool import Pool
 from jaxopt_mat.space import SearchSpace
@@ -128,7 +128,7 @@ class Snapshot:
             return _frozen(self.measured[:, 0])
         if self.n_rows == 0:
             return _frozen(np.zeros(0))
-        return _frozen(np.asarray(spectrum_loss(self.measured, self.target, window=obj.window)))
+        return _frozen(spectrum_loss_rows(self.measured, self.target, window=obj.window))
 
     @functools.cached_property
     def conditions(self) -> Conditions:
@@ -200,6 +200,15 @@ class Snapshot:
         if obj.reference is not None:
             return np.asarray(obj.reference) * obj.signs
         return default_reference(values_max)
+
+    def in_rounds(self, size: int) -> "Snapshot":
+        """The same records with their batches regrouped into rounds of ``size`` runs in the order recorded
+        (failed runs count): how the stop rules see a loop that records one evaluation at a time."""
+        b = np.concatenate([self.batches, self.failed_batches])
+        rounds = np.empty(b.size, int)
+        rounds[np.argsort(b, kind="stable")] = np.arange(b.size) // size + 1
+        n = self.batches.size
+        return dataclasses.replace(self, batches=_frozen(rounds[:n]), failed_batches=_frozen(rounds[n:]))
 
     def with_fixed(self, fixed: Mapping[str, float]) -> "Snapshot":
         """The same campaign with some inputs fixed to one value (a label's index) for the next batch (``--fix``)."""

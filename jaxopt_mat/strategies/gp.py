@@ -18,11 +18,11 @@ import numpy as np
 from jaxopt_mat.acquisition.batch import local_penalization_batch
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.data import combine_replicates
-from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, cosine_similarity, intensity_factor, minmax
+from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, intensity_factor_rows, shape_similarity_rows
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
                                         incumbent, measured_x, n_lengthscales, objective_target, outcome_models,
                                         outcome_note, pending_x, remembered_fits, warm_start)
-from jaxopt_mat.surrogates.gp import fit_gp
+from jaxopt_mat.surrogates.gp import fit_gp, predict_rows
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 
 # Name of the spectrum campaigns' peak-intensity GP among the remembered fits.
@@ -53,9 +53,9 @@ def peak_smoothed_losses(snap: Snapshot, peak_model) -> np.ndarray:
     ``1 - median(cos) * delta(exp(posterior mean of log peak))``: the same
     loss, with the intensity noise averaged out.
     """
-    cos = combine_replicates(snap.x, np.asarray(cosine_similarity(minmax(snap.measured), minmax(snap.target)))).y
-    peak = np.exp(np.asarray(peak_model.predict(snap.conditions.x).mean))
-    return 1.0 - cos * np.asarray(intensity_factor(peak, snap.config.objective.window))
+    cos = combine_replicates(snap.x, shape_similarity_rows(snap.measured, snap.target)).y
+    peak = np.exp(predict_rows(peak_model, snap.conditions.x).mean)
+    return 1.0 - cos * intensity_factor_rows(peak, snap.config.objective.window)
 
 
 def gp_target(snap: Snapshot, y: np.ndarray) -> np.ndarray:

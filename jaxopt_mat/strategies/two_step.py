@@ -29,8 +29,8 @@ import numpy as np
 from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.design import latin_hypercube
 from jaxopt_mat.ensemble_cache import EnsembleCache
-from jaxopt_mat.objectives import cosine_similarity
-from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble, fit_spectrum_ensemble
+from jaxopt_mat.objectives import cosine_similarity_rows
+from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble, fit_spectrum_ensemble, predict_rows
 
 MIN_CONDITIONS = 30  # below this, a network of this size cannot be trusted
 COS_ACCURACY = 0.95
@@ -155,11 +155,11 @@ def _judge(snap: Snapshot, seed, cache):
     newest = batches == newest_batch
     before = train_on(snap, ~newest, seed=ensemble_seed(seed, int(batches[~newest].max())), cache=cache)
     full = train_on(snap, None, seed=ensemble_seed(seed, newest_batch), cache=cache)
-    pred = np.asarray(before.predict(x[newest])[0])
-    cos = float(np.median(np.asarray(cosine_similarity(pred, measured[newest]))))
+    pred = predict_rows(before, x[newest])[0]
+    cos = float(np.median(cosine_similarity_rows(pred, measured[newest])))
     rel_mse = float(np.mean((pred - measured[newest]) ** 2) / max(np.mean(measured[newest] ** 2), 1e-12))
     probe = latin_hypercube(snap.space, N_PROBE, seed=snap.config.seed + 7919)
-    stab = float(np.median(np.asarray(cosine_similarity(before.predict(probe)[0], full.predict(probe)[0]))))
+    stab = float(np.median(cosine_similarity_rows(predict_rows(before, probe)[0], predict_rows(full, probe)[0])))
     return cos, rel_mse, stab, full
 
 

@@ -1,0 +1,27 @@
+"""Compiled functions over tables that grow a row at a time, called outside ``jit``.
+
+An eager JAX operation compiles for every new shape it sees, and a campaign's
+tables gain a row with each measurement: evaluated eagerly, a loss or a
+prediction over the recorded rows compiles its dozen operations again at every
+``suggest``. :func:`on_rows` pads the rows to the next multiple of
+:data:`ROWS` and calls a jitted function, so a table compiles once per 64 rows.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+ROWS = 64
+
+
+def on_rows(fn, rows, *args, **static):
+    """``fn(rows, *args, **static)`` with ``rows`` zero-padded to a multiple of :data:`ROWS`, cut back, as numpy.
+
+    ``fn`` is a jitted function whose outputs (any pytree) have the rows along their first axis.
+    """
+    rows = np.asarray(rows)
+    n = rows.shape[0]
+    padded = np.zeros((ROWS * max(1, -(-n // ROWS)),) + rows.shape[1:], dtype=rows.dtype)
+    padded[:n] = rows
+    return jax.tree.map(lambda a: np.asarray(a)[:n], fn(padded, *args, **static))
