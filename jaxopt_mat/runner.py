@@ -285,17 +285,18 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
             # Every free slot in one batch (the others in flight pending): one model fit however many
             # evaluations ended since the last look, so the loop keeps up when they end faster than it fits.
             asks = int(min(free, left)) if not stop else 0
-            for size in [asks] if asks > 0 else []:
+            if asks > 0:
                 # The stop rules judge rounds of `parallel` runs, once per round (they fit models of their own).
                 judge = stop_when_done and total - judged_at >= parallel
                 judged_at = total if judge else judged_at
-                kept = camp.ask(size, method=method, judge=judge, round_size=parallel)
+                kept = camp.ask(asks, method=method, judge=judge, round_size=parallel)
                 if stop_when_done and any(n.startswith("the campaign should stop") for n in kept.notes):
                     stop = "the stop rules are met"
                     camp.cancel(kept.suggestion_ids)  # suggested but never to be run
-                    break
-                for sid, cond in zip(kept.suggestion_ids, _conditions(camp, kept.suggestion.x, kept.suggestion.ids)):
-                    submit(sid, cond)
+                else:
+                    ids = kept.suggestion_ids
+                    for sid, cond in zip(ids, _conditions(camp, kept.suggestion.x, kept.suggestion.ids)):
+                        submit(sid, cond)
             if not in_flight:
                 summary.reason = stop or ("the budget is spent" if budget is not None else "nothing left to run")
                 break

@@ -266,3 +266,22 @@ def test_core_batches_keep_away_from_pending_points():
     plain = penalized_pool_batch(model, feats, 3, best=y.max(), exclude=blocked)
     near = lambda idx: np.min(np.linalg.norm(feats[np.asarray(idx)][:, None] - feats[np.asarray(pb.index)][None], axis=-1))  # noqa: E731
     assert near(again.index) >= near(plain.index)
+
+
+def test_predictions_of_pending_rows_equal_the_eager_ones_and_compile_once_per_64_rows():
+    from jaxopt_mat.surrogates import independent
+
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(20, 3))
+    y = np.column_stack([np.sin(4 * x[:, 0]), x[:, 1] ** 2 - x[:, 2]])
+    models = fit_objectives(x, y, key=jax.random.key(0), low=np.zeros(3), high=np.ones(3))
+    signs = np.array([1.0, -1.0])
+    before = None
+    for n in (1, 3, 10):
+        rows = rng.uniform(size=(n, 3))
+        mean, std = independent.predict_objectives_rows(rows, models, signs)
+        eager = independent.predict_objectives(rows, models, jnp.asarray(signs))
+        np.testing.assert_allclose(mean, eager[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(std, eager[1], rtol=1e-10, atol=1e-12)
+        before = before or independent._predict_objectives._cache_size()
+    assert independent._predict_objectives._cache_size() == before

@@ -14,7 +14,8 @@ from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feas
                                         outcome_models, outcome_note, pending_rows, pending_x, remembered_fits,
                                         measured_x, n_lengthscales, row_log_weights, warm_start)
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
-from jaxopt_mat.surrogates.independent import fit_objectives, predict_objectives, predict_objectives_believer
+from jaxopt_mat.surrogates.independent import (fit_objectives, predict_objectives, predict_objectives_believer,
+                                               predict_objectives_rows)
 
 
 def fit_objectives_warm(snap: Snapshot, *, key, low, high, ctx: Context) -> tuple:
@@ -115,8 +116,7 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     weights = None if log_w is None else np.exp(np.asarray(log_w))
     waiting = pending_rows(snap)
     if waiting is not None:  # runs in the lab join the front at their predicted outcomes (the Kriging believer)
-        front = np.concatenate([front, np.asarray(predict_objectives(pool.features[waiting], models,
-                                                                     jnp.asarray(signs))[0])])
+        front = np.concatenate([front, predict_objectives_rows(pool.features[waiting], models, signs)[0]])
     idx, ehvi, mean, std = pool_ehvi_batch(predict_objectives, (models, jnp.asarray(signs)), pool.features, front,
                                            ref, req.batch, exclude=snap.unavailable_mask, weights=weights)
     extra = pareto_extra(config, mean, std, ehvi, "ehvi")

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_mat.padded import on_rows
 from jaxopt_mat.surrogates.gp import fit_gp
 
 
@@ -35,6 +36,15 @@ def _stack(posts, signs):
 def predict_objectives(x, models, signs):
     """Means and standard deviations ``(n, m)`` of independent GPs, in maximisation form (times ``signs``)."""
     return _stack([m.predict(x) for m in models], signs)
+
+
+_predict_objectives = jax.jit(predict_objectives)
+
+
+def predict_objectives_rows(x, models, signs) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`predict_objectives` outside ``jit``, as numpy, for a number of rows that changes between calls
+    (one compiled program per 64 rows: :func:`~jaxopt_mat.padded.on_rows`)."""
+    return on_rows(_predict_objectives, np.asarray(x), tuple(models), jnp.asarray(signs))
 
 
 def predict_objectives_believer(x, models, signs, picked, picked_mask):
