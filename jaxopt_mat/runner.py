@@ -56,6 +56,7 @@ class RunSummary:
     total: int = 0
     reason: str = ""
     seconds_per_evaluation: list = dataclasses.field(default_factory=list)
+    loop_seconds: float = 0.0  # the loop's own work: suggesting, observing, reading the campaign
 
 
 @dataclasses.dataclass
@@ -289,7 +290,9 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
                 # The stop rules judge rounds of `parallel` runs, once per round (they fit models of their own).
                 judge = stop_when_done and total - judged_at >= parallel
                 judged_at = total if judge else judged_at
+                start = time.perf_counter()
                 kept = camp.ask(asks, method=method, judge=judge, round_size=parallel)
+                summary.loop_seconds += time.perf_counter() - start
                 if stop_when_done and any(n.startswith("the campaign should stop") for n in kept.notes):
                     stop = "the stop rules are met"
                     camp.cancel(kept.suggestion_ids)  # suggested but never to be run
@@ -300,7 +303,10 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
             if not in_flight:
                 summary.reason = stop or ("the budget is spent" if budget is not None else "nothing left to run")
                 break
-            if _collect(in_flight, timeout, record) == 0:
+            start = time.perf_counter()
+            collected = _collect(in_flight, timeout, record)
+            summary.loop_seconds += time.perf_counter() - start
+            if collected == 0:
                 time.sleep(POLL)
     except KeyboardInterrupt:
         summary.reason = f"interrupted; {len(in_flight)} evaluations left pending (run again to resume)"
