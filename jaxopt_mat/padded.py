@@ -4,7 +4,8 @@ An eager JAX operation compiles for every new shape it sees, and a campaign's
 tables gain a row with each measurement: evaluated eagerly, a loss or a
 prediction over the recorded rows compiles its dozen operations again at every
 ``suggest``. :func:`on_rows` pads the rows to the next multiple of
-:data:`ROWS` and calls a jitted function, so a table compiles once per 64 rows.
+:data:`ROWS` and calls a jitted function, so a table compiles once per 64 rows;
+:func:`predict_rows` does it for a model's predictions.
 """
 
 from __future__ import annotations
@@ -25,3 +26,14 @@ def on_rows(fn, rows, *args, **static):
     padded = np.zeros((ROWS * max(1, -(-n // ROWS)),) + rows.shape[1:], dtype=rows.dtype)
     padded[:n] = rows
     return jax.tree.map(lambda a: np.asarray(a)[:n], fn(padded, *args, **static))
+
+
+@jax.jit
+def _predict(x, model):
+    return model.predict(x)
+
+
+def predict_rows(model, x):
+    """``model.predict(x)`` for a concrete model pytree (a ``GPModel``, a ``SpectrumEnsemble``) and rows ``x``
+    ``(n, d)`` in physical units, as numpy, compiled once per :data:`ROWS` rows (:func:`on_rows`)."""
+    return on_rows(_predict, np.asarray(x), model)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxopt_mat import DataError, fit_gp
+from jaxopt_mat import padded
 from jaxopt_mat.surrogates import gp as gpmod
 from jaxopt_mat.surrogates import gp_quality
 
@@ -163,13 +164,13 @@ def test_predict_rows_equals_predict_and_compiles_once_per_bucket(fitted):
     before = None
     for n in sizes:
         rows = rng.uniform(size=(n, 3)) * np.arange(1, 4) * 10.0
-        ours, eager = gpmod.predict_rows(model, rows), model.predict(rows)
+        ours, eager = padded.predict_rows(model, rows), model.predict(rows)
         assert isinstance(ours.mean, np.ndarray) and ours.mean.shape == (n,)
         np.testing.assert_allclose(ours.mean, eager.mean, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(ours.var, eager.var, rtol=1e-10, atol=1e-14)
-        before = gpmod._predict_unit._cache_size() if before is None else before
-    assert gpmod._predict_unit._cache_size() == before  # 1 to 64 rows: one program
-    assert gpmod.predict_rows(model, np.zeros((0, 3))).mean.shape == (0,)
+        before = padded._predict._cache_size() if before is None else before
+    assert padded._predict._cache_size() == before  # 1 to 64 rows: one program
+    assert padded.predict_rows(model, np.zeros((0, 3))).mean.shape == (0,)
 
 
 def test_variance_stays_positive_at_training_points_and_far_away(fitted):

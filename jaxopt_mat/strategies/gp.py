@@ -22,7 +22,8 @@ from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, intensity_factor_
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
                                         incumbent, measured_x, n_lengthscales, objective_target, outcome_models,
                                         outcome_note, pending_x, remembered_fits, warm_start)
-from jaxopt_mat.surrogates.gp import fit_gp, predict_rows
+from jaxopt_mat.padded import predict_rows
+from jaxopt_mat.surrogates.gp import fit_gp
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 
 # Name of the spectrum campaigns' peak-intensity GP among the remembered fits.

@@ -30,7 +30,8 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.design import latin_hypercube
 from jaxopt_mat.ensemble_cache import EnsembleCache
 from jaxopt_mat.objectives import cosine_similarity_rows
-from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble, fit_spectrum_ensemble, predict_rows
+from jaxopt_mat.padded import predict_rows
+from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble, fit_spectrum_ensemble
 
 MIN_CONDITIONS = 30  # below this, a network of this size cannot be trusted
 COS_ACCURACY = 0.95

@@ -27,7 +27,6 @@ import optax
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 from jaxopt_mat.errors import DataError, NumericalError
-from jaxopt_mat.padded import on_rows
 from jaxopt_mat.surrogates.base import Posterior
 
 from jaxopt_mat.surrogates.gp_likelihood import (  # noqa: F401  (re-exported: the kernel and likelihood of the fit)
@@ -185,19 +184,6 @@ class GPModel:
     def noise_std(self):
         """Observation-noise standard deviation in the units of the targets."""
         return self.y_scale * jnp.sqrt(self.noise)
-
-
-@jax.jit
-def _predict_unit(u, model: GPModel) -> Posterior:
-    return model.predict_unit(u)
-
-
-def predict_rows(model: GPModel, x) -> Posterior:
-    """:meth:`GPModel.predict` outside ``jit``, as numpy arrays, for a table that grows by a row at a time
-    (one compiled program per 64 rows: :func:`~jaxopt_mat.padded.on_rows`)."""
-    x = np.asarray(x, dtype=np.asarray(model.low).dtype)
-    return on_rows(_predict_unit, (x - np.asarray(model.low)) / (np.asarray(model.high) - np.asarray(model.low)),
-                   model)
 
 
 @partial(jax.jit, static_argnames=("n_candidates", "n_restarts", "max_iter", "groups"))

@@ -23,7 +23,6 @@ import numpy as np
 import optax
 
 from jaxopt_mat.errors import DataError
-from jaxopt_mat.padded import on_rows
 
 
 @cache
@@ -97,17 +96,6 @@ class SpectrumEnsemble:
     @property
     def n_members(self) -> int:
         return jax.tree.leaves(self.params)[0].shape[0]
-
-
-@jax.jit
-def _predict(x, ensemble: SpectrumEnsemble):
-    return ensemble.predict(x)
-
-
-def predict_rows(ensemble: SpectrumEnsemble, x) -> tuple[np.ndarray, np.ndarray]:
-    """:meth:`SpectrumEnsemble.predict` outside ``jit``, as numpy, for tables that grow a row at a time
-    (one compiled program per 64 rows: :func:`~jaxopt_mat.padded.on_rows`)."""
-    return on_rows(_predict, np.asarray(x, dtype=np.asarray(ensemble.low).dtype), ensemble)
 
 
 def ensemble_to_arrays(ensemble: SpectrumEnsemble) -> dict[str, np.ndarray]:
