@@ -89,8 +89,18 @@ def pad_pending(pending, d: int, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
     return jnp.asarray(padded, dtype), jnp.asarray(np.arange(size) < p, dtype)
 
 
+# A batch's compiled program has one of these numbers of slots and fills the first q (a traced count), so one
+# program serves batches of 1 to 8, another 9 to 16, ... (an asynchronous loop asks for every size in turn).
+BATCH_SLOTS = (8, 16, 32, 64, 96)
+
+
+def batch_slots(q: int) -> int:
+    """The number of slots of the compiled program that serves a batch of ``q``: the next of :data:`BATCH_SLOTS`."""
+    return next((s for s in BATCH_SLOTS if s >= q), q)
+
+
 def greedy_batch_unit(score, record, carry, space: SearchSpace, key, q: int, *, n_starts, n_raw, n_steps,
-                      learning_rate, init_unit=None, exclude_unit=None, exclude_mask=None):
+                      learning_rate, init_unit=None, exclude_unit=None, exclude_mask=None, active=None):
     """A batch of ``q`` points chosen one at a time, each by :func:`maximize_unit` (traceable, one ``lax.scan``).
 
     Every sequential batch method is this loop with its own two functions:
@@ -110,6 +120,10 @@ def greedy_batch_unit(score, record, carry, space: SearchSpace, key, q: int, *, 
     already chosen for this batch, or among ``exclude_unit`` ``(p, d)`` (rows
     where ``exclude_mask`` is 1: runs still in the lab), is never chosen again.
 
+    With ``active`` (a traced count at most ``q``) only the first ``active`` slots are
+    chosen; the others are skipped (no work) and left zero, so one compiled program
+    serves every batch size up to ``q`` and gives the same first picks.
+
     Returns:
         ``(carry, u (q, d), values (q,), outs)`` with ``outs`` stacked along a leading ``q`` axis.
     """
@@ -120,7 +134,7 @@ def greedy_batch_unit(score, record, carry, space: SearchSpace, key, q: int, *, 
         exclude_unit, exclude_mask = jnp.zeros((0, d), dtype), jnp.zeros(0, dtype)
     p = exclude_unit.shape[0]
 
-    def body(state, k):
+    def pick(state, k):
         carry, taken, taken_mask = state
         fn = partial(score, carry)
         if lattice:
@@ -131,6 +145,16 @@ def greedy_batch_unit(score, record, carry, space: SearchSpace, key, q: int, *, 
                                        n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate, init_unit=init_unit)
         carry, out = record(carry, k, u, value)
         return (carry, taken.at[p + k].set(u), taken_mask.at[p + k].set(1.0)), (u, value, out)
+
+    def body(state, k):
+        if active is None:
+            return pick(state, k)
+        outputs = jax.eval_shape(pick, state, k)[1]
+
+        def skip(state, k):
+            return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), outputs)
+
+        return jax.lax.cond(k < active, pick, skip, state, k)
 
     taken = jnp.concatenate([jnp.asarray(exclude_unit, dtype), jnp.zeros((q, d), dtype)])
     taken_mask = jnp.concatenate([jnp.asarray(exclude_mask, dtype), jnp.zeros(q, dtype)])

@@ -118,3 +118,49 @@ def test_a_constraint_model_keeps_the_batch_where_it_is_probably_satisfied():
     pc, po = cmodel.predict(held.x), model.predict(held.x)
     expected = log_expected_improvement(po.mean, po.std, y.max()) + log_ndtr((0.5 - pc.mean) / pc.std)
     np.testing.assert_allclose(held.log_acquisition, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_one_program_serves_batches_of_one_to_eight_and_keeps_the_first_picks(problem):
+    # A batch of q fills the first q of the compiled program's 8 slots, so an asynchronous loop asking for
+    # 1, 2, ..., 8 conditions compiles once, and a smaller batch is the start of a larger one (greedy picks).
+    from jaxopt_mat.acquisition import batch as batch_mod
+
+    space, x, y, model = problem
+    key = jax.random.key(4)
+    batches = {}
+    for q in (5, 2, 8, 1):
+        batches[q] = local_penalization_batch(model, space, q, key=key, best=y.max())
+        before = batch_mod._local_penalization._cache_size() if q == 5 else before
+        assert batches[q].x.shape == (q, 5) and batches[q].log_acquisition.shape == (q,)
+    assert batch_mod._local_penalization._cache_size() == before
+    for q in (1, 2, 5):
+        np.testing.assert_allclose(batches[q].x, batches[8].x[:q], atol=1e-12)
+        np.testing.assert_allclose(batches[q].mean, batches[8].mean[:q], atol=1e-12)
+
+
+def test_skipped_slots_of_a_greedy_batch_change_nothing():
+    # The same sequential batch built by a scan of exactly q steps and by a scan of 8 slots of which q are active.
+    from jaxopt_mat import SearchSpace
+    from jaxopt_mat.optimize import batch_slots, greedy_batch_unit
+
+    assert [batch_slots(q) for q in (1, 8, 9, 33, 96)] == [8, 8, 16, 64, 96]
+    space = SearchSpace([0.0, -1.0, 0.0], [1.0, 1.0, 2.0], A=[[1.0, 0.0, 1.0]], b=[2.5])
+    target = jnp.asarray([0.3, 0.5, 0.6])
+
+    def score(chosen, u):  # near the target, away from the points chosen so far
+        d2 = jnp.sum((u[:, None] - chosen[None]) ** 2, axis=-1)
+        return -jnp.sum((u - target) ** 2, axis=-1) - jnp.sum(jnp.exp(-d2 / 0.02) * (chosen[:, 0] >= 0), axis=-1)
+
+    def record(chosen, k, u, value):
+        return chosen.at[k].set(u), value
+
+    def build(slots, active):
+        carry = jnp.full((slots, 3), -10.0)
+        return greedy_batch_unit(score, record, carry, space, jax.random.key(0), slots, n_starts=8, n_raw=128,
+                                 n_steps=40, learning_rate=0.05, active=active)
+
+    exact = jax.jit(build, static_argnums=(0, 1))(3, None)
+    padded = jax.jit(build, static_argnums=0)(8, jnp.asarray(3))
+    np.testing.assert_allclose(padded[1][:3], exact[1], atol=1e-9)
+    np.testing.assert_allclose(padded[2][:3], exact[2], atol=1e-9)
+    assert np.all(np.asarray(padded[1][3:]) == 0) and np.all(np.asarray(padded[0][3:]) == -10.0)

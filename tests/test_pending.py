@@ -232,8 +232,9 @@ def test_padding_of_pending_rows_changes_nothing():
     args = (model, space, jax.random.key(1), jnp.asarray(y.max()), None, jnp.asarray(0.03), None, None)
     static = dict(q=3, maximize=True, n_starts=16, n_raw=512, n_steps=60)
     none = (jnp.zeros((0, 2)), jnp.zeros(0))  # nothing excluded
-    a = _local_penalization(*args, padded, mask, *none, **static)
-    b = _local_penalization(*args, jnp.asarray(wide), jnp.asarray(np.arange(32) < 3, float), *none, **static)
+    active = jnp.asarray(3)
+    a = _local_penalization(*args, padded, mask, *none, active, **static)
+    b = _local_penalization(*args, jnp.asarray(wide), jnp.asarray(np.arange(32) < 3, float), *none, active, **static)
     np.testing.assert_allclose(a.x, b.x, atol=1e-12)
     np.testing.assert_allclose(a.log_acquisition, b.log_acquisition, atol=1e-12)
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
 from jaxopt_mat.acquisition.analytic import log_expected_improvement
-from jaxopt_mat.optimize import greedy_batch_unit, pad_pending, sample_feasible_unit
+from jaxopt_mat.optimize import batch_slots, greedy_batch_unit, pad_pending, sample_feasible_unit
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.gp import GPModel
 
@@ -90,7 +90,7 @@ def log_penalizer(u, centers, mean, std, incumbent, lipschitz, mask, *, maximize
 
 @partial(jax.jit, static_argnames=("q", "maximize", "n_starts", "n_raw", "n_steps"))
 def _local_penalization(model, space, key, best, init_unit, learning_rate, constraints, feasibility, pending,
-                        pending_mask, exclude, exclude_mask, *, q, maximize, n_starts, n_raw, n_steps):
+                        pending_mask, exclude, exclude_mask, active, *, q, maximize, n_starts, n_raw, n_steps):
     d = space.dim
     dtype = model.x_unit.dtype
     k_lip, k_loop = jax.random.split(key)
@@ -134,7 +134,8 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
                                                          n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
                                                          init_unit=init_unit,
                                                          exclude_unit=jnp.concatenate([pending_unit, space.to_unit(exclude)]),
-                                                         exclude_mask=jnp.concatenate([pending_mask, exclude_mask]))
+                                                         exclude_mask=jnp.concatenate([pending_mask, exclude_mask]),
+                                                         active=active)
     centers, mean, std = centers[p:], mean[p:], std[p:]
     return Batch(space.from_unit(centers), mean, std, log_ei(centers), L)
 
@@ -197,11 +198,15 @@ def local_penalization_batch(
     init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
     dtype = model.x_unit.dtype
     args = (model, space, key, jnp.asarray(best, dtype), init_unit, jnp.asarray(learning_rate), constraints,
-            feasibility, *pad_pending(pending, space.dim, dtype), *pad_pending(exclude, space.dim, dtype))
-    static = dict(q=q, maximize=maximize, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
+            feasibility, *pad_pending(pending, space.dim, dtype), *pad_pending(exclude, space.dim, dtype),
+            jnp.asarray(q, jnp.int32))
+    # One program per number of slots (batch_slots): a batch of q fills the first q of them.
+    static = dict(q=batch_slots(q), maximize=maximize, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
     if program_cache is None:
-        return _local_penalization(*args, **static)
-    return Batch(*program_cache.call("local_penalization", _local_penalization_tuple, args, static))
+        out = _local_penalization(*args, **static)
+    else:
+        out = Batch(*program_cache.call("local_penalization", _local_penalization_tuple, args, static))
+    return Batch(out.x[:q], out.mean[:q], out.std[:q], out.log_acquisition[:q], out.lipschitz)
 
 
 def _local_penalization_tuple(*args, **static):

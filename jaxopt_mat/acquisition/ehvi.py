@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_mat.chunked import map_rows
-from jaxopt_mat.optimize import greedy_batch_unit, pad_pending
+from jaxopt_mat.optimize import batch_slots, greedy_batch_unit, pad_pending
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -195,7 +195,7 @@ def score_pool(predict, model_args, features, front, ref, *, chunk: int = 8192, 
 
 @partial(jax.jit, static_argnames=("predict", "q", "n_starts", "n_raw", "n_steps"))
 def _ehvi_batch(predict, model_args, space, key, front, front_mask, ref, init_unit, learning_rate, feasibility,
-                constraints, pending, pending_mask, exclude, exclude_mask, *, q, n_starts, n_raw, n_steps):
+                constraints, pending, pending_mask, exclude, exclude_mask, active, *, q, n_starts, n_raw, n_steps):
     n_front, m = front.shape
     n_pending = pending.shape[0]
     # Pending rows (runs in the lab) are believed observed at their predicted means before the first pick.
@@ -227,7 +227,8 @@ def _ehvi_batch(predict, model_args, space, key, front, front_mask, ref, init_un
                                                     n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
                                                     init_unit=init_unit,
                                                     exclude_unit=space.to_unit(jnp.concatenate([pending, exclude])),
-                                                    exclude_mask=jnp.concatenate([pending_mask, exclude_mask]))
+                                                    exclude_mask=jnp.concatenate([pending_mask, exclude_mask]),
+                                                    active=active)
     return space.from_unit(us), log_e, means, stds
 
 
@@ -273,11 +274,12 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
         extra = 32 - front.shape[0]
         front = jnp.concatenate([front, jnp.zeros((extra, 2), front.dtype)])
         front_mask = jnp.concatenate([front_mask, jnp.zeros(extra, front_mask.dtype)])
-    return _ehvi_batch(predict, tuple(model_args), space, key, front, front_mask, jnp.asarray(ref, front.dtype),
-                       init_unit,
-                       jnp.asarray(learning_rate, front.dtype), feasibility, constraints,
-                       *pad_pending(pending, space.dim, front.dtype), *pad_pending(exclude, space.dim, front.dtype),
-                       q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
+    x, log_e, means, stds = _ehvi_batch(
+        predict, tuple(model_args), space, key, front, front_mask, jnp.asarray(ref, front.dtype), init_unit,
+        jnp.asarray(learning_rate, front.dtype), feasibility, constraints,
+        *pad_pending(pending, space.dim, front.dtype), *pad_pending(exclude, space.dim, front.dtype),
+        jnp.asarray(q, jnp.int32), q=batch_slots(q), n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
+    return x[:q], log_e[:q], means[:q], stds[:q]  # the first q of the program's slots
 
 
 def q_expected_hypervolume_improvement(mean, cov, front, ref, base_samples, *, front_valid=None):

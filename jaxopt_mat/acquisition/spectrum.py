@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_mat.objectives import spectrum_loss
-from jaxopt_mat.optimize import greedy_batch_unit, pad_pending
+from jaxopt_mat.optimize import batch_slots, greedy_batch_unit, pad_pending
 from jaxopt_mat.space import SearchSpace
 from jaxopt_mat.surrogates.spectrum_gp import SpectrumGP
 from jaxopt_mat.surrogates.spectrum_net import SpectrumEnsemble
@@ -58,7 +58,7 @@ def lower_confidence_score(x, ensemble, target, window, smoothness, kappa):
 
 @partial(jax.jit, static_argnames=("q", "n_starts", "n_raw", "n_steps"))
 def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, repulsion, radius, learning_rate,
-                    pending, pending_mask, feasibility, constraints, *, q, n_starts, n_raw, n_steps):
+                    pending, pending_mask, feasibility, constraints, active, *, q, n_starts, n_raw, n_steps):
     d = space.dim
     p = pending.shape[0]
 
@@ -79,7 +79,8 @@ def _spectrum_batch(ensemble, space, key, target, window, smoothness, kappa, rep
     chosen = jnp.concatenate([space.to_unit(pending).astype(dtype), jnp.zeros((q, d), dtype)])
     mask = jnp.concatenate([pending_mask, jnp.zeros(q, dtype)])
     (chosen, _), _, _, _ = greedy_batch_unit(score, record, (chosen, mask), space, key, q, n_starts=n_starts,
-                                             n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate)
+                                             n_raw=n_raw, n_steps=n_steps, learning_rate=learning_rate,
+                                             active=active)
     x = space.from_unit(chosen[p:])
     losses = member_losses(ensemble, x, target, window)
     return SpectrumBatch(x, jnp.mean(losses, axis=0), jnp.std(losses, axis=0))
@@ -135,15 +136,19 @@ def spectrum_batch(
     args = (ensemble, space, key, jnp.asarray(target), jnp.asarray(window, dtype),
             *(jnp.asarray(v, dtype) for v in (smoothness, kappa, repulsion, radius, learning_rate)),
             *pad_pending(pending, space.dim, dtype), feasibility, constraints)
-    return _cached(program_cache, "spectrum_batch", _spectrum_batch, args,
-                   dict(q=q, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
+    return _cached(program_cache, "spectrum_batch", _spectrum_batch, args, q,
+                   dict(n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
 
 
-def _cached(program_cache, name, fn, args, static) -> SpectrumBatch:
-    """``fn(*args, **static)``, through ``program_cache`` when one is given."""
+def _cached(program_cache, name, fn, args, q, static) -> SpectrumBatch:
+    """The first ``q`` recipes of ``fn(*args, active=q, q=batch_slots(q), **static)``, through ``program_cache``
+    when one is given (one program per number of slots)."""
+    args, static = (*args, jnp.asarray(q, jnp.int32)), {**static, "q": batch_slots(q)}
     if program_cache is None:
-        return fn(*args, **static)
-    return SpectrumBatch(*program_cache.call(name, lambda *a, **k: tuple(fn(*a, **k)), args, static))
+        out = fn(*args, **static)
+    else:
+        out = SpectrumBatch(*program_cache.call(name, lambda *a, **k: tuple(fn(*a, **k)), args, static))
+    return SpectrumBatch(*(None if v is None else v[:q] for v in out))
 
 
 # ---------------------------------------------------------------------------
@@ -199,7 +204,8 @@ def log_exclusion(u, chosen, mask, radius):
 
 @partial(jax.jit, static_argnames=("q", "stride", "n_starts", "n_raw", "n_steps"))
 def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, tau, radius, learning_rate,
-                       feasibility, constraints, pending, pending_mask, *, q, stride, n_starts, n_raw, n_steps):
+                       feasibility, constraints, pending, pending_mask, active, *, q, stride, n_starts, n_raw,
+                       n_steps):
     coarse = SpectrumGP(model.models, model.mean[::stride], model.basis[:, ::stride])
     coarse_target = target[::stride]
 
@@ -223,7 +229,7 @@ def _spectrum_gp_batch(model, space, key, target, z, best, window, smoothness, t
     carry = (jnp.concatenate([pending, jnp.zeros((q, space.dim), dtype)]),
              jnp.concatenate([pending_mask, jnp.zeros(q, dtype)]))
     (x, _), _, log_acq, _ = greedy_batch_unit(score, record, carry, space, key, q, n_starts=n_starts, n_raw=n_raw,
-                                              n_steps=n_steps, learning_rate=learning_rate)
+                                              n_steps=n_steps, learning_rate=learning_rate, active=active)
     x = x[p:]
     losses = expected_spectrum_loss(model, x, target, z, window=window)
     return SpectrumBatch(x, jnp.mean(losses, axis=0), jnp.std(losses, axis=0), log_acq)
@@ -296,5 +302,5 @@ def spectrum_gp_batch(
     args = (model, space, k_opt, jnp.asarray(target), z,
             *(jnp.asarray(v, dtype) for v in (best, window, smoothness, tau, radius, learning_rate)), feasibility,
             constraints, *pad_pending(pending, space.dim, dtype))
-    return _cached(program_cache, "spectrum_gp_batch", _spectrum_gp_batch, args,
-                   dict(q=q, stride=stride, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
+    return _cached(program_cache, "spectrum_gp_batch", _spectrum_gp_batch, args, q,
+                   dict(stride=stride, n_starts=n_starts, n_raw=n_raw, n_steps=n_steps))
