@@ -185,7 +185,8 @@ class Campaign:
     # -- ask -------------------------------------------------------------------
     def ask(self, batch: int, *, method: str | None = None, seed: int | None = None, kappa: float = 0.0,
             extend_bounds: bool = False, ignore_pending: bool = False, fix: Mapping[str, object] | None = None,
-            snapshot: Snapshot | None = None, judge: bool = True, round_size: int | None = None) -> SuggestedBatch:
+            snapshot: Snapshot | None = None, judge: bool = True, round_size: int | None = None,
+            refit_after: int = 1) -> SuggestedBatch:
         """Suggest the next ``batch`` conditions, keep them in ``suggestions/`` and remember the strategy's state.
 
         ``method`` (default: the campaign's first, e.g. ``gp`` or ``auto``) is
@@ -201,11 +202,14 @@ class Campaign:
         ``{"ligand": "L2", "temperature": 60}``. With ``judge`` (default) the stop rules are evaluated
         (a note says when they are met), over the recorded batches or, with ``round_size``, over rounds of
         that many runs in the order recorded (what :func:`~jaxopt_mat.run` uses: it records one at a time).
+        ``refit_after``: GP hyper-parameters are optimized again once that many conditions were added since
+        their last optimization (default 1: every call); in between the GPs keep them and condition on all data.
+        ``snapshot``: the campaign as read by the caller, current (default: read now).
         """
         snap = snapshot or self.snapshot()
         snap = snap.with_fixed(fixed_values(snap.config, fix or {}))
         options = dict(method=method, seed=seed, kappa=kappa, ignore_pending=ignore_pending, judge=judge,
-                       round_size=round_size)
+                       round_size=round_size, refit_after=refit_after)
         sug = self._suggest(snap, batch, **options)
         pressing = strategies.bound_pressure(snap, sug.x)
         bound_notes = []

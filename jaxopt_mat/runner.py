@@ -118,6 +118,12 @@ def _measured_columns(snap) -> list[str] | None:
     return config.objective.measured_names + config.outcome_names
 
 
+def _failure(row: dict, columns: list[str], config) -> dict:
+    """The measurement row of a failed run: its suggestion id and inputs, every measured cell empty."""
+    keep = {k: v for k, v in row.items() if k in (SUGGESTION_COLUMN, "id", *config.input_names)}
+    return {**keep, **{c: None for c in columns}, STATUS_COLUMN: "failed"}
+
+
 def _observe(camp: Campaign, row: dict) -> bool | None:
     """Record one evaluation; a result the campaign refuses is recorded as a failed run instead.
 
@@ -125,13 +131,6 @@ def _observe(camp: Campaign, row: dict) -> bool | None:
     campaign before its first spectrum fixes the wavelength grid).
     """
     import pandas as pd
-
-    def failed_row():
-        columns = _measured_columns(camp.snapshot())
-        if columns is None:
-            return None
-        keep = {k: v for k, v in row.items() if k in (SUGGESTION_COLUMN, "id", *camp.config.input_names)}
-        return {**keep, **{c: None for c in columns}, STATUS_COLUMN: "failed"}
 
     if row[STATUS_COLUMN] != "failed":
         try:
@@ -142,11 +141,27 @@ def _observe(camp: Campaign, row: dict) -> bool | None:
             log.parent.mkdir(exist_ok=True)
             with open(log, "a", encoding="utf-8") as f:
                 f.write(f"result refused, recorded as a failed run: {e}\n")
-    failure = failed_row()
-    if failure is None:
+    columns = _measured_columns(camp.snapshot())
+    if columns is None:
         return None
-    camp.observe(pd.DataFrame([failure]), again=True)
+    camp.observe(pd.DataFrame([_failure(row, columns, camp.config)]), again=True)
     return True
+
+
+def _observe_all(camp: Campaign, rows: list[dict], snap) -> list[bool | None]:
+    """Record evaluations that finished together in one observation (one read and write of the campaign);
+    when the campaign refuses any of them, each on its own (:func:`_observe`). Whether each failed."""
+    import pandas as pd
+
+    columns = _measured_columns(snap) if len(rows) > 1 else None
+    if columns is not None:
+        table = [row if row[STATUS_COLUMN] != "failed" else _failure(row, columns, camp.config) for row in rows]
+        try:
+            camp.observe(pd.DataFrame(table), again=True)
+            return [row[STATUS_COLUMN] == "failed" for row in rows]
+        except DataError:
+            pass  # one of them is refused: each on its own, the refused one as a failed run with its reason
+    return [_observe(camp, row) for row in rows]
 
 
 def _conditions(camp: Campaign, x: np.ndarray, ids) -> list[dict]:
@@ -220,11 +235,12 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
     summary = RunSummary()
     in_flight: dict[str, tuple] = {}  # suggestion id -> (future, condition, start time)
     latest = [camp.snapshot()]  # the campaign as of the last observation (read again only after one)
+    current = [True]  # whether latest[0] is the campaign as it is now (an ask adds suggestions)
     stop = ""
     judged_at = -math.inf  # measurements when the stop rules were last judged
 
     def refresh():
-        latest[0] = camp.snapshot()
+        latest[0], current[0] = camp.snapshot(), True
         return latest[0]
 
     def measurements(s) -> int:
@@ -242,21 +258,24 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
 
     deferred = []  # failures a spectrum campaign cannot record before its first spectrum
 
-    def record(sid, condition, result, seconds):
-        failed = _observe(camp, _row(sid, condition, result))
-        if failed is None:
-            deferred.append((sid, condition, result, seconds))
+    def record(finished):
+        """Observe evaluations ``(sid, condition, result, seconds)`` that finished since the last look."""
+        outcomes = _observe_all(camp, [_row(*item[:3]) for item in finished], latest[0])
+        done = [(item, failed) for item, failed in zip(finished, outcomes) if failed is not None]
+        deferred.extend(item for item, failed in zip(finished, outcomes) if failed is None)
+        if deferred and any(failed is False for failed in outcomes):  # the first spectrum fixed the grid
+            retry = [deferred.pop() for _ in range(len(deferred))][::-1]
+            done += zip(retry, _observe_all(camp, [_row(*item[:3]) for item in retry], camp.snapshot()))
+        if not done:
             return
-        if not failed:
-            for args in [deferred.pop() for _ in range(len(deferred))]:
-                record(*args)
-        summary.observed += 1
-        summary.failed += failed
-        if seconds is not None:
-            summary.seconds_per_evaluation.append(seconds)
         s = refresh()
-        on_event(Event("failed" if failed else "observed", sid, len(in_flight), summary.observed, summary.failed,
-                       best(s), seconds))
+        for (sid, _, _, seconds), failed in done:
+            summary.observed += 1
+            summary.failed += failed
+            if seconds is not None:
+                summary.seconds_per_evaluation.append(seconds)
+            on_event(Event("failed" if failed else "observed", sid, len(in_flight), summary.observed,
+                           summary.failed, best(s), seconds))
 
     # Rows still pending from an earlier runner: a result file left behind is observed, the rest run again
     # (as many as the budget has room for; the others stay pending).
@@ -270,7 +289,7 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
                 result = json.loads(path.read_text(encoding="utf-8").splitlines()[-1])
             except (json.JSONDecodeError, IndexError):
                 result = {STATUS_COLUMN: "failed"}
-            record(sid, condition, result, None)
+            record([(sid, condition, result, None)])
             summary.picked_up += 1
         elif summary.redispatched + summary.picked_up < room:
             summary.redispatched += 1
@@ -291,7 +310,11 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
                 judge = stop_when_done and total - judged_at >= parallel
                 judged_at = total if judge else judged_at
                 start = time.perf_counter()
-                kept = camp.ask(asks, method=method, judge=judge, round_size=parallel)
+                # Hyper-parameters optimized once per `parallel` new runs, as a synchronous loop's batches would
+                # be; between, the GPs condition on every new result.
+                kept = camp.ask(asks, method=method, judge=judge, round_size=parallel, refit_after=parallel,
+                                snapshot=snap if current[0] else None)
+                current[0] = False
                 summary.loop_seconds += time.perf_counter() - start
                 if stop_when_done and any(n.startswith("the campaign should stop") for n in kept.notes):
                     stop = "the stop rules are met"
@@ -315,8 +338,8 @@ def _loop(camp, evaluate, executor, parallel, budget, stop_when_done, timeout, m
 
 
 def _collect(in_flight: dict, timeout, record) -> int:
-    """Observe every finished (or timed-out) evaluation; how many were."""
-    done = 0
+    """Observe every finished (or timed-out) evaluation, together; how many there were."""
+    finished = []
     now = time.monotonic()
     for sid in list(in_flight):
         future, condition, start = in_flight[sid]
@@ -332,6 +355,7 @@ def _collect(in_flight: dict, timeout, record) -> int:
                 result = future.result()
             except Exception:  # the evaluation raised: a failed run, not the end of the loop
                 result = {STATUS_COLUMN: "failed"}
-        record(sid, condition, result, now - start)
-        done += 1
-    return done
+        finished.append((sid, condition, result, now - start))
+    if finished:
+        record(finished)
+    return len(finished)

@@ -142,3 +142,32 @@ def test_simulate_records_a_batch_that_repeats_an_earlier_one(tmp_path, monkeypa
     lab = simulate.FunctionLab(lambda x: (x[:, 0] - 0.3) ** 2 + (x[:, 1] - 1.2) ** 2)
     rounds = simulate.run(camp, lab, rounds=2, batch=6)
     assert [r.index for r in rounds] == [1, 2] and [r.n_measured for r in rounds] == [6, 12]
+
+
+def test_refit_after_keeps_the_hyperparameters_until_enough_conditions_were_added(tmp_path, monkeypatch):
+    # What `run` asks for: hyper-parameters optimized once per `parallel` new runs; between, the GP keeps them
+    # (no optimization at all) and conditions on every new result.
+    from jaxopt_mat.surrogates import gp as gpmod
+
+    camp = jm.Campaign.create(tmp_path / "c", {**CONFIG, "stopping": {}})
+    first = camp.suggest(6)
+    first["y"] = measure(first)
+    camp.observe(first)
+    optimized = []
+    fit = gpmod._fit_hyperparameters
+    monkeypatch.setattr(gpmod, "_fit_hyperparameters", lambda *a, **k: optimized.append(1) or fit(*a, **k))
+
+    def saved():
+        return sorted(json.loads((tmp_path / "c" / "state.json").read_text())["gp_hyperparameters"]["y"], key=int)
+
+    def one_more(refit_after):
+        optimized.clear()
+        batch = camp.suggest(1, refit_after=refit_after, judge=False)
+        batch["y"] = measure(batch)
+        camp.observe(batch[["x1", "x2", "y"]])
+        return bool(optimized)
+
+    assert one_more(3) and saved() == ["6"]  # nothing to keep: optimized on 6 conditions
+    assert not one_more(3) and not one_more(3) and saved() == ["6"]  # 7 and 8 conditions keep those of 6
+    assert one_more(3) and saved() == ["6", "9"]  # 9 - 6 = 3: optimized again
+    assert one_more(1) and saved() == ["6", "9", "10"]  # the default: at every suggest

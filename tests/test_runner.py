@@ -173,9 +173,17 @@ def test_the_runner_asks_for_every_free_slot_and_judges_once_per_round(tmp_path,
     asks = []
     ask = jm.Campaign.ask
 
+    passed = []
+
     def spy(self, batch, **options):
         snap = self.snapshot()
         asks.append((snap.n_rows + int(snap.failed_x.shape[0]), batch, options["judge"], options["round_size"]))
+        assert options["refit_after"] == 3  # hyper-parameters optimized once per `parallel` runs
+        given = options["snapshot"]  # the runner's own read, when it is the campaign as it is now
+        if given is not None:
+            passed.append(1)
+            assert given.n_rows == snap.n_rows and given.pending.ids == snap.pending.ids
+            assert given.n_suggested == snap.n_suggested
         return ask(self, batch, **options)
 
     monkeypatch.setattr(jm.Campaign, "ask", spy)
@@ -186,7 +194,7 @@ def test_the_runner_asks_for_every_free_slot_and_judges_once_per_round(tmp_path,
     assert sum(b for _, b, _, _ in asks) == 16 and all(1 <= b <= 3 for _, b, _, _ in asks)
     judged = [n for n, _, judge, _ in asks if judge]
     assert judged[0] == 0 and np.all(np.diff(judged) >= 3) and len(judged) >= 3  # at most once per 3 runs
-    assert {r for *_, r in asks} == {3}
+    assert {r for *_, r in asks} == {3} and len(passed) >= len(asks) // 2
     without = jm.Campaign.create(tmp_path / "d", {**CONFIG, "initial_design": 4})
     asks.clear()
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
@@ -242,3 +250,23 @@ def test_the_default_executor_is_a_pool_of_spawned_processes(tmp_path):
     summary = jm.run(camp, plain_evaluate, parallel=2, budget=4, method="random")
     assert summary.total == 4 and summary.failed == 0
     assert len(recorded(tmp_path / "c")) == 4
+
+
+def test_evaluations_that_finish_together_are_observed_together_and_a_refused_one_alone(tmp_path):
+    from jaxopt_mat.runner import _observe_all, _row
+
+    camp = jm.Campaign.create(tmp_path / "c", CONFIG)
+    ids = camp.ask(6, method="random").suggestion_ids
+    conds = [dict(zip(("x1", "x2"), map(float, x))) for x in camp.snapshot().pending.x]
+    rows = [_row(ids[0], conds[0], {"y": 1.0}), _row(ids[1], conds[1], {"status": "failed"}),
+            _row(ids[2], conds[2], {"y": 2.0})]
+    assert _observe_all(camp, rows, camp.snapshot()) == [False, True, False]
+    assert [r["batch"] for r in recorded(tmp_path / "c")] == ["1"] * 3  # one observation
+    rows = [_row(ids[3], conds[3], {"y": 3.0}), _row(ids[4], conds[4], {"y": "n/a"}),
+            _row(ids[5], conds[5], {"y": 4.0})]
+    assert _observe_all(camp, rows, camp.snapshot()) == [False, True, False]
+    table = recorded(tmp_path / "c")
+    assert [(r["suggestion"], r["status"], r["batch"]) for r in table[3:]] == [
+        (ids[3], "ok", "2"), (ids[4], "failed", "3"), (ids[5], "ok", "4")]  # each on its own
+    assert "is not a number" in (tmp_path / "c" / "runs" / f"{ids[4]}.log").read_text()
+    assert camp.snapshot().n_pending == 0

@@ -53,7 +53,7 @@ def methods(snap: Snapshot) -> tuple[str, ...]:
 
 
 def suggest(snap: Snapshot, batch: int, *, method: str | None = None, seed: int | None = None, kappa: float = 0.0,
-            ignore_pending: bool = False, context: Context | None = None) -> Suggestion:
+            ignore_pending: bool = False, refit_after: int = 1, context: Context | None = None) -> Suggestion:
     """The next ``batch`` conditions for the campaign in ``snap``.
 
     The random stream depends on the seed (default: the campaign's) and on the
@@ -61,7 +61,10 @@ def suggest(snap: Snapshot, batch: int, *, method: str | None = None, seed: int 
     gives the same batch, and successive batches differ. Rows suggested
     earlier and not yet observed (``snap.pending``) are runs still in the lab:
     the batch keeps away from them (pool rows are never suggested twice)
-    unless ``ignore_pending``.
+    unless ``ignore_pending``. GP hyper-parameters are optimized again once
+    ``refit_after`` conditions were added since their last optimization (1: every call);
+    in between, the GPs keep them and condition on all the data (what
+    :func:`~jaxopt_mat.run` asks for: one optimization per ``parallel`` runs).
 
     Raises:
         DataError: an unknown method, a batch size out of range, or (pools) too few candidates left.
@@ -78,7 +81,8 @@ def suggest(snap: Snapshot, batch: int, *, method: str | None = None, seed: int 
         raise DataError(f"unknown method {method!r} for a {what} campaign (choose from {', '.join(allowed)})")
     if kind == "pool":
         check_free(snap, batch)
-    req = Request(batch, method, base_seed(snap, seed), next_suggestion_seed(snap, seed), kappa)
+    req = Request(batch, method, base_seed(snap, seed), next_suggestion_seed(snap, seed), kappa,
+                  refit_after=max(1, int(refit_after)))
     strategy, notes = allowed[method], []
     # Failed runs count towards the initial design (they inform the success model), but a GP needs results.
     n_failed = snap.failed_x.shape[0]

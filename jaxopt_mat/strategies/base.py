@@ -59,6 +59,9 @@ class Request:
     seed: int
     rng_seed: int
     kappa: float = 0.0
+    # A GP's hyper-parameters are optimized again once this many conditions were added since their last
+    # optimization (1: at every suggest); in between, the GP keeps them and conditions on all the data.
+    refit_after: int = 1
 
 
 @dataclasses.dataclass
@@ -166,26 +169,40 @@ def warm_start(state, name: str, n: int, d: int):
     on ``n`` conditions never starts from itself: repeating ``suggest`` on the
     same data gives the same model and batch.
     """
+    return warm_start_entry(state, name, n, d)[0]
+
+
+def warm_start_entry(state, name: str, n: int, d: int):
+    """:func:`warm_start`'s hyper-parameters and the number of conditions they were optimized on (``None, 0``)."""
     fits = state.get("gp_hyperparameters")
     saved = fits.get(name, {}) if isinstance(fits, dict) else {}
     if not isinstance(saved, dict):
-        return None
+        return None, 0
     earlier = [int(k) for k, v in saved.items() if k.isdigit() and int(k) < n and valid_hyperparameters(v, d)]
-    return np.asarray(saved[str(max(earlier))], dtype=np.float64) if earlier else None
+    if not earlier:
+        return None, 0
+    return np.asarray(saved[str(max(earlier))], dtype=np.float64), max(earlier)
 
 
 def remembered_fits(state, n: int, models: dict) -> dict:
     """``{"gp_hyperparameters": ...}``: the state entry after recording GPs fitted on ``n`` conditions.
 
     ``models`` maps names to fitted GPs; each name keeps its latest
-    :data:`WARM_STARTS_KEPT` fits, by condition count. ``state`` is not changed.
+    :data:`WARM_STARTS_KEPT` fits, by condition count. A GP that kept the
+    hyper-parameters of its warm start (not optimized again, ``refit_after``)
+    adds no entry, so the next optimization counts from the last real one.
+    ``state`` is not changed.
     """
     saved = state.get("gp_hyperparameters", {})
     saved = dict(saved) if isinstance(saved, dict) else {}
     for name, model in models.items():
         old = saved.get(name, {})
         old = {k: v for k, v in old.items() if k.isdigit()} if isinstance(old, dict) else {}
-        entries = {**old, str(n): [float(v) for v in np.asarray(model.hyperparameters)]}
+        theta = [float(v) for v in np.asarray(model.hyperparameters)]
+        start = warm_start(state, name, n, len(theta) - 3)
+        if start is not None and start.tolist() == theta:
+            continue
+        entries = {**old, str(n): theta}
         saved[name] = {k: entries[k] for k in sorted(entries, key=int)[-WARM_STARTS_KEPT:]}
     return {"gp_hyperparameters": saved}
 

@@ -21,7 +21,7 @@ from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, intensity_factor_rows, shape_similarity_rows
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
                                         incumbent, measured_x, n_lengthscales, objective_target, outcome_models,
-                                        outcome_note, pending_x, remembered_fits, warm_start)
+                                        outcome_note, pending_x, remembered_fits, warm_start_entry)
 from jaxopt_mat.padded import predict_rows
 from jaxopt_mat.surrogates.gp import fit_gp
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
@@ -30,11 +30,17 @@ from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 PEAK_GP = "log_peak"
 
 
-def fit_warm(snap: Snapshot, name: str, x, y, *, key, low, high, ctx: Context, noise_variance=None):
-    """:func:`fit_gp` started from the hyper-parameters of ``name``'s latest earlier fit (see ``warm_start``)."""
-    features = snap.space.features
-    return fit_gp(x, y, key=key, low=low, high=high, init=warm_start(snap.state, name, x.shape[0], n_lengthscales(snap)),
-                  noise_variance=noise_variance, features=features, program_cache=ctx.program_cache)
+def fit_warm(snap: Snapshot, name: str, x, y, *, key, low, high, ctx: Context, noise_variance=None,
+             refit_after: int = 1):
+    """:func:`fit_gp` started from the hyper-parameters of ``name``'s latest earlier fit (see ``warm_start``).
+
+    When that fit saw fewer than ``refit_after`` conditions less than ``x`` holds, its hyper-parameters are
+    kept as they are (no optimization: the GP only conditions on the new data).
+    """
+    init, fitted_on = warm_start_entry(snap.state, name, x.shape[0], n_lengthscales(snap))
+    keep = init is not None and x.shape[0] - fitted_on < refit_after
+    return fit_gp(x, y, key=key, low=low, high=high, init=init, noise_variance=noise_variance,
+                  features=snap.space.features, program_cache=ctx.program_cache, **({"max_iter": 0} if keep else {}))
 
 
 def log_peak(snap: Snapshot) -> np.ndarray:
@@ -77,7 +83,7 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
         ctx.progress("fitting GP to the peak intensity")
         r_cond = combine_replicates(snap.x, log_peak(snap)).y
         fits[PEAK_GP] = fit_warm(snap, PEAK_GP, cond.x, r_cond, key=jax.random.fold_in(k_fit, 1),
-                                 low=space.low, high=space.high, ctx=ctx)
+                                 low=space.low, high=space.high, ctx=ctx, refit_after=req.refit_after)
         window = outcome_constraints([fits[PEAK_GP]], [np.log(config.objective.window[1])], [True])
         constraints = window if constraints is None else window + constraints
         y = peak_smoothed_losses(snap, fits[PEAK_GP])
@@ -87,7 +93,7 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     else:  # a long tail of bad values compressed (output_warp)
         warp, y_model, known_noise = objective_target(snap, y)
     model = fit_warm(snap, config.objective.name, cond.x, y_model, key=k_fit, low=space.low, high=space.high,
-                     ctx=ctx, noise_variance=known_noise)
+                     ctx=ctx, noise_variance=known_noise, refit_after=req.refit_after)
     fits[config.objective.name] = model
     best = incumbent(snap, y_model, maximize)
     order = np.lexsort((-y if maximize else y, ~snap.satisfied))  # start near the best conditions that count

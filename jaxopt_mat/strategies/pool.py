@@ -36,7 +36,7 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     key = jax.random.key(req.rng_seed)
     warp, y_model, known_noise = objective_target(snap, cond.y)  # a long tail of bad values compressed
     model = fit_warm(snap, config.objective.name, cond.x, y_model, key=key, low=pool.low, high=pool.high, ctx=ctx,
-                     noise_variance=known_noise)
+                     noise_variance=known_noise, refit_after=req.refit_after)
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
                                                ctx=ctx)
     best = incumbent(snap, y_model, maximize)

@@ -246,12 +246,11 @@ def _condition(theta, u, y, mask, known_noise, groups=None):
     return L, L_inv, alpha, ls, var, noise, m
 
 
-def _scaled_and_padded(x, y, low, high, *, n_pad):
+def _scaled_and_padded(x, y, low, high, *, n_pad, dtype):
     """Inputs to the unit cube of ``[low, high]`` and standardized targets, padded to ``n_pad`` rows.
 
     In numpy: a few vector operations, with no program to compile for each new number of rows.
     """
-    dtype = x.dtype
     x, y, low, high = (np.asarray(a, dtype=np.float64) for a in (x, y, low, high))
     n, d = x.shape
     high = np.where(high > low, high, low + 1.0)
@@ -330,26 +329,26 @@ def fit_gp(
         >>> model = fit_gp(x, y, key=jax.random.key(0))
         >>> mean, var = model.predict(x[:3])
     """
-    x = jnp.asarray(x)
-    y = jnp.asarray(y)
+    # numpy until the padded arrays: jnp.asarray of a numpy table compiles a program for each new row count
+    x, y = np.asarray(x), np.asarray(y)
+    dtype = jax.dtypes.canonicalize_dtype(np.result_type(x.dtype, np.float32))
     if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise DataError(f"fit_gp expects x of shape (n, d) and y of shape (n,), got {x.shape} and {y.shape}")
     n, d = x.shape
     if n < 2:
         raise DataError(f"a GP needs at least 2 observations, got {n}")
-    if not (np.all(np.isfinite(np.asarray(x))) and np.all(np.isfinite(np.asarray(y)))):
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise DataError("fit_gp got NaN or infinite values")
-    if x.dtype != jnp.float64:
+    if dtype != jnp.float64:
         warnings.warn(
             "fit_gp is running in float32; GP results are unreliable. Call "
             "jax.config.update('jax_enable_x64', True) before creating arrays.",
             stacklevel=2,
         )
-    dtype = x.dtype
-    low = np.min(np.asarray(x), axis=0) if low is None else np.asarray(low)
-    high = np.max(np.asarray(x), axis=0) if high is None else np.asarray(high)
+    low = np.min(x, axis=0) if low is None else np.asarray(low)
+    high = np.max(x, axis=0) if high is None else np.asarray(high)
     n_pad = _padded_size(n, pad_to)
-    u_pad, y_pad, mask, low, high, y_loc, y_scale = _scaled_and_padded(x, y, low, high, n_pad=n_pad)
+    u_pad, y_pad, mask, low, high, y_loc, y_scale = _scaled_and_padded(x, y, low, high, n_pad=n_pad, dtype=dtype)
     known = np.zeros(n_pad)
     if noise_variance is not None:
         noise_variance = np.asarray(noise_variance, dtype=np.float64)
