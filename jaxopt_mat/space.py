@@ -179,13 +179,16 @@ class SearchSpace:
     def is_feasible(self, x, *, atol: float = 1e-9):
         """Whether each point of ``x`` (shape ``(n, d)``) lies in bounds and constraints.
 
-        ``atol`` is relative to each bound's range and each constraint's scale.
+        ``atol`` is relative to each bound's range and each constraint's scale. A numpy ``x``
+        gives a numpy answer; anything else (a JAX array, a tracer) a JAX one.
         """
-        u = self.to_unit(x)
-        ok = jnp.all((u >= -atol) & (u <= 1 + atol), axis=-1)
+        xp = np if isinstance(x, np.ndarray) else jnp  # a concrete table: numpy (no program per row count)
+        low, high = xp.asarray(self.low), xp.asarray(self.high)
+        u = (x - low) / (high - low)
+        ok = xp.all((u >= -atol) & (u <= 1 + atol), axis=-1)
         if self.n_constraints:
-            scale = jnp.linalg.norm(self.A_unit, axis=1)
-            ok = ok & jnp.all(u @ self.A_unit.T - self.b_unit <= atol * scale, axis=-1)
+            A, b = xp.asarray(self.A_unit), xp.asarray(self.b_unit)
+            ok = ok & xp.all(u @ A.T - b <= atol * xp.linalg.norm(A, axis=1), axis=-1)
         return ok
 
     def project_unit(self, u, *, n_iter: int = 30):

@@ -121,6 +121,8 @@ class CampaignFolder:
         self.config = load_config(cfg)
         self._pool = None
         self._pool_index = None
+        self._space = None  # (config, its search space)
+        self._target = None  # ((size, mtime), the target spectrum)
 
     @classmethod
     def create(cls, directory: Path, config: Config, *, source_dir: Path | None = None) -> "CampaignFolder":
@@ -192,6 +194,27 @@ class CampaignFolder:
         if self._pool_index is None:
             self._pool_index = self.pool().index_of()
         return self._pool_index
+
+    def space(self):
+        """The configured search space (built once per configuration: its Chebyshev centre solves an LP)."""
+        if self._space is None or self._space[0] is not self.config:
+            self._space = (self.config, self.config.space())
+        return self._space[1]
+
+    def read_target(self):
+        """A spectrum campaign's target ``(wavelengths, absorbance)``, read again only when its file changed."""
+        path = self.dir / self.config.objective.target
+        try:
+            stat = path.stat()
+            stamp = (str(path), stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            stamp = None
+        if stamp is None or self._target is None or self._target[0] != stamp:
+            target = read_target(path)
+            for a in target:
+                a.setflags(write=False)  # shared by every snapshot read from this folder
+            self._target = (stamp, target)
+        return self._target[1]
 
     def read_records(self) -> Records:
         """``observations.csv`` parsed into header and rows (the one place that parses it)."""

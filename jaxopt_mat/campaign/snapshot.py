@@ -21,7 +21,7 @@ from jaxopt_mat.campaign.config import STATUS_COLUMN, SUGGESTION_COLUMN, Config
 from jaxopt_mat.campaign.input_cells import numeric_cells
 from jaxopt_mat.campaign.folder import CANCELLED, OBSERVATIONS_FILE, SUGGESTED_LOG, SUGGESTIONS_DIR, CampaignFolder
 from jaxopt_mat.campaign.pending import SuggestedRows, read_suggested, resolve_pending
-from jaxopt_mat.campaign.tables import read_suggestion, read_target, recorded_numbers, split_reserved, target_on_grid
+from jaxopt_mat.campaign.tables import read_suggestion, recorded_numbers, split_reserved, target_on_grid
 from jaxopt_mat.data import Conditions, combine_replicates, replicate_noise_columns
 from jaxopt_mat.errors import CampaignError
 from jaxopt_mat.objectives import spectrum_loss_rows
@@ -271,7 +271,7 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
         if failed.any():  # a failed run's measured cells are empty: only its inputs are numbers
             all_x[failed] = recorded_numbers([r[:d] for r, f in zip(body, failed) if f], source)
         arr = arr[:, d:]
-        space = config.space()
+        space = folder.space()
     all_ids = tuple(r[0] for r in body) if config.is_pool else None
     all_batches = np.array([int(r[-1]) for r in body], int)
     files = folder.suggestion_files()
@@ -280,7 +280,7 @@ def read_snapshot(folder: CampaignFolder) -> Snapshot:
     previous = None
     if files and any(i.extendable for i in config.inputs):
         previous = _frozen(read_suggestion(files[-1], config.input_names, inputs=config.inputs)[0])
-    target = read_target(folder.dir / config.objective.target) if config.objective.is_spectrum else None
+    target = folder.read_target() if config.objective.is_spectrum else None
     ids = None if all_ids is None else tuple(i for i, f in zip(all_ids, failed) if not f)
     n_out = len(config.outcome_names)  # the outcome constraints' columns come last (once there are any columns)
     if len(columns) >= n_out + 1 or not config.objective.is_spectrum:
