@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import csv
 import dataclasses
 import fcntl
+import io
 import json
 import math
 import multiprocessing
@@ -118,6 +120,36 @@ def _measured_columns(snap) -> list[str] | None:
     return config.objective.measured_names + config.outcome_names
 
 
+# How observe's messages name a result the runner records.
+RESULT = "the evaluation's result"
+
+
+def _cell(v) -> str:
+    """A measurement file's cell: numbers exactly (``repr``), empty for ``None`` or NaN, other values as text."""
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "" if math.isnan(v) else repr(float(v))
+    return str(v)
+
+
+def _csv_text(rows: list[dict]) -> str:
+    """Rows (dicts) as a measurement file's text: every key of any row a column, in order of first appearance.
+
+    Written directly (not through a DataFrame: a spectrum's row has hundreds of columns, and the runner
+    observes each evaluation)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([_cell(row.get(c)) for c in columns] for row in rows)
+    return out.getvalue()
+
+
 def _failure(row: dict, columns: list[str], config) -> dict:
     """The measurement row of a failed run: its suggestion id and inputs, every measured cell empty."""
     keep = {k: v for k, v in row.items() if k in (SUGGESTION_COLUMN, "id", *config.input_names)}
@@ -130,11 +162,9 @@ def _observe(camp: Campaign, row: dict) -> bool | None:
     Returns whether the run failed, or ``None`` when a failure cannot be recorded yet (a spectrum
     campaign before its first spectrum fixes the wavelength grid).
     """
-    import pandas as pd
-
     if row[STATUS_COLUMN] != "failed":
         try:
-            camp.observe(pd.DataFrame([row]), again=True)
+            camp.observe_text(_csv_text([row]), RESULT, again=True)
             return False
         except DataError as e:  # e.g. a missing or non-numeric measured column: the run gave no usable result
             log = result_path(camp.directory, row[SUGGESTION_COLUMN]).with_suffix(".log")
@@ -144,20 +174,18 @@ def _observe(camp: Campaign, row: dict) -> bool | None:
     columns = _measured_columns(camp.snapshot())
     if columns is None:
         return None
-    camp.observe(pd.DataFrame([_failure(row, columns, camp.config)]), again=True)
+    camp.observe_text(_csv_text([_failure(row, columns, camp.config)]), RESULT, again=True)
     return True
 
 
 def _observe_all(camp: Campaign, rows: list[dict], snap) -> list[bool | None]:
     """Record evaluations that finished together in one observation (one read and write of the campaign);
     when the campaign refuses any of them, each on its own (:func:`_observe`). Whether each failed."""
-    import pandas as pd
-
     columns = _measured_columns(snap) if len(rows) > 1 else None
     if columns is not None:
         table = [row if row[STATUS_COLUMN] != "failed" else _failure(row, columns, camp.config) for row in rows]
         try:
-            camp.observe(pd.DataFrame(table), again=True)
+            camp.observe_text(_csv_text(table), RESULT, again=True)
             return [row[STATUS_COLUMN] == "failed" for row in rows]
         except DataError:
             pass  # one of them is refused: each on its own, the refused one as a failed run with its reason

@@ -50,7 +50,8 @@ from jaxopt_mat.data import combine_replicates, replicate_noise_columns
 from jaxopt_mat.design import latin_hypercube
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss
 from jaxopt_mat.pareto import hypervolume_history
-from jaxopt_mat.strategies.base import Context, n_lengthscales, valid_hyperparameters
+from jaxopt_mat.strategies.base import Context, n_lengthscales
+from jaxopt_mat.strategies.fits import valid_hyperparameters
 from jaxopt_mat.strategies.two_step import COS_ACCURACY, COS_STABILITY, REL_MSE_ACCURACY, network_readiness
 from jaxopt_mat.padded import predict_rows
 from jaxopt_mat.surrogates.independent import fit_objectives

@@ -171,3 +171,31 @@ def test_refit_after_keeps_the_hyperparameters_until_enough_conditions_were_adde
     assert not one_more(3) and not one_more(3) and saved() == ["6"]  # 7 and 8 conditions keep those of 6
     assert one_more(3) and saved() == ["6", "9"]  # 9 - 6 = 3: optimized again
     assert one_more(1) and saved() == ["6", "9", "10"]  # the default: at every suggest
+
+
+def test_a_second_suggest_on_the_same_data_keeps_the_gp_of_the_first(tmp_path, monkeypatch):
+    # A batch measured in parts: the next batch asked for before new results conditions the same GP again
+    # (no optimization); a replicate that changes a condition's median, at the same condition count, refits.
+    from jaxopt_mat.strategies import gp as gp_strategy
+    from jaxopt_mat.surrogates import gp as gpmod
+
+    camp = jm.Campaign.create(tmp_path / "c", {**CONFIG, "stopping": {}})
+    first = camp.suggest(6)
+    first["y"] = measure(first)
+    camp.observe(first)
+    optimized, models = [], []
+    fit, fit_gp = gpmod._fit_hyperparameters, gp_strategy.fit_gp
+    monkeypatch.setattr(gpmod, "_fit_hyperparameters", lambda *a, **k: optimized.append(1) or fit(*a, **k))
+    monkeypatch.setattr(gp_strategy, "fit_gp", lambda *a, **k: models.append(fit_gp(*a, **k)) or models[-1])
+
+    a = camp.suggest(3, judge=False)
+    assert len(optimized) == 1
+    b = camp.suggest(3, judge=False)
+    assert len(optimized) == 1  # the same data: kept
+    np.testing.assert_array_equal(models[1].hyperparameters, models[0].hyperparameters)
+    np.testing.assert_array_equal(models[1].alpha, models[0].alpha)
+    assert np.min(np.hypot(*(a[["x1", "x2"]].to_numpy()[:, None] - b[["x1", "x2"]].to_numpy()[None]).T)) > 1e-3
+    again = first.iloc[:1][["x1", "x2"]].assign(y=measure(first.iloc[:1]) + 0.5)  # a replicate: 6 conditions still
+    camp.observe(again, again=True)
+    camp.suggest(3, judge=False)
+    assert camp.snapshot().n_conditions == 6 and len(optimized) == 2  # other data: optimized again

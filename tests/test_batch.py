@@ -127,10 +127,10 @@ def test_one_program_serves_batches_of_one_to_eight_and_keeps_the_first_picks(pr
 
     space, x, y, model = problem
     key = jax.random.key(4)
-    batches = {}
-    for q in (5, 2, 8, 1):
+    batches = {5: local_penalization_batch(model, space, 5, key=key, best=y.max())}
+    before = batch_mod._local_penalization._cache_size()
+    for q in (2, 8, 1):
         batches[q] = local_penalization_batch(model, space, q, key=key, best=y.max())
-        before = batch_mod._local_penalization._cache_size() if q == 5 else before
         assert batches[q].x.shape == (q, 5) and batches[q].log_acquisition.shape == (q,)
     assert batch_mod._local_penalization._cache_size() == before
     for q in (1, 2, 5):

@@ -270,3 +270,18 @@ def test_evaluations_that_finish_together_are_observed_together_and_a_refused_on
         (ids[3], "ok", "2"), (ids[4], "failed", "3"), (ids[5], "ok", "4")]  # each on its own
     assert "is not a number" in (tmp_path / "c" / "runs" / f"{ids[4]}.log").read_text()
     assert camp.snapshot().n_pending == 0
+
+
+def test_a_result_is_written_as_a_measurement_file_exactly():
+    import io
+
+    from jaxopt_mat.runner import _csv_text
+
+    value = 0.1 + 0.2
+    text = _csv_text([{"suggestion": "b0001-01", "a": np.float64(value), "b": None, "label": "x, y", "n": np.int64(3)},
+                      {"suggestion": "b0001-02", "a": 1, "c": float("nan"), "ok": True}])
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows == [["suggestion", "a", "b", "label", "n", "c", "ok"],
+                    ["b0001-01", repr(value), "", "x, y", "3", "", ""],
+                    ["b0001-02", "1", "", "", "", "", "True"]]
+    assert float(rows[1][1]) == value  # the number recorded is the number measured

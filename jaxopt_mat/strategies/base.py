@@ -23,9 +23,7 @@ from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.surrogates.feasibility import fit_feasibility, log_weight_of_rows
 from jaxopt_mat.surrogates.outcome_constraints import fit_outcome_constraints
 from jaxopt_mat.surrogates.output_warp import OutputWarp, fit_output_warp
-
-# state.json keeps each suggest-time GP's hyper-parameters for this many condition counts.
-WARM_STARTS_KEPT = 4
+from jaxopt_mat.strategies.fits import warm_start
 
 
 @dataclasses.dataclass
@@ -155,56 +153,6 @@ def n_lengthscales(snap: Snapshot) -> int:
     """How many length-scales the campaign's GPs have: one per input, or per descriptor of a categorical input."""
     features = snap.space.features
     return snap.space.dim if features is None else features.n_groups
-
-
-def valid_hyperparameters(v, d: int) -> bool:
-    """Whether ``v``, read from ``state.json``, is ``d + 3`` finite numbers (anything else, a hand edit, is ignored)."""
-    return isinstance(v, list) and len(v) == d + 3 and all(isinstance(t, (int, float)) and np.isfinite(t) for t in v)
-
-
-def warm_start(state, name: str, n: int, d: int):
-    """Hyper-parameters of the GP ``name`` fitted by an earlier ``suggest`` on fewer than ``n`` conditions.
-
-    The latest such fit is returned (``None`` when there is none), so a fit
-    on ``n`` conditions never starts from itself: repeating ``suggest`` on the
-    same data gives the same model and batch.
-    """
-    return warm_start_entry(state, name, n, d)[0]
-
-
-def warm_start_entry(state, name: str, n: int, d: int):
-    """:func:`warm_start`'s hyper-parameters and the number of conditions they were optimized on (``None, 0``)."""
-    fits = state.get("gp_hyperparameters")
-    saved = fits.get(name, {}) if isinstance(fits, dict) else {}
-    if not isinstance(saved, dict):
-        return None, 0
-    earlier = [int(k) for k, v in saved.items() if k.isdigit() and int(k) < n and valid_hyperparameters(v, d)]
-    if not earlier:
-        return None, 0
-    return np.asarray(saved[str(max(earlier))], dtype=np.float64), max(earlier)
-
-
-def remembered_fits(state, n: int, models: dict) -> dict:
-    """``{"gp_hyperparameters": ...}``: the state entry after recording GPs fitted on ``n`` conditions.
-
-    ``models`` maps names to fitted GPs; each name keeps its latest
-    :data:`WARM_STARTS_KEPT` fits, by condition count. A GP that kept the
-    hyper-parameters of its warm start (not optimized again, ``refit_after``)
-    adds no entry, so the next optimization counts from the last real one.
-    ``state`` is not changed.
-    """
-    saved = state.get("gp_hyperparameters", {})
-    saved = dict(saved) if isinstance(saved, dict) else {}
-    for name, model in models.items():
-        old = saved.get(name, {})
-        old = {k: v for k, v in old.items() if k.isdigit()} if isinstance(old, dict) else {}
-        theta = [float(v) for v in np.asarray(model.hyperparameters)]
-        start = warm_start(state, name, n, len(theta) - 3)
-        if start is not None and start.tolist() == theta:
-            continue
-        entries = {**old, str(n): theta}
-        saved[name] = {k: entries[k] for k in sorted(entries, key=int)[-WARM_STARTS_KEPT:]}
-    return {"gp_hyperparameters": saved}
 
 
 def feasibility(snap: Snapshot, *, low, high, ctx: Context):

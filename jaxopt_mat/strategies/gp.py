@@ -21,7 +21,8 @@ from jaxopt_mat.data import combine_replicates
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss, intensity_factor_rows, shape_similarity_rows
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
                                         incumbent, measured_x, n_lengthscales, objective_target, outcome_models,
-                                        outcome_note, pending_x, remembered_fits, warm_start_entry)
+                                        outcome_note, pending_x)
+from jaxopt_mat.strategies.fits import data_digest, fit_start, remembered_fits
 from jaxopt_mat.padded import predict_rows
 from jaxopt_mat.surrogates.gp import fit_gp
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
@@ -31,14 +32,14 @@ PEAK_GP = "log_peak"
 
 
 def fit_warm(snap: Snapshot, name: str, x, y, *, key, low, high, ctx: Context, noise_variance=None,
-             refit_after: int = 1):
-    """:func:`fit_gp` started from the hyper-parameters of ``name``'s latest earlier fit (see ``warm_start``).
-
-    When that fit saw fewer than ``refit_after`` conditions less than ``x`` holds, its hyper-parameters are
-    kept as they are (no optimization: the GP only conditions on the new data).
-    """
-    init, fitted_on = warm_start_entry(snap.state, name, x.shape[0], n_lengthscales(snap))
-    keep = init is not None and x.shape[0] - fitted_on < refit_after
+             refit_after: int = 1, digests: dict | None = None):
+    """:func:`fit_gp` of the GP ``name``, optimized from its latest earlier fit's hyper-parameters or keeping
+    those of an earlier fit (the rules of :mod:`jaxopt_mat.strategies.fits`); ``digests[name]`` gets its data's
+    digest, for :func:`~jaxopt_mat.strategies.fits.remembered_fits`."""
+    digest = data_digest(x, y, low, high, noise_variance)
+    if digests is not None:
+        digests[name] = digest
+    init, keep = fit_start(snap.state, name, x.shape[0], n_lengthscales(snap), digest, refit_after)
     return fit_gp(x, y, key=key, low=low, high=high, init=init, noise_variance=noise_variance,
                   features=snap.space.features, program_cache=ctx.program_cache, **({"max_iter": 0} if keep else {}))
 
@@ -78,12 +79,12 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
     constraints, fits = outcome_models(snap, key=jax.random.fold_in(k_fit, 2), low=space.low, high=space.high,
                                        ctx=ctx)
-    y = cond.y
+    y, digests = cond.y, {}
     if spectrum:  # keep the peak below the top of the intensity window: its own GP, log P(log peak <= log top)
         ctx.progress("fitting GP to the peak intensity")
         r_cond = combine_replicates(snap.x, log_peak(snap)).y
         fits[PEAK_GP] = fit_warm(snap, PEAK_GP, cond.x, r_cond, key=jax.random.fold_in(k_fit, 1),
-                                 low=space.low, high=space.high, ctx=ctx, refit_after=req.refit_after)
+                                 low=space.low, high=space.high, ctx=ctx, refit_after=req.refit_after, digests=digests)
         window = outcome_constraints([fits[PEAK_GP]], [np.log(config.objective.window[1])], [True])
         constraints = window if constraints is None else window + constraints
         y = peak_smoothed_losses(snap, fits[PEAK_GP])
@@ -93,7 +94,7 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     else:  # a long tail of bad values compressed (output_warp)
         warp, y_model, known_noise = objective_target(snap, y)
     model = fit_warm(snap, config.objective.name, cond.x, y_model, key=k_fit, low=space.low, high=space.high,
-                     ctx=ctx, noise_variance=known_noise, refit_after=req.refit_after)
+                     ctx=ctx, noise_variance=known_noise, refit_after=req.refit_after, digests=digests)
     fits[config.objective.name] = model
     best = incumbent(snap, y_model, maximize)
     order = np.lexsort((-y if maximize else y, ~snap.satisfied))  # start near the best conditions that count
@@ -116,5 +117,5 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     # The stop rules judge GPs of the recorded objective: a spectrum's or a warped GP models a transform of it.
     diagnostics = {} if spectrum or warp is not None else {"objective_models": (model,)}
     return Suggestion(x, "gp", extra, failure_note(snap) + outcome_note(snap),
-                      state=remembered_fits(snap.state, cond.x.shape[0], fits),
+                      state=remembered_fits(snap.state, cond.x.shape[0], fits, digests),
                       diagnostics=diagnostics)

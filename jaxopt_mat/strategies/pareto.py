@@ -11,23 +11,29 @@ from jaxopt_mat.acquisition.pool_ehvi import pool_ehvi_batch
 from jaxopt_mat.campaign import Config, Snapshot
 from jaxopt_mat.pareto import non_dominated_mask
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feasible, failure_note, feasibility,
-                                        outcome_models, outcome_note, pending_rows, pending_x, remembered_fits,
-                                        measured_x, n_lengthscales, row_log_weights, warm_start)
+                                        outcome_models, outcome_note, pending_rows, pending_x, measured_x,
+                                        n_lengthscales, row_log_weights)
+from jaxopt_mat.strategies.fits import data_digest, fit_start, remembered_fits
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 from jaxopt_mat.surrogates.independent import (fit_objectives, predict_objectives, predict_objectives_believer,
                                                predict_objectives_rows)
 
 
-def fit_objectives_warm(snap: Snapshot, *, key, low, high, ctx: Context) -> tuple:
-    """One GP per objective on every condition, each started from its latest earlier fit (see ``warm_start``)."""
+def fit_objectives_warm(snap: Snapshot, *, key, low, high, ctx: Context, refit_after: int = 1) -> tuple:
+    """One GP per objective on every condition, each optimized from its latest earlier fit or keeping an
+    earlier fit's hyper-parameters (:mod:`jaxopt_mat.strategies.fits`). Returns ``(models, digests)``."""
     names = snap.config.objective.measured_names
     cond = snap.conditions
     n = cond.x.shape[0]
+    noise = snap.replicate_noise
+    digests = {name: data_digest(cond.x, cond.y[:, j], low, high, None if noise is None else noise[:, j])
+               for j, name in enumerate(names)}
+    starts = [fit_start(snap.state, name, n, n_lengthscales(snap), digests[name], refit_after) for name in names]
     ctx.progress(f"fitting {len(names)} GPs to {n} conditions")
-    return fit_objectives(cond.x, cond.y, key=key, low=low, high=high, noise_variance=snap.replicate_noise,
-                          inits=tuple(warm_start(snap.state, name, n, n_lengthscales(snap)) for name in names),
-                          features=snap.space.features,
-                          program_cache=ctx.program_cache)
+    models = fit_objectives(cond.x, cond.y, key=key, low=low, high=high, noise_variance=noise,
+                            inits=tuple(init for init, _ in starts), features=snap.space.features,
+                            program_cache=ctx.program_cache, max_iter=tuple(0 if keep else 200 for _, keep in starts))
+    return models, digests
 
 
 def pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, np.ndarray]:
@@ -41,9 +47,9 @@ def pareto_extra(config: Config, mean_max, std, ehvi, ehvi_name) -> dict[str, np
     return extra
 
 
-def _kept(snap: Snapshot, models, outcome_fits) -> dict:
+def _kept(snap: Snapshot, models, outcome_fits, digests) -> dict:
     names = snap.config.objective.measured_names
-    return remembered_fits(snap.state, snap.n_conditions, {**dict(zip(names, models)), **outcome_fits})
+    return remembered_fits(snap.state, snap.n_conditions, {**dict(zip(names, models)), **outcome_fits}, digests)
 
 
 def toward_reference(snap: Snapshot, models, ref: np.ndarray, constraints):
@@ -80,7 +86,8 @@ def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion
     config, space, cond = snap.config, snap.space, snap.conditions
     signs = config.objective.signs
     k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
-    models = fit_objectives_warm(snap, key=k_fit, low=space.low, high=space.high, ctx=ctx)
+    models, digests = fit_objectives_warm(snap, key=k_fit, low=space.low, high=space.high, ctx=ctx,
+                                          refit_after=req.refit_after)
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(k_fit, 7), low=space.low,
                                                high=space.high, ctx=ctx)
     ref = snap.reference_point(cond.y * signs)
@@ -96,7 +103,7 @@ def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion
                                      exclude=measured_x(snap, req.batch))
     x = check_feasible(space, x)
     return Suggestion(x, "gp", pareto_extra(config, mean, std, np.asarray(log_e), "log_ehvi"),
-                      failure_note(snap) + outcome_note(snap), state=_kept(snap, models, outcome_fits),
+                      failure_note(snap) + outcome_note(snap), state=_kept(snap, models, outcome_fits, digests),
                       diagnostics={"objective_models": models})
 
 
@@ -105,7 +112,8 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     config, pool, cond = snap.config, snap.pool, snap.conditions
     signs = config.objective.signs
     key = jax.random.key(req.rng_seed)
-    models = fit_objectives_warm(snap, key=key, low=pool.low, high=pool.high, ctx=ctx)
+    models, digests = fit_objectives_warm(snap, key=key, low=pool.low, high=pool.high, ctx=ctx,
+                                          refit_after=req.refit_after)
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
                                                ctx=ctx)
     ref = snap.reference_point(cond.y * signs)
@@ -120,4 +128,4 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     idx, ehvi, mean, std = pool_ehvi_batch(predict_objectives, (models, jnp.asarray(signs)), pool.features, front,
                                            ref, req.batch, exclude=snap.unavailable_mask, weights=weights)
     extra = pareto_extra(config, mean, std, ehvi, "ehvi")
-    return idx, extra, models, _kept(snap, models, outcome_fits)
+    return idx, extra, models, _kept(snap, models, outcome_fits, digests)

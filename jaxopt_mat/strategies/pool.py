@@ -10,7 +10,8 @@ from jaxopt_mat.campaign import Snapshot
 from jaxopt_mat.errors import DataError
 from jaxopt_mat.pool import penalized_pool_batch
 from jaxopt_mat.strategies.base import (Context, Request, Suggestion, failure_note, incumbent, objective_target,
-                                        outcome_models, outcome_note, pending_rows, remembered_fits, row_log_weights)
+                                        outcome_models, outcome_note, pending_rows, row_log_weights)
+from jaxopt_mat.strategies.fits import remembered_fits
 from jaxopt_mat.strategies.designs import pool_rows
 from jaxopt_mat.strategies.gp import fit_warm
 from jaxopt_mat.strategies.pareto import suggest_pool_pareto
@@ -36,7 +37,7 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     key = jax.random.key(req.rng_seed)
     warp, y_model, known_noise = objective_target(snap, cond.y)  # a long tail of bad values compressed
     model = fit_warm(snap, config.objective.name, cond.x, y_model, key=key, low=pool.low, high=pool.high, ctx=ctx,
-                     noise_variance=known_noise, refit_after=req.refit_after)
+                     noise_variance=known_noise, refit_after=req.refit_after, digests=(digests := {}))
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
                                                ctx=ctx)
     best = incumbent(snap, y_model, maximize)
@@ -49,7 +50,7 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     if warp is not None:
         mean, std = warp.posterior(mean, std)
     extra = {"predicted_mean": mean, "predicted_std": std, "log_ei": np.asarray(pb.log_acquisition)}
-    state = remembered_fits(snap.state, cond.x.shape[0], {config.objective.name: model, **outcome_fits})
+    state = remembered_fits(snap.state, cond.x.shape[0], {config.objective.name: model, **outcome_fits}, digests)
     # the stop rules judge GPs of the recorded objective: a warped GP models a transform of it
     return _with(pool_rows(snap, pb.index, "gp", extra), state, None if warp is not None else (model,),
                  failure_note(snap) + outcome_note(snap))

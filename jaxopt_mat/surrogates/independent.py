@@ -16,7 +16,7 @@ def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, fea
 
     ``inits``: optional warm start per objective (``fit_gp``'s ``init``; ``None`` entries fit cold).
     ``noise_variance``: optional ``(n, m)`` known noise variance of each value (``fit_gp``'s).
-    ``max_iter``: ``fit_gp``'s (0 with ``inits``: the GPs of those hyper-parameters, not fitted).
+    ``max_iter``: ``fit_gp``'s (0 with ``inits``: the GPs of those hyper-parameters, not fitted), or one per column.
 
     Example:
         >>> models = fit_objectives(x, y, key=jax.random.key(0), low=space.low, high=space.high)
@@ -24,8 +24,9 @@ def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, fea
     keys = jax.random.split(key, y.shape[1])
     inits = inits or (None,) * y.shape[1]
     known = (None,) * y.shape[1] if noise_variance is None else tuple(np.asarray(noise_variance).T)
+    iters = (max_iter,) * y.shape[1] if isinstance(max_iter, int) else tuple(max_iter)
     return tuple(fit_gp(x, y[:, j], key=keys[j], low=low, high=high, init=inits[j], noise_variance=known[j], features=features,
-                        program_cache=program_cache, max_iter=max_iter) for j in range(y.shape[1]))
+                        program_cache=program_cache, max_iter=iters[j]) for j in range(y.shape[1]))
 
 
 def _stack(posts, signs):
