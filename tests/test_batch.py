@@ -164,3 +164,13 @@ def test_skipped_slots_of_a_greedy_batch_change_nothing():
     np.testing.assert_allclose(padded[1][:3], exact[1], atol=1e-9)
     np.testing.assert_allclose(padded[2][:3], exact[2], atol=1e-9)
     assert np.all(np.asarray(padded[1][3:]) == 0) and np.all(np.asarray(padded[0][3:]) == -10.0)
+
+
+def test_the_lipschitz_constant_is_the_models_not_the_calls(problem):
+    # Two batches asked for in turn (the second while the first is pending) penalize with the same constant,
+    # so the pending batch keeps the second away as a batch's own earlier picks would.
+    space, x, y, model = problem
+    a = local_penalization_batch(model, space, 2, key=jax.random.key(11), best=y.max())
+    b = local_penalization_batch(model, space, 2, key=jax.random.key(12), best=y.max(), pending=np.asarray(a.x))
+    assert float(a.lipschitz) == float(b.lipschitz) > 0
+    assert not np.allclose(a.x, b.x)

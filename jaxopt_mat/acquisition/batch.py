@@ -93,7 +93,9 @@ def _local_penalization(model, space, key, best, init_unit, learning_rate, const
                         pending_mask, exclude, exclude_mask, active, *, q, maximize, n_starts, n_raw, n_steps):
     d = space.dim
     dtype = model.x_unit.dtype
-    k_lip, k_loop = jax.random.split(key)
+    # The Lipschitz constant is the model's, estimated on points that do not depend on the call: batches asked
+    # for in turn (the next one while the first is pending) penalize each other as one batch would.
+    k_lip, k_loop = jax.random.key(0), key
     # With categorical inputs a distance between labels means nothing to a penalizer's ball: the batch
     # believes its earlier picks (and the pending rows) observed at their means instead, so the GP's own
     # correlations (a label the data show to matter little shares its information) keep the picks apart.
