@@ -14,6 +14,7 @@ from jaxopt_mat.strategies.base import (Context, Request, Suggestion, check_feas
                                         outcome_models, outcome_note, pending_rows, pending_x, measured_x,
                                         n_lengthscales, row_log_weights)
 from jaxopt_mat.strategies.fits import data_digest, fit_start, remembered_fits
+from jaxopt_mat.surrogates.gp import MAX_ITER
 from jaxopt_mat.surrogates.outcome_constraints import outcome_constraints
 from jaxopt_mat.surrogates.independent import (fit_objectives, predict_objectives, predict_objectives_believer,
                                                predict_objectives_rows)
@@ -32,7 +33,7 @@ def fit_objectives_warm(snap: Snapshot, *, key, low, high, ctx: Context, refit_a
     ctx.progress(f"fitting {len(names)} GPs to {n} conditions")
     models = fit_objectives(cond.x, cond.y, key=key, low=low, high=high, noise_variance=noise,
                             inits=tuple(init for init, _ in starts), features=snap.space.features,
-                            program_cache=ctx.program_cache, max_iter=tuple(0 if keep else 200 for _, keep in starts))
+                            program_cache=ctx.program_cache, max_iter=tuple(0 if keep else MAX_ITER for _, keep in starts))
     return models, digests
 
 

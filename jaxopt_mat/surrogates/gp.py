@@ -272,6 +272,10 @@ def _padded_size(n: int, pad_to: int | None) -> int:
     return _PAD_BUCKET * max(1, math.ceil(n / _PAD_BUCKET))
 
 
+# L-BFGS iterations per restart of a hyper-parameter fit (fit_gp's default).
+MAX_ITER = 200
+
+
 def fit_gp(
     x,
     y,
@@ -281,7 +285,7 @@ def fit_gp(
     high=None,
     n_restarts: int | None = None,
     n_candidates: int = 64,
-    max_iter: int = 200,
+    max_iter: int = MAX_ITER,
     pad_to: int | None = None,
     init=None,
     noise_variance=None,

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_mat.padded import on_rows
-from jaxopt_mat.surrogates.gp import fit_gp
+from jaxopt_mat.surrogates.gp import MAX_ITER, fit_gp
 
 
 def fit_objectives(x, y, *, key, low, high, inits=None, noise_variance=None, features=None,
-                   program_cache=None, max_iter: int = 200) -> tuple:
+                   program_cache=None, max_iter: int = MAX_ITER) -> tuple:
     """One GP per column of ``y`` ``(n, m)`` (independent objectives), as a tuple of models.
 
     ``inits``: optional warm start per objective (``fit_gp``'s ``init``; ``None`` entries fit cold).
