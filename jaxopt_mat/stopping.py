@@ -39,7 +39,6 @@ edge, is not.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import jax
@@ -51,7 +50,7 @@ from jaxopt_mat.design import latin_hypercube
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss
 from jaxopt_mat.pareto import hypervolume_history
 from jaxopt_mat.strategies.base import Context, n_lengthscales
-from jaxopt_mat.strategies.fits import valid_hyperparameters
+from jaxopt_mat.strategies.fits import data_digest, valid_hyperparameters
 from jaxopt_mat.strategies.two_step import COS_ACCURACY, COS_STABILITY, REL_MSE_ACCURACY, network_readiness
 from jaxopt_mat.padded import predict_rows
 from jaxopt_mat.surrogates.independent import fit_objectives
@@ -87,11 +86,7 @@ FITS_KEPT = 8
 
 def _digest(x, y, space, seed) -> str:
     """What a fit on ``(x, y)`` depends on, as a short hex digest (an edited record or a widened bound gives another)."""
-    h = hashlib.sha256()
-    for a in (x, y, space.low, space.high):
-        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-    h.update(str((x.shape, y.shape, seed)).encode())
-    return h.hexdigest()[:24]
+    return data_digest(x, y, space.low, space.high, [seed])
 
 
 def _remembered(saved: dict, digest: str, k: int, d: int):

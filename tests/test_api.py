@@ -199,3 +199,22 @@ def test_a_second_suggest_on_the_same_data_keeps_the_gp_of_the_first(tmp_path, m
     camp.observe(again, again=True)
     camp.suggest(3, judge=False)
     assert camp.snapshot().n_conditions == 6 and len(optimized) == 2  # other data: optimized again
+
+
+def test_the_outcome_constraints_gps_are_kept_on_the_same_data_too(tmp_path, monkeypatch):
+    from jaxopt_mat.surrogates import gp as gpmod
+
+    config = {**CONFIG, "stopping": {}, "outcome_constraints": [{"expr": "c >= 0.2"}]}
+    camp = jm.Campaign.create(tmp_path / "c", config)
+    first = camp.suggest(6)
+    first["y"], first["c"] = measure(first), first["x1"]
+    camp.observe(first)
+    optimized = []
+    fit = gpmod._fit_hyperparameters
+    monkeypatch.setattr(gpmod, "_fit_hyperparameters", lambda *a, **k: optimized.append(1) or fit(*a, **k))
+    camp.suggest(2, judge=False)
+    assert len(optimized) == 2  # the objective's GP and the outcome's
+    camp.suggest(2, judge=False)
+    assert len(optimized) == 2  # the same data: both kept
+    state = json.loads((tmp_path / "c" / "state.json").read_text())
+    assert set(state["gp_data"]) == {"y", "c"}

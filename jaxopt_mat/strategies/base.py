@@ -21,9 +21,10 @@ from jaxopt_mat.errors import DataError, InfeasibleError
 from jaxopt_mat.input_kinds import lattice_size
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.surrogates.feasibility import fit_feasibility, log_weight_of_rows
+from jaxopt_mat.surrogates.gp import MAX_ITER
 from jaxopt_mat.surrogates.outcome_constraints import fit_outcome_constraints
 from jaxopt_mat.surrogates.output_warp import OutputWarp, fit_output_warp
-from jaxopt_mat.strategies.fits import warm_start
+from jaxopt_mat.strategies.fits import data_digest, fit_start
 
 
 @dataclasses.dataclass
@@ -180,25 +181,32 @@ def failure_note(snap: Snapshot) -> list[str]:
             "that a run succeeds"] if n else []
 
 
-def outcome_models(snap: Snapshot, *, key, low, high, ctx: Context):
+def outcome_models(snap: Snapshot, *, key, low, high, ctx: Context, refit_after: int = 1, digests: dict | None = None):
     """GPs of the campaign's constrained outcomes on every condition, or ``None`` without outcome constraints.
 
     Returns ``(constraints, fits)``: the
     :class:`~jaxopt_mat.surrogates.outcome_constraints.OutcomeConstraints` the
     acquisitions add (``log P(every bound holds)``), and the GPs by column
-    name (remembered as warm starts).
+    name (remembered as warm starts). Each GP is optimized or kept by the rules of
+    :mod:`jaxopt_mat.strategies.fits`; ``digests`` gets each column's data digest.
     """
     config = snap.config
     if not config.outcome_constraints:
         return None, {}
     names = config.outcome_names
     cond = snap.conditions
+    medians, noise = snap.outcome_medians, snap.outcome_noise
+    columns = {n: data_digest(cond.x, medians[:, j], low, high, None if noise is None else noise[:, j])
+               for j, n in enumerate(names)}
+    if digests is not None:
+        digests.update(columns)
+    starts = [fit_start(snap.state, n, cond.x.shape[0], n_lengthscales(snap), columns[n], refit_after) for n in names]
     ctx.progress(f"fitting {len(names)} GP{'s' if len(names) > 1 else ''} to the constrained outcome"
                  f"{'s' if len(names) > 1 else ''} ({', '.join(names)})")
-    models = fit_outcome_constraints(cond.x, snap.outcome_medians, config.outcome_constraints, key=key, low=low,
-                                     high=high, program_cache=ctx.program_cache, noise_variance=snap.outcome_noise,
-                                     inits=tuple(warm_start(snap.state, n, cond.x.shape[0], n_lengthscales(snap)) for n in names),
-                                     features=snap.space.features)
+    models = fit_outcome_constraints(cond.x, medians, config.outcome_constraints, key=key, low=low,
+                                     high=high, program_cache=ctx.program_cache, noise_variance=noise,
+                                     inits=tuple(init for init, _ in starts), features=snap.space.features,
+                                     max_iter=tuple(0 if keep else MAX_ITER for _, keep in starts))
     first = {c.name: m for c, m in zip(config.outcome_constraints, models.models)}
     return models, first
 

@@ -34,11 +34,12 @@ def valid_hyperparameters(v, d: int) -> bool:
     return isinstance(v, list) and len(v) == d + 3 and all(isinstance(t, (int, float)) and np.isfinite(t) for t in v)
 
 
-def data_digest(x, y, low, high, noise_variance=None) -> str:
-    """A short digest of what a GP fit depends on: its data, the bounds it scales them by, known noise."""
+def data_digest(*arrays) -> str:
+    """A short digest of what a GP fit depends on (its data, the bounds it scales them by, known noise, ...):
+    every array's shape and values, ``None`` counting as empty."""
     h = hashlib.sha256()
-    for a in (x, y, low, high, () if noise_variance is None else noise_variance):
-        a = np.ascontiguousarray(a, dtype=np.float64)
+    for a in arrays:
+        a = np.ascontiguousarray(() if a is None else a, dtype=np.float64)
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
     return h.hexdigest()[:24]

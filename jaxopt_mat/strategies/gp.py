@@ -77,9 +77,10 @@ def suggest_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     maximize = config.objective.maximize
     spectrum = config.objective.is_spectrum
     k_fit, k_acq = jax.random.split(jax.random.key(req.rng_seed))
+    digests = {}
     constraints, fits = outcome_models(snap, key=jax.random.fold_in(k_fit, 2), low=space.low, high=space.high,
-                                       ctx=ctx)
-    y, digests = cond.y, {}
+                                       ctx=ctx, refit_after=req.refit_after, digests=digests)
+    y = cond.y
     if spectrum:  # keep the peak below the top of the intensity window: its own GP, log P(log peak <= log top)
         ctx.progress("fitting GP to the peak intensity")
         r_cond = combine_replicates(snap.x, log_peak(snap)).y

@@ -90,7 +90,7 @@ def suggest_continuous(snap: Snapshot, req: Request, ctx: Context) -> Suggestion
     models, digests = fit_objectives_warm(snap, key=k_fit, low=space.low, high=space.high, ctx=ctx,
                                           refit_after=req.refit_after)
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(k_fit, 7), low=space.low,
-                                               high=space.high, ctx=ctx)
+                                               high=space.high, ctx=ctx, refit_after=req.refit_after, digests=digests)
     ref = snap.reference_point(cond.y * signs)
     front = counted_front(snap, ref)
     constraints = toward_reference(snap, models, ref, constraints)
@@ -116,7 +116,7 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     models, digests = fit_objectives_warm(snap, key=key, low=pool.low, high=pool.high, ctx=ctx,
                                           refit_after=req.refit_after)
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
-                                               ctx=ctx)
+                                               ctx=ctx, refit_after=req.refit_after, digests=digests)
     ref = snap.reference_point(cond.y * signs)
     front = counted_front(snap, ref)
     constraints = toward_reference(snap, models, ref, constraints)

@@ -39,7 +39,7 @@ def suggest_pool_gp(snap: Snapshot, req: Request, ctx: Context) -> Suggestion:
     model = fit_warm(snap, config.objective.name, cond.x, y_model, key=key, low=pool.low, high=pool.high, ctx=ctx,
                      noise_variance=known_noise, refit_after=req.refit_after, digests=(digests := {}))
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
-                                               ctx=ctx)
+                                               ctx=ctx, refit_after=req.refit_after, digests=digests)
     best = incumbent(snap, y_model, maximize)
     ctx.progress(f"scoring log-EI over {len(pool.ids)} candidates")
     log_weights = row_log_weights(snap, pool, constraints, ctx)

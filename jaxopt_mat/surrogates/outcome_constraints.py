@@ -19,7 +19,7 @@ import numpy as np
 from jax.scipy.special import log_ndtr
 
 from jaxopt_mat.surrogates.feasibility import PENALTY
-from jaxopt_mat.surrogates.gp import fit_gp
+from jaxopt_mat.surrogates.gp import MAX_ITER, fit_gp
 
 
 class OutcomeConstraints(NamedTuple):
@@ -65,7 +65,7 @@ def outcome_constraints(models, bounds, upper) -> OutcomeConstraints:
 
 
 def fit_outcome_constraints(x, outcomes, constraints, *, key, low, high, inits=None, noise_variance=None, features=None,
-                            program_cache=None) -> OutcomeConstraints:
+                            program_cache=None, max_iter=MAX_ITER) -> OutcomeConstraints:
     """One GP per constraint of ``constraints`` on its column of ``outcomes``.
 
     Args:
@@ -75,12 +75,15 @@ def fit_outcome_constraints(x, outcomes, constraints, *, key, low, high, inits=N
         constraints: :class:`~jaxopt_mat.campaign.objective.OutcomeConstraint` values (name, op, bound).
         inits: optional warm start per column (``fit_gp``'s ``init``).
         noise_variance: optional ``(n, k)`` known noise variance of each value (``fit_gp``'s).
+        max_iter: ``fit_gp``'s (0 with ``inits``: the GPs of those hyper-parameters, not fitted), or one per column.
     """
     names = list(dict.fromkeys(c.name for c in constraints))
     keys = jax.random.split(key, len(names))
     inits = inits or (None,) * len(names)
     known = (None,) * len(names) if noise_variance is None else tuple(np.asarray(noise_variance).T)
+    iters = (max_iter,) * len(names) if isinstance(max_iter, int) else tuple(max_iter)
     fitted = {n: fit_gp(x, np.asarray(outcomes)[:, j], key=keys[j], low=low, high=high, init=inits[j], features=features,
-                        noise_variance=known[j], program_cache=program_cache) for j, n in enumerate(names)}
+                        noise_variance=known[j], program_cache=program_cache, max_iter=iters[j])
+              for j, n in enumerate(names)}
     return outcome_constraints([fitted[c.name] for c in constraints], [c.bound for c in constraints],
                                [c.upper for c in constraints])
