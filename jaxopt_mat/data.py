@@ -59,7 +59,9 @@ def combine_replicates(x, y, *, decimals: int = 9) -> Conditions:
     k = order.size
     ux = x[np.sort(first)]
     counts = np.bincount(index, minlength=k)
-    uy = np.stack([np.nanmedian(y[index == g], axis=0) for g in range(k)])
+    uy = y[np.sort(first)]  # each condition's first row: its median when it has no replicates
+    for g in np.flatnonzero(counts > 1):
+        uy[g] = np.nanmedian(y[index == g], axis=0)
     return Conditions(ux, uy, counts, index)
 
 

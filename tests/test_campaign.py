@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxopt_mat import Campaign, ConfigError, DataError, InfeasibleError, RepeatedBatchError
+from jaxopt_mat import Campaign, CampaignError, ConfigError, DataError, InfeasibleError, RepeatedBatchError
 from jaxopt_mat.campaign import RESERVED_COLUMNS, CampaignFolder, Measurements, config_to_toml, parse_config
 
 BASE = {
@@ -136,6 +136,49 @@ def test_a_repeated_batch_is_refused_only_when_asked(camp):
         camp.folder.append_observations(again, refuse_repeat=True)
     assert (camp.directory / "observations.csv").read_bytes() == before
     assert camp.folder.append_observations(again) == (2, 4)  # the folder's default records it (replicates on purpose)
+
+
+def test_a_batch_with_the_same_inputs_but_other_results_is_not_a_repeat(camp):
+    camp.folder.append_observations(camp.validate_text(table(["10,20,500,1.0", "11,21,600,2.0"]), "a"))
+    replicates = camp.validate_text(table(["11,21,600,2.5", "10,20,500,1.0"]), "b")
+    assert camp.folder.append_observations(replicates, refuse_repeat=True) == (2, 4)
+
+
+def _same_recorded(a, b):
+    assert a.header == b.header and a.ids == b.ids and a.suggestions == b.suggestions
+    for name in ("x", "failed", "batches", "numbers"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.floats(4, 20), st.booleans()), min_size=1, max_size=3), min_size=1, max_size=4))
+def test_rows_parsed_as_they_are_appended_equal_the_whole_file_parsed_at_once(tmp_path_factory, batches):
+    # A folder read again parses only the rows appended since (failed runs and the `status` column that the first
+    # failure adds included); the arrays equal a fresh folder's reading of the whole file.
+    camp = Campaign.create(tmp_path_factory.mktemp("c") / "c", parse_config(BASE))
+    camp.folder.recorded()
+    for batch in batches:
+        rows = [f"{a:.6g},20,500,{'' if failed else a / 10},{'failed' if failed else 'ok'}" for a, failed in batch]
+        first_row = camp.folder.read_records().body[:1]
+        camp.folder.append_observations(camp.validate_text(table(rows, "q_agno3,q_pva,q_tot,yield,status"), "m.csv"))
+        warm = camp.folder.recorded()
+        _same_recorded(warm, CampaignFolder(camp.directory).recorded())
+        if first_row and camp.folder.read_records().header == camp.folder._records[1].header:
+            assert camp.folder.read_records().body[0] is camp.folder._records[1].body[0]
+    snap = camp.snapshot()
+    assert snap.x.shape[0] + snap.failed_x.shape[0] == sum(map(len, batches))
+
+
+def test_a_hand_edit_of_an_earlier_row_is_seen_by_a_folder_that_read_the_file_before(camp):
+    camp.folder.append_observations(camp.validate_text(table(["10,20,500,1.0", "11,21,600,2.0"]), "a"))
+    camp.snapshot()
+    path = camp.directory / "observations.csv"
+    path.write_text(path.read_text().replace("2.0,", "abc,"))
+    with pytest.raises(CampaignError, match="'11.0,21.0,600.0,abc,...' holds a value"):
+        camp.snapshot()
+    path.write_text(path.read_text().replace("abc,", "2.0,") + "12,22,700,3.0\n")  # a row appended by hand
+    with pytest.raises(CampaignError, match="row 4: 4 fields, the header has 5"):
+        camp.snapshot()
 
 
 def test_extra_columns_such_as_predictions_are_accepted(camp):

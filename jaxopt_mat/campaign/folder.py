@@ -33,8 +33,9 @@ from jaxopt_mat.campaign.config import (BATCH_COLUMN, CONFIG_FILE, STATUS_COLUMN
                                         load_config)
 from jaxopt_mat.campaign.input_cells import input_text, numeric_cells
 from jaxopt_mat.campaign.pending import file_number
-from jaxopt_mat.campaign.tables import (Measurements, Records, csv_cell, parse_records, read_target, repeated_batch,
-                                        split_reserved)
+from jaxopt_mat.campaign.recorded import (Recorded, Records, joined, parse_records, recorded_arrays, repeated_batch,
+                                          split_reserved)
+from jaxopt_mat.campaign.tables import Measurements, csv_cell, read_target
 from jaxopt_mat.errors import CampaignError, ConfigError, RepeatedBatchError, read_data_file
 from jaxopt_mat.pool import Pool, load_pool_cache, parse_pool, read_pool, store_pool_cache
 
@@ -123,6 +124,8 @@ class CampaignFolder:
         self._pool_index = None
         self._space = None  # (config, its search space)
         self._target = None  # ((size, mtime), the target spectrum)
+        self._records = None  # (config, observations.csv as last parsed)
+        self._recorded = None  # (config, the Records it came from, Recorded)
 
     @classmethod
     def create(cls, directory: Path, config: Config, *, source_dir: Path | None = None) -> "CampaignFolder":
@@ -217,13 +220,40 @@ class CampaignFolder:
         return self._target[1]
 
     def read_records(self) -> Records:
-        """``observations.csv`` parsed into header and rows (the one place that parses it)."""
+        """``observations.csv`` parsed into header and rows (the one place that parses it).
+
+        Rows appended since this folder's last read are the only ones parsed again.
+        """
         path = self.dir / OBSERVATIONS_FILE
         if not path.is_file():
             raise CampaignError(f"{path} is missing; the campaign folder is incomplete")
         with open(path, newline="", encoding="utf-8") as f:
             text = f.read()
-        return parse_records(text, self.config, path)
+        earlier = self._records[1] if self._records is not None and self._records[0] is self.config else None
+        records = parse_records(text, self.config, path, after=earlier)
+        self._records = (self.config, records)
+        return records
+
+    def recorded(self) -> Recorded:
+        """``observations.csv``'s rows as arrays (read-only), converting only the rows appended since the last read."""
+        records = self.read_records()
+        pool = self.pool() if self.config.is_pool else None
+        index = self.pool_index() if pool is not None else None
+        source = self.dir / OBSERVATIONS_FILE
+        cached = self._recorded
+        if cached is not None and cached[0] is self.config and cached[1] is records:
+            return cached[2]
+        n = len(cached[1].body) if cached is not None and cached[0] is self.config else -1
+        if 0 <= n <= len(records.body) and records.header is cached[1].header and (n == 0 or records.body[n - 1] is cached[1].body[-1]):
+            new = recorded_arrays(Records(records.header, records.body[n:]), self.config, source, pool=pool,
+                                  pool_index=index)
+            result = joined(cached[2], new)
+        else:
+            result = recorded_arrays(records, self.config, source, pool=pool, pool_index=index)
+        for a in (result.x, result.failed, result.batches, result.numbers):
+            a.flags.writeable = False  # shared by every snapshot read from this folder
+        self._recorded = (self.config, records, result)
+        return result
 
     def suggestion_files(self) -> list[Path]:
         """The saved batches, ``suggestions/batch_0001.csv`` onwards, in order."""
@@ -265,13 +295,13 @@ class CampaignFolder:
         sids = measurements.suggestions if measurements.suggestions is not None else [""] * len(rows)
         n_keys = len(self.config.key_columns)
         with self.lock():
-            header, body = self.read_records()
-            old = path.read_text(encoding="utf-8")
+            records = self.read_records()
+            recorded = self.recorded()
+            header, old = records.header, records.text
             first_spectra = self.config.objective.is_spectrum and len(header) == n_keys + 1
             if first_spectra:  # no data yet: the grid comes with these rows
                 header = self.config.input_names + list(measurements.columns) + [BATCH_COLUMN]
                 old = ",".join(header) + "\n" + old.split("\n", 1)[1]
-            body, old_failed, old_sids = split_reserved(body, header, n_keys)
             has_status = STATUS_COLUMN in header[n_keys:]
             has_suggestion = SUGGESTION_COLUMN in header[n_keys:]
             measured = [h for h in header[n_keys:-1] if h not in (STATUS_COLUMN, SUGGESTION_COLUMN)]
@@ -279,8 +309,7 @@ class CampaignFolder:
             if rows.shape[1] != expected:
                 raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {expected}")
             if refuse_repeat:
-                earlier = repeated_batch(numeric_cells(body, self.config.inputs, OBSERVATIONS_FILE) if ids is None
-                                         else body, rows, ids)
+                earlier = self._repeated_batch(records, recorded, rows, ids)
                 if earlier is not None:
                     raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly "
                                              "(observed twice?); nothing recorded")
@@ -288,17 +317,18 @@ class CampaignFolder:
             widen = (measurements.any_failed and not has_status) or (any(sids) and not has_suggestion)
             has_status = has_status or measurements.any_failed
             has_suggestion = has_suggestion or any(sids)
-            header = (header[:n_keys] + measured + [SUGGESTION_COLUMN] * has_suggestion + [STATUS_COLUMN] * has_status
-                      + [BATCH_COLUMN])
+            new_header = (header[:n_keys] + measured + [SUGGESTION_COLUMN] * has_suggestion
+                          + [STATUS_COLUMN] * has_status + [BATCH_COLUMN])
 
             def line(cells, sid, fail, batch):
                 return ",".join([*cells, *[csv_cell(sid) if sid else ""] * has_suggestion,
                                  *["failed" if fail else "ok"] * has_status, str(batch)])
 
             if widen:
-                old = "".join(f"{r}\n" for r in [",".join(map(csv_cell, header))] +
+                body, old_failed, old_sids = split_reserved(records.body, header, n_keys)
+                old = "".join(f"{r}\n" for r in [",".join(map(csv_cell, new_header))] +
                               [line(map(csv_cell, r[:-1]), sid, f, r[-1]) for r, sid, f in zip(body, old_sids, old_failed)])
-            batch = max((int(r[-1]) for r in body), default=0) + 1
+            batch = (int(recorded.batches.max()) if recorded.batches.size else 0) + 1
             d = 0 if ids is not None else n_keys
             lines = [line([csv_cell(input_text(inp, v)) for inp, v in zip(self.config.inputs, r[:d])]
                           + ["" if np.isnan(v) else repr(float(v)) for v in r[d:]], sid, f, batch)
@@ -308,7 +338,24 @@ class CampaignFolder:
             if old and not old.endswith("\n"):
                 old += "\n"
             atomic_write_text(path, old + "\n".join(lines) + "\n")
-        return batch, len(body) + len(lines)
+        return batch, len(records.body) + len(lines)
+
+    def _repeated_batch(self, records: Records, recorded: Recorded, rows: np.ndarray, ids) -> int | None:
+        """:func:`~jaxopt_mat.campaign.recorded.repeated_batch`, compared only with batches of the same inputs."""
+        n_keys = len(self.config.key_columns)
+        new = sorted(ids) if ids is not None else sorted(map(tuple, rows[:, :n_keys].tolist()))
+        batches, counts = np.unique(recorded.batches, return_counts=True)
+        same = []
+        for b in batches[counts == len(rows)]:
+            at = np.flatnonzero(recorded.batches == b)
+            old = sorted(recorded.ids[i] for i in at) if ids is not None else sorted(map(tuple, recorded.x[at].tolist()))
+            if old == new:
+                same.append(int(b))
+        if not same:
+            return None
+        body, _, _ = split_reserved([r for r in records.body if int(r[-1]) in same], records.header, n_keys)
+        return repeated_batch(numeric_cells(body, self.config.inputs, OBSERVATIONS_FILE) if ids is None else body,
+                              rows, ids)
 
     def save_suggestion(self, make_text: Callable[[int], str], *, after_batch: int) -> tuple[Path, str]:
         """Save the next suggestion file: ``make_text(its number)`` (the number is part of each row's id).

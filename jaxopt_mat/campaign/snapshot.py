@@ -17,11 +17,10 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxopt_mat.campaign.config import STATUS_COLUMN, SUGGESTION_COLUMN, Config
-from jaxopt_mat.campaign.input_cells import numeric_cells
-from jaxopt_mat.campaign.folder import CANCELLED, OBSERVATIONS_FILE, SUGGESTED_LOG, SUGGESTIONS_DIR, CampaignFolder
+from jaxopt_mat.campaign.config import Config
+from jaxopt_mat.campaign.folder import CANCELLED, SUGGESTED_LOG, SUGGESTIONS_DIR, CampaignFolder
 from jaxopt_mat.campaign.pending import SuggestedRows, read_suggested, resolve_pending
-from jaxopt_mat.campaign.tables import read_suggestion, recorded_numbers, split_reserved, target_on_grid
+from jaxopt_mat.campaign.tables import read_suggestion, target_on_grid
 from jaxopt_mat.data import Conditions, combine_replicates, replicate_noise_columns
 from jaxopt_mat.errors import CampaignError
 from jaxopt_mat.objectives import spectrum_loss_rows
@@ -243,37 +242,12 @@ def _last_acquisition(files: list[Path]) -> float | None:
 def read_snapshot(folder: CampaignFolder) -> Snapshot:
     """Read a campaign folder once into a :class:`Snapshot`."""
     config = folder.config
-    header, body = folder.read_records()
-    n_keys = len(config.key_columns)
-    body, failed, sids = split_reserved(body, header, n_keys)
-    header = [h for h in header if h not in (STATUS_COLUMN, SUGGESTION_COLUMN)]
-    source = folder.dir / OBSERVATIONS_FILE
-    d = len(config.input_names)
+    rec = folder.recorded()
     pool = folder.pool() if config.is_pool else None
-    if config.is_pool:
-        columns = tuple(header[1:-1])
-        index = folder.pool_index()
-        try:
-            rows = np.array([index[r[0]] for r in body], int)
-        except KeyError as e:
-            raise CampaignError(f"{OBSERVATIONS_FILE}: id {e.args[0]!r} is not in {config.candidates}") from None
-        all_x = pool.features[rows].reshape(len(rows), d)
-        ok = [r for r, f in zip(body, failed) if not f]
-        arr = recorded_numbers([r[1:] for r in ok], source) if ok else np.zeros((0, len(columns) + 1))
-        space = SearchSpace(pool.low, pool.high, names=pool.names)
-    else:
-        columns = tuple(header[d:-1])
-        body = numeric_cells(body, config.inputs, source)
-        ok = [r for r, f in zip(body, failed) if not f]
-        arr = recorded_numbers(ok, source) if ok else np.zeros((0, d + len(columns) + 1))
-        all_x = np.zeros((len(body), d))
-        all_x[~failed] = arr[:, :d]
-        if failed.any():  # a failed run's measured cells are empty: only its inputs are numbers
-            all_x[failed] = recorded_numbers([r[:d] for r, f in zip(body, failed) if f], source)
-        arr = arr[:, d:]
-        space = folder.space()
-    all_ids = tuple(r[0] for r in body) if config.is_pool else None
-    all_batches = np.array([int(r[-1]) for r in body], int)
+    columns = tuple(rec.header[len(config.key_columns):-1])
+    space = SearchSpace(pool.low, pool.high, names=pool.names) if config.is_pool else folder.space()
+    failed, all_x, all_ids, all_batches, arr = rec.failed, rec.x, rec.ids, rec.batches, rec.numbers
+    sids = list(rec.suggestions)
     files = folder.suggestion_files()
     state = folder.read_state()
     suggested, pending = _pending(folder, files, state, sids, all_x, all_ids, all_batches, pool, space)

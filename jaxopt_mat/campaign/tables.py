@@ -1,8 +1,9 @@
-"""The user's tables: measurement files, target spectra, suggestion files and the recorded observations.
+"""The user's tables: measurement files, target spectra and suggestion files.
 
 Everything here turns text into validated arrays (or arrays into text); nothing
-touches the campaign folder. Every problem is a :class:`DataError` (the user's
-file) or a :class:`CampaignError` (the folder's own file) that names the row.
+touches the campaign folder. Every problem is a :class:`DataError` that names
+the row. The folder's own ``observations.csv`` is read by
+:mod:`jaxopt_mat.campaign.recorded`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from jaxopt_mat.campaign.config import BATCH_COLUMN, STATUS_COLUMN, SUGGESTION_COLUMN, Config
+from jaxopt_mat.campaign.config import STATUS_COLUMN, SUGGESTION_COLUMN, Config
 from jaxopt_mat.campaign.input_cells import input_number, input_text, number_cell, numeric_cells
 from jaxopt_mat.campaign.pending import parse_suggestion_id
-from jaxopt_mat.errors import CampaignError, DataError, read_data_file, refuse_repeated_columns, separator_hint
+from jaxopt_mat.errors import DataError, read_data_file, refuse_repeated_columns, separator_hint
 from jaxopt_mat.space import SearchSpace
 
 
@@ -45,109 +46,6 @@ class Measurements(NamedTuple):
     @property
     def any_failed(self) -> bool:
         return self.failed is not None and bool(np.any(self.failed))
-
-
-class Records(NamedTuple):
-    """``observations.csv`` as recorded: the header and every row's cells (blank lines dropped)."""
-
-    header: list[str]
-    body: list[list[str]]
-
-
-def parse_records(text: str, config: Config, source) -> Records:
-    """Split ``observations.csv``'s text into header and rows, checking the shape the folder wrote.
-
-    Raises:
-        CampaignError: a header or row that the folder could not have written (a hand edit).
-    """
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        raise CampaignError(f"{source} has no header")
-    header = rows[0]
-    names = config.key_columns
-    if header[: len(names)] != names or header[-1] != BATCH_COLUMN:
-        raise CampaignError(f"{source}: header does not start with {names} and end with '{BATCH_COLUMN}'")
-    body = []
-    at_status, at_suggestion = _reserved_positions(header, len(names))
-    for line, r in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in r):
-            continue
-        if len(r) != len(header) or not r[-1].strip().isdigit():
-            problem = (f"{len(r)} fields, the header has {len(header)}" if len(r) != len(header)
-                       else f"batch {r[-1]!r} is not a whole number")
-            raise CampaignError(f"{source} row {line}: {problem} (edited by hand? fix the row or restore the file)")
-        if at_status is not None and r[at_status] not in ("ok", "failed"):
-            raise CampaignError(f"{source} row {line}: status {r[at_status]!r} is neither 'ok' nor 'failed' (edited "
-                                "by hand? fix the row or restore the file)")
-        if at_suggestion is not None and r[at_suggestion] and parse_suggestion_id(r[at_suggestion]) is None:
-            raise CampaignError(f"{source} row {line}: suggestion {r[at_suggestion]!r} is not a suggestion id (edited "
-                                "by hand? fix the row or restore the file)")
-        body.append(r)
-    return Records(header, body)
-
-
-def _reserved_positions(header: list[str], n_keys: int) -> tuple[int | None, int | None]:
-    """Positions of ``status`` and ``suggestion`` in ``observations.csv``'s header (``None`` when absent).
-
-    The header is ``keys, measured..., [suggestion], [status], batch``.
-    """
-    at_status = len(header) - 2 if len(header) >= n_keys + 2 and header[-2] == STATUS_COLUMN else None
-    k = len(header) - 2 - (at_status is not None)
-    at_suggestion = k if k >= n_keys and header[k] == SUGGESTION_COLUMN else None
-    return at_status, at_suggestion
-
-
-def recorded_numbers(cells: list[list[str]], source) -> np.ndarray:
-    """The recorded cells as floats; a cell that is not a finite number names its row."""
-    try:
-        arr = np.array([[float(v) for v in r] for r in cells])
-    except ValueError:
-        arr = None
-    if arr is None or not np.all(np.isfinite(arr)):
-        bad = next(r for r in cells if not _all_finite(r))
-        start = ",".join(bad[:4]) + (",..." if len(bad) > 4 else "")
-        raise CampaignError(f"{source}: the row {start!r} holds a value that is not a finite "
-                            "number (edited by hand? fix the row or restore the file)")
-    return arr
-
-
-def split_reserved(body: list[list[str]], header: list[str], n_keys: int):
-    """Recorded rows without their ``suggestion`` and ``status`` cells, which of them failed, and their suggestion ids.
-
-    Returns ``(rows, failed (n,), suggestion ids)`` (all False and ``""`` when the columns are absent).
-    """
-    at_status, at_suggestion = _reserved_positions(header, n_keys)
-    drop = {at_status, at_suggestion} - {None}
-    failed = np.array([r[at_status] == "failed" for r in body], bool) if at_status is not None else np.zeros(len(body), bool)
-    sids = [r[at_suggestion] for r in body] if at_suggestion is not None else [""] * len(body)
-    if drop:
-        body = [[c for j, c in enumerate(r) if j not in drop] for r in body]
-    return body, failed, sids
-
-
-def repeated_batch(body: list[list[str]], rows: np.ndarray, ids: list[str] | None) -> int | None:
-    """The earlier batch whose recorded rows (``body``, as read) equal ``rows`` as a multiset, if any.
-
-    Values are written with ``repr``, so they read back exactly; a cell that
-    is not a number (a hand-edited record) simply matches nothing.
-    """
-    start = 0 if ids is None else 1
-
-    def number(cell):
-        try:
-            return float(cell)
-        except ValueError:
-            return None
-
-    new = sorted((i, tuple(map(float, r))) for i, r in zip(ids or [""] * len(rows), rows))
-    batches: dict[str, list] = {}
-    for cells in body:
-        label = cells[0] if ids is not None else ""
-        batches.setdefault(cells[-1], []).append((label, tuple(number(c) for c in cells[start:-1])))
-    for batch, old in batches.items():
-        if len(old) == len(new) and all(None not in v for _, v in old) and sorted(old) == new:
-            return int(batch)
-    return None
 
 
 def read_target(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -380,13 +278,6 @@ def csv_cell(text: str) -> str:
 def _numbers(row: list[str], columns: list[str], positions: list[int], source: str, line: int) -> list[float]:
     """The finite numbers of ``row`` at ``positions``; the first empty, non-numeric or infinite cell is a DataError."""
     return [number_cell(c, row[p], f"{source} row {line}") for c, p in zip(columns, positions)]
-
-
-def _all_finite(cells: list[str]) -> bool:
-    try:
-        return all(math.isfinite(float(c)) for c in cells)
-    except ValueError:
-        return False
 
 
 def _as_wavelength(cell: str):
