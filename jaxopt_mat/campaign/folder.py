@@ -31,15 +31,14 @@ import numpy as np
 
 from jaxopt_mat.campaign.config import (BATCH_COLUMN, CONFIG_FILE, STATUS_COLUMN, SUGGESTION_COLUMN, Config, config_to_toml,
                                         load_config)
-from jaxopt_mat.campaign.input_cells import input_text, numeric_cells
+from jaxopt_mat.campaign.input_cells import input_text
 from jaxopt_mat.campaign.pending import file_number
-from jaxopt_mat.campaign.recorded import (Recorded, Records, joined, parse_records, recorded_arrays, repeated_batch,
-                                          split_reserved)
+from jaxopt_mat.campaign.recorded import (OBSERVATIONS_FILE, Recorded, Records, joined, parse_records, recorded_arrays,
+                                          repeated_batch, split_reserved)
 from jaxopt_mat.campaign.tables import Measurements, csv_cell, read_target
 from jaxopt_mat.errors import CampaignError, ConfigError, RepeatedBatchError, read_data_file
 from jaxopt_mat.pool import Pool, load_pool_cache, parse_pool, read_pool, store_pool_cache
 
-OBSERVATIONS_FILE = "observations.csv"
 SUGGESTIONS_DIR = "suggestions"
 POOL_CACHE_FILE = ".candidates.npz"
 STATE_FILE = "state.json"
@@ -244,7 +243,9 @@ class CampaignFolder:
         if cached is not None and cached[0] is self.config and cached[1] is records:
             return cached[2]
         n = len(cached[1].body) if cached is not None and cached[0] is self.config else -1
-        if 0 <= n <= len(records.body) and records.header is cached[1].header and (n == 0 or records.body[n - 1] is cached[1].body[-1]):
+        # The rows read before are the very objects parsed then only when just the appended rows were parsed.
+        extended = 0 <= n <= len(records.body) and records.header is cached[1].header
+        if extended and (n == 0 or records.body[n - 1] is cached[1].body[-1]):
             new = recorded_arrays(Records(records.header, records.body[n:]), self.config, source, pool=pool,
                                   pool_index=index)
             result = joined(cached[2], new)
@@ -309,7 +310,7 @@ class CampaignFolder:
             if rows.shape[1] != expected:
                 raise CampaignError(f"rows have {rows.shape[1]} values, the campaign expects {expected}")
             if refuse_repeat:
-                earlier = self._repeated_batch(records, recorded, rows, ids)
+                earlier = repeated_batch(records, recorded, rows, ids, self.config)
                 if earlier is not None:
                     raise RepeatedBatchError(f"its {rows.shape[0]} rows repeat batch {earlier} exactly "
                                              "(observed twice?); nothing recorded")
@@ -339,23 +340,6 @@ class CampaignFolder:
                 old += "\n"
             atomic_write_text(path, old + "\n".join(lines) + "\n")
         return batch, len(records.body) + len(lines)
-
-    def _repeated_batch(self, records: Records, recorded: Recorded, rows: np.ndarray, ids) -> int | None:
-        """:func:`~jaxopt_mat.campaign.recorded.repeated_batch`, compared only with batches of the same inputs."""
-        n_keys = len(self.config.key_columns)
-        new = sorted(ids) if ids is not None else sorted(map(tuple, rows[:, :n_keys].tolist()))
-        batches, counts = np.unique(recorded.batches, return_counts=True)
-        same = []
-        for b in batches[counts == len(rows)]:
-            at = np.flatnonzero(recorded.batches == b)
-            old = sorted(recorded.ids[i] for i in at) if ids is not None else sorted(map(tuple, recorded.x[at].tolist()))
-            if old == new:
-                same.append(int(b))
-        if not same:
-            return None
-        body, _, _ = split_reserved([r for r in records.body if int(r[-1]) in same], records.header, n_keys)
-        return repeated_batch(numeric_cells(body, self.config.inputs, OBSERVATIONS_FILE) if ids is None else body,
-                              rows, ids)
 
     def save_suggestion(self, make_text: Callable[[int], str], *, after_batch: int) -> tuple[Path, str]:
         """Save the next suggestion file: ``make_text(its number)`` (the number is part of each row's id).

@@ -21,6 +21,8 @@ from jaxopt_mat.campaign.input_cells import numeric_cells
 from jaxopt_mat.campaign.pending import parse_suggestion_id
 from jaxopt_mat.errors import CampaignError
 
+OBSERVATIONS_FILE = "observations.csv"
+
 
 class Records(NamedTuple):
     """``observations.csv`` as recorded: the header and every row's cells (blank lines dropped).
@@ -195,7 +197,28 @@ def joined(first: Recorded, then: Recorded) -> Recorded:
                     np.concatenate([first.numbers, then.numbers]))
 
 
-def repeated_batch(body: list[list[str]], rows: np.ndarray, ids: list[str] | None) -> int | None:
+def repeated_batch(records: Records, recorded: Recorded, rows: np.ndarray, ids: list[str] | None,
+                   config: Config) -> int | None:
+    """The earlier batch whose recorded rows equal ``rows`` (pool campaigns: with ``ids``) as a multiset, if any.
+
+    Only batches of as many rows with the same inputs (or ids) have their cells compared.
+    """
+    n_keys = len(config.key_columns)
+    new = sorted(ids) if ids is not None else sorted(map(tuple, rows[:, :n_keys].tolist()))
+    batches, counts = np.unique(recorded.batches, return_counts=True)
+    same = set()
+    for b in batches[counts == len(rows)]:
+        at = np.flatnonzero(recorded.batches == b)
+        old = sorted(recorded.ids[i] for i in at) if ids is not None else sorted(map(tuple, recorded.x[at].tolist()))
+        if old == new:
+            same.add(int(b))
+    if not same:
+        return None
+    body, _, _ = split_reserved([r for r in records.body if int(r[-1]) in same], records.header, n_keys)
+    return _repeated_cells(numeric_cells(body, config.inputs, OBSERVATIONS_FILE) if ids is None else body, rows, ids)
+
+
+def _repeated_cells(body: list[list[str]], rows: np.ndarray, ids: list[str] | None) -> int | None:
     """The earlier batch whose recorded rows (``body``, as read) equal ``rows`` as a multiset, if any.
 
     Values are written with ``repr``, so they read back exactly; a cell that
