@@ -8,10 +8,12 @@ rows observed; then ``init``, ``observe``, and two ``suggest --batch 10`` run
 as separate processes, each timed by wall clock with its peak resident
 memory (the child's ``ru_maxrss``). The first ``suggest`` starts from empty
 compilation caches (its own cache folder, made fresh for the run); the second
-is warm, as a user's next command would be. Then a second campaign of the
+(10 rows pending) still compiles the few programs pending rows add. Then a second campaign of the
 same shape is created and its first ``suggest`` timed: the caches are the
-user's, kept between campaigns. Goals: ``init`` at most 5 s, the first
-``suggest`` at most 10 s, the second at most 5 s, every command under 2 GiB.
+user's, kept between campaigns, and its second ``suggest`` (10 rows pending)
+is the warm command of a user's day. Goals: ``init`` at most 5 s, the first
+``suggest`` at most 10 s, the second at most 5 s (a warm one on 1,000 rows: 2 s),
+every command under 2 GiB.
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ def scenario(args) -> list[tuple[str, float, float]]:
             ("observe (a second campaign)", ["observe", camp + "2", str(tmp / "measured.csv")]),
             ("first suggest --batch 10 of a second campaign", ["suggest", camp + "2", "--batch", "10", "--out",
                                                               str(tmp / "c1.csv")]),
+            # every program it needs already compiled once: the warm suggest a user meets from then on
+            ("second suggest --batch 10 of a second campaign", ["suggest", camp + "2", "--batch", "10", "--out",
+                                                               str(tmp / "c2.csv")]),
         ]:
             wall, peak = timed_command(cli + cmd, env, tmp / "stderr.txt")
             rows.append((label, wall, peak))

@@ -23,6 +23,7 @@ import numpy as np
 from jaxopt_mat.ascent import ascend_unit, safe_values, sample_feasible_unit, scale_by_row_adam  # noqa: F401 (API)
 from jaxopt_mat.errors import ConfigError
 from jaxopt_mat.optimize_mixed import maximize_mixed_unit
+from jaxopt_mat.padded import on_device
 from jaxopt_mat.space import SearchSpace
 
 
@@ -82,11 +83,11 @@ def pad_pending(pending, d: int, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
     rows = np.zeros((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
     p = rows.shape[0]
     if p == 0:
-        return jnp.zeros((0, d), dtype), jnp.zeros(0, dtype)
+        return on_device(np.zeros((0, d)), dtype), on_device(np.zeros(0), dtype)
     size = next((s for s in PENDING_SIZES if s >= p), -(-p // PENDING_SIZES[-1]) * PENDING_SIZES[-1])
     padded = np.zeros((size, d))
     padded[:p] = rows
-    return jnp.asarray(padded, dtype), jnp.asarray(np.arange(size) < p, dtype)
+    return on_device(padded, dtype), on_device(np.arange(size) < p, dtype)
 
 
 # A batch's compiled program has one of these numbers of slots and fills the first q (a traced count), so one

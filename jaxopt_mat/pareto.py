@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_mat.padded import on_device
+
 
 def non_dominated_mask(points, valid=None):
     """``(n,)`` boolean: which rows of ``points`` ``(n, m)`` no other valid row dominates.
@@ -172,7 +174,7 @@ def hypervolume_history(values_max: np.ndarray, batches: np.ndarray, ref: np.nda
     padded[:n] = values_max
     batch_of = np.full(size, np.iinfo(np.int64).max)  # padding rows belong to no batch
     batch_of[:n] = batches
-    padded, ref = jnp.asarray(padded), jnp.asarray(ref, values_max.dtype)
+    padded, ref = on_device(padded), on_device(ref, values_max.dtype)
     return [float(_masked_hypervolume(padded, ref, batch_of <= b)) for b in sorted(set(batches.tolist()))]
 
 

@@ -50,7 +50,7 @@ from jaxopt_mat.design import latin_hypercube
 from jaxopt_mat.objectives import LOSS_FLOOR, capped_log_loss
 from jaxopt_mat.pareto import hypervolume_history
 from jaxopt_mat.strategies.base import Context, n_lengthscales
-from jaxopt_mat.strategies.fits import data_digest, valid_hyperparameters
+from jaxopt_mat.strategies.fits import data_digest, hyperparameters_of, valid_hyperparameters
 from jaxopt_mat.strategies.two_step import COS_ACCURACY, COS_STABILITY, REL_MSE_ACCURACY, network_readiness
 from jaxopt_mat.padded import predict_rows
 from jaxopt_mat.surrogates.independent import fit_objectives
@@ -115,7 +115,7 @@ def _fit(x, y, space, seed, program_cache, saved: dict, new: dict, d: int):
                             features=space.features, noise_variance=replicate_noise_columns(cond, y),
                             program_cache=program_cache, inits=warm, max_iter=0 if kept is not None else 200)
     if kept is None:
-        new[digest] = [[float(v) for v in np.asarray(m.hyperparameters)] for m in models]
+        new[digest] = [hyperparameters_of(m) for m in models]
     return models, cond
 
 
@@ -221,7 +221,7 @@ def evaluate(snap: Snapshot, settings: dict | None = None, *, lazy: bool = False
         fits[order[-1]] = (lent, snap.conditions)
         cond = snap.conditions  # kept: the next suggest's fit on the batches before its newest
         new[_digest(cond.x, cond.y.reshape(cond.x.shape[0], -1), space, cfg.seed)] = [
-            [float(v) for v in np.asarray(m.hyperparameters)] for m in lent]
+            hyperparameters_of(m) for m in lent]
 
     def fit_upto(b):
         if b not in fits:

@@ -173,6 +173,36 @@ def test_predict_rows_equals_predict_and_compiles_once_per_bucket(fitted):
     assert padded.predict_rows(model, np.zeros((0, 3))).mean.shape == (0,)
 
 
+def test_on_device_equals_jnp_asarray_and_compiles_nothing(caplog):
+    # jnp.asarray of a numpy array compiles a small program per shape (JAX 0.10); a short command pays ~15 ms each.
+    import logging
+
+    values = [(np.arange(6.0).reshape(2, 3) + 0.25, None), (np.float64(2.5), None), (True, None),
+              (np.array([1, 0, 1]), np.float64), (7, np.int32), (np.arange(13.0).reshape(13, 1), jnp.float32)]
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="jax"):
+            moved = [padded.on_device(a, dtype) for a, dtype in values]
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    assert not [r for r in caplog.records if "Compiling" in r.getMessage()]
+    for (a, dtype), ours in zip(values, moved):
+        expected = jnp.asarray(a, dtype)
+        assert isinstance(ours, jax.Array) and ours.dtype == expected.dtype and ours.shape == expected.shape
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(expected))
+
+
+def test_hyperparameters_kept_in_the_state_equal_the_models_own(fitted):
+    from jaxopt_mat.strategies.fits import hyperparameters_of
+
+    model = fitted[2]
+    np.testing.assert_allclose(hyperparameters_of(model), np.asarray(model.hyperparameters), rtol=1e-14, atol=1e-15)
+    # A fit that keeps them (no iterations) gives back the very same numbers: the state can tell it kept them.
+    x, y, _ = fitted
+    again = fit_gp(x, y, key=jax.random.key(5), init=hyperparameters_of(model), max_iter=0)
+    assert hyperparameters_of(again) == hyperparameters_of(model)
+
+
 def test_variance_stays_positive_at_training_points_and_far_away(fitted):
     x, _, model = fitted
     _, var = model.predict(jnp.asarray(np.vstack([x[:5], x[:5] * 100.0])))

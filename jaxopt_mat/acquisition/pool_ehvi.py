@@ -22,6 +22,7 @@ import numpy as np
 from jaxopt_mat.acquisition.ehvi import ehvi_of_moments, ehvi_from_boxes
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.optimize import pad_pending
+from jaxopt_mat.padded import on_device
 from jaxopt_mat.pareto import non_dominated_boxes
 
 
@@ -55,9 +56,9 @@ def pool_ehvi_batch(predict, model_args, features, front, ref, q: int, *, exclud
         ``(indices (q,), ehvi at pick time (q,), mean (q, m), std (q, m))``.
     """
     front, valid = _padded_front(front)
-    ref = jnp.asarray(ref, front.dtype)
+    ref = on_device(ref, front.dtype)
     mean, std, first = map_rows(_MomentsAndEhvi(predict), (tuple(model_args), _boxes(front, ref, valid)),
-                                jnp.asarray(features), chunk=chunk, devices=devices)
+                                on_device(features), chunk=chunk, devices=devices)
     mean, std = np.asarray(mean), np.asarray(std)
     weights = np.ones(mean.shape[0]) if weights is None else np.asarray(weights, np.float64)
     idx, vals = _lazy_greedy(mean, std, np.asarray(first) * weights, front, valid, ref,
@@ -101,8 +102,8 @@ def greedy_pool_batch(mean, std, front, ref, q: int, *, exclude=None, shortlist:
 def _padded_front(front) -> tuple[jnp.ndarray, jnp.ndarray]:
     """The front padded to the next of a few sizes, and its mask: a front that grows reuses the compiled programs."""
     front = np.asarray(front)
-    padded, mask = pad_pending(front, front.shape[1], front.dtype)
-    return padded, mask > 0
+    padded, _ = pad_pending(front, front.shape[1], front.dtype)
+    return padded, on_device(np.arange(padded.shape[0]) < front.shape[0])
 
 
 # Below this many rows one compiled scan of the full greedy beats the lazy greedy's host loop.

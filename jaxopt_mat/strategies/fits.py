@@ -34,6 +34,13 @@ def valid_hyperparameters(v, d: int) -> bool:
     return isinstance(v, list) and len(v) == d + 3 and all(isinstance(t, (int, float)) and np.isfinite(t) for t in v)
 
 
+def hyperparameters_of(model) -> list[float]:
+    """A fitted GP's ``hyperparameters`` as the numbers ``state.json`` keeps (computed on the host: no program
+    to compile, as ``model.hyperparameters`` would in a fresh process)."""
+    logs = np.log(np.concatenate([np.ravel(model.lengthscale), np.ravel(model.variance), np.ravel(model.noise)]))
+    return [float(v) for v in logs] + [float(np.ravel(model.mean_const)[0])]
+
+
 def data_digest(*arrays) -> str:
     """A short digest of what a GP fit depends on (its data, the bounds it scales them by, known noise, ...):
     every array's shape and values, ``None`` counting as empty."""
@@ -98,7 +105,7 @@ def remembered_fits(state, n: int, models: dict, digests: dict | None = None) ->
     data = dict(data) if isinstance(data, dict) else {}
     for name, model in models.items():
         old = {k: v for k, v in _saved(state, name).items() if k.isdigit()}
-        theta = [float(v) for v in np.asarray(model.hyperparameters)]
+        theta = hyperparameters_of(model)
         start = warm_start(state, name, n, len(theta) - 3)
         if start is not None and start.tolist() == theta:
             data.pop(name, None)

@@ -27,6 +27,7 @@ import optax
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 from jaxopt_mat.errors import DataError, NumericalError
+from jaxopt_mat.padded import on_device
 from jaxopt_mat.surrogates.base import Posterior
 
 from jaxopt_mat.surrogates.gp_likelihood import (  # noqa: F401  (re-exported: the kernel and likelihood of the fit)
@@ -249,7 +250,8 @@ def _condition(theta, u, y, mask, known_noise, groups=None):
 def _scaled_and_padded(x, y, low, high, *, n_pad, dtype):
     """Inputs to the unit cube of ``[low, high]`` and standardized targets, padded to ``n_pad`` rows.
 
-    In numpy: a few vector operations, with no program to compile for each new number of rows.
+    In numpy: a few vector operations, with no program to compile for each new number of rows. Returns
+    device arrays ``(u, y, mask, low, high, y_loc, y_scale)`` and ``y_scale`` as a number.
     """
     x, y, low, high = (np.asarray(a, dtype=np.float64) for a in (x, y, low, high))
     n, d = x.shape
@@ -261,7 +263,7 @@ def _scaled_and_padded(x, y, low, high, *, n_pad, dtype):
     u_pad[:n] = (x - low) / (high - low)
     y_pad[:n] = (y - y_loc) / y_scale
     mask[:n] = 1.0
-    return tuple(jnp.asarray(a, dtype) for a in (u_pad, y_pad, mask, low, high, y_loc, y_scale))
+    return tuple(on_device(a, dtype) for a in (u_pad, y_pad, mask, low, high, y_loc, y_scale)) + (float(y_scale),)
 
 
 def _padded_size(n: int, pad_to: int | None) -> int:
@@ -352,24 +354,26 @@ def fit_gp(
     low = np.min(x, axis=0) if low is None else np.asarray(low)
     high = np.max(x, axis=0) if high is None else np.asarray(high)
     n_pad = _padded_size(n, pad_to)
-    u_pad, y_pad, mask, low, high, y_loc, y_scale = _scaled_and_padded(x, y, low, high, n_pad=n_pad, dtype=dtype)
+    u_pad, y_pad, mask, low, high, y_loc, y_scale, scale = _scaled_and_padded(x, y, low, high, n_pad=n_pad,
+                                                                              dtype=dtype)
     known = np.zeros(n_pad)
     if noise_variance is not None:
         noise_variance = np.asarray(noise_variance, dtype=np.float64)
         if noise_variance.shape != (n,) or not np.all(np.isfinite(noise_variance) & (noise_variance >= 0)):
             raise DataError(f"noise_variance must be {n} non-negative finite numbers, got shape {noise_variance.shape}")
         known[:n] = noise_variance
-    known = jnp.asarray(known, dtype) / y_scale**2  # standardised units
+    known = on_device(known / scale**2, dtype)  # standardised units
     groups = None if features is None else features.groups
     g = d if features is None else features.n_groups
     f_pad = u_pad if features is None else features(u_pad)
     warm = init is not None
     if warm:
-        init = jnp.asarray(init, dtype=dtype)
-        if init.shape != (g + 3,) or not bool(jnp.all(jnp.isfinite(init))):
+        init = np.asarray(init, dtype=dtype)
+        if init.shape != (g + 3,) or not np.all(np.isfinite(init)):
             raise DataError(f"init must be {g + 3} finite hyper-parameters (model.hyperparameters), got shape {init.shape}")
+        init = on_device(init)
     else:
-        init = _default_theta(g, dtype)
+        init = on_device(_default_theta(g, dtype))
     n_active = n_restarts
     if n_restarts is None:
         n_restarts = 4 if n <= 128 else (2 if n <= 256 else 1)
@@ -377,7 +381,7 @@ def fit_gp(
     static = dict(n_candidates=n_candidates, n_restarts=n_restarts, max_iter=max_iter)
     if groups is not None:
         static["groups"] = groups
-    args = (f_pad, y_pad, mask, known, key, init, jnp.asarray(warm), jnp.asarray(n_active, jnp.int32))
+    args = (f_pad, y_pad, mask, known, key, init, on_device(warm), on_device(n_active, np.int32))
     if warm and max_iter == 0:
         theta = init
     elif program_cache is None:
@@ -390,7 +394,7 @@ def fit_gp(
     else:
         L, L_inv, alpha, ls, var, noise, m = program_cache.call("condition_gp", _condition,
                                                                 (theta, f_pad, y_pad, mask, known), cond_static)
-    if not bool(jnp.all(jnp.isfinite(L))):
+    if not np.all(np.isfinite(np.asarray(L))):
         raise NumericalError(
             f"GP covariance is not positive definite even with jitter {_JITTER:g} x variance; "
             "check for duplicated inputs with conflicting targets"

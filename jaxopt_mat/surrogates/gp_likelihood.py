@@ -13,6 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 _JITTER = 1e-8
@@ -171,7 +172,6 @@ def _objective(theta, u, y, mask, known_noise=None, groups=None):
             - _log_prior(theta, n_lengthscales(u, groups)))
 
 
-def _default_theta(d, dtype):
-    return jnp.concatenate([
-        jnp.full((d,), math.log(0.3)), jnp.zeros(1), jnp.full((1,), math.log(1e-2)), jnp.zeros(1),
-    ]).astype(dtype)
+def _default_theta(d, dtype) -> np.ndarray:
+    """The cold fit's first start (length-scales 0.3, unit variance, noise 0.01, zero mean), on the host."""
+    return np.concatenate([np.full(d, math.log(0.3)), [0.0, math.log(1e-2), 0.0]]).astype(dtype)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_mat.padded import on_rows
+from jaxopt_mat.padded import on_device, on_rows
 from jaxopt_mat.surrogates.gp import MAX_ITER, fit_gp
 
 
@@ -45,7 +45,7 @@ _predict_objectives = jax.jit(predict_objectives)
 def predict_objectives_rows(x, models, signs) -> tuple[np.ndarray, np.ndarray]:
     """:func:`predict_objectives` outside ``jit``, as numpy, for a number of rows that changes between calls
     (one compiled program per 64 rows: :func:`~jaxopt_mat.padded.on_rows`)."""
-    return on_rows(_predict_objectives, np.asarray(x), tuple(models), jnp.asarray(signs))
+    return on_rows(_predict_objectives, np.asarray(x), tuple(models), on_device(signs))
 
 
 def predict_objectives_believer(x, models, signs, picked, picked_mask):
