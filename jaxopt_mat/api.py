@@ -176,7 +176,7 @@ class Campaign:
     @property
     def space(self):
         """The search space (a pool campaign's: the box its candidates' features span)."""
-        return self.config.space() if not self.config.is_pool else self.snapshot().space
+        return self.folder.space() if not self.config.is_pool else self.snapshot().space
 
     def snapshot(self) -> Snapshot:
         """The campaign as it is on disk now, read once (see :class:`~jaxopt_mat.campaign.Snapshot`)."""

@@ -46,6 +46,9 @@ class SearchSpace:
         b: constraint right-hand sides, shape ``(m,)``.
         kinds: one :class:`~jaxopt_mat.input_kinds.InputKind` per input (default: all continuous).
             A categorical input's bounds are ``0`` and ``k - 1`` (its label indices).
+        center: this space's Chebyshev centre in the unit cube, as an earlier construction of the same
+            space found it (e.g. kept in a file): used when it satisfies bounds, fixed values and
+            constraints, sparing the linear program; otherwise found again.
 
     Raises:
         ConfigError: on malformed bounds or constraints.
@@ -59,7 +62,7 @@ class SearchSpace:
     """
 
     def __init__(self, low, high, *, names: Sequence[str] | None = None, A=None, b=None,
-                 kinds: Sequence[InputKind] | None = None):
+                 kinds: Sequence[InputKind] | None = None, center=None):
         low = np.asarray(low, dtype=np.float64).reshape(-1)
         high = np.asarray(high, dtype=np.float64).reshape(-1)
         d = low.shape[0]
@@ -100,7 +103,9 @@ class SearchSpace:
         self.A_unit, self.b_unit = _constraints_in_unit_cube(low, high, A, b)
         pinned = {j: (k.fixed - lo) / (hi - lo) for j, (k, lo, hi) in enumerate(zip(kinds, low, high))
                   if k.fixed is not None}
-        self.center = _chebyshev_center(self.A_unit, self.b_unit, names, pinned)
+        if center is None or not _inside(np.asarray(center, dtype=np.float64), self.A_unit, self.b_unit, pinned):
+            center = _chebyshev_center(self.A_unit, self.b_unit, names, pinned)
+        self.center = np.asarray(center, dtype=np.float64)
         self.choices = choices_unit(kinds, low, high)
 
     # -- pytree protocol: arrays are leaves, names are static ----------------
@@ -280,6 +285,13 @@ def _constraints_in_unit_cube(low, high, A, b):
     # Normalise rows so tolerances mean the same for every constraint.
     norm = np.linalg.norm(A_unit, axis=1, keepdims=True) if A.shape[0] else np.ones((0, 1))
     return A_unit / norm, b_unit / norm[:, 0]
+
+
+def _inside(center, A_unit, b_unit, pinned) -> bool:
+    """Whether a given centre lies in the unit cube, at the fixed values and within the constraints."""
+    return (center.shape == (A_unit.shape[1],) and bool(np.all((center >= 0.0) & (center <= 1.0)))
+            and all(center[j] == v for j, v in pinned.items())
+            and bool(np.all(A_unit @ center <= b_unit + _CONSTRAINT_MARGIN)))
 
 
 def _chebyshev_center(A_unit, b_unit, names, pinned=None) -> np.ndarray:

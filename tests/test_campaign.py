@@ -181,6 +181,43 @@ def test_a_hand_edit_of_an_earlier_row_is_seen_by_a_folder_that_read_the_file_be
         camp.snapshot()
 
 
+def test_the_spaces_centre_is_kept_for_the_next_command_and_found_again_when_the_config_changes(camp, monkeypatch):
+    import jaxopt_mat.space as space_mod
+
+    first = camp.folder.space()
+    kept = camp.directory / ".space.json"
+    assert kept.is_file()
+    # The next command (a new folder object) takes the kept centre: no linear program.
+    lp = space_mod._chebyshev_center
+    monkeypatch.setattr(space_mod, "_chebyshev_center", lambda *a, **k: pytest.fail("the LP ran again"))
+    again = CampaignFolder(camp.directory).space()
+    np.testing.assert_array_equal(again.center, first.center)
+    # A hand edit of the config (or of the kept file) makes it find the centre again.
+    calls = []
+    monkeypatch.setattr(space_mod, "_chebyshev_center", lambda *a, **k: calls.append(1) or lp(*a, **k))
+    kept.write_text('{"config": "something else", "center": [0.5, 0.5, 0.5]}')
+    np.testing.assert_array_equal(CampaignFolder(camp.directory).space().center, first.center)
+    kept.write_text("not json")
+    np.testing.assert_array_equal(CampaignFolder(camp.directory).space().center, first.center)
+    assert len(calls) == 2
+    path = camp.directory / "campaign.toml"
+    path.write_text(path.read_text().replace("q_agno3 + q_pva <= 60", "q_agno3 + q_pva <= 20"))
+    changed = CampaignFolder(camp.directory).space()
+    assert len(calls) == 3 and not np.array_equal(changed.center, first.center)
+    path.write_text(path.read_text().replace("q_agno3 + q_pva <= 20", "q_agno3 + q_pva <= 5"))  # now infeasible
+    with pytest.raises(InfeasibleError, match="no feasible region"):
+        CampaignFolder(camp.directory).space()
+
+
+def test_a_kept_centre_outside_the_space_is_not_used():
+    from jaxopt_mat import SearchSpace
+
+    fresh = SearchSpace([0.0, 0.0], [1.0, 1.0], A=[[1.0, 1.0]], b=[1.0])
+    for wrong in ([0.9, 0.9], [1.5, 0.1], [0.2]):
+        np.testing.assert_array_equal(SearchSpace([0.0, 0.0], [1.0, 1.0], A=[[1.0, 1.0]], b=[1.0], center=wrong).center,
+                                      fresh.center)
+
+
 def test_extra_columns_such_as_predictions_are_accepted(camp):
     rows = camp.validate_text("q_tot,q_pva,predicted_mean,q_agno3,yield\n500,20,0.3,10,1.5\n", "s.csv")
     np.testing.assert_allclose(rows.values, [[10, 20, 500, 1.5]])

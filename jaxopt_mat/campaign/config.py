@@ -97,8 +97,11 @@ class Config:
         """What identifies a measured condition in observations.csv: the inputs, or a pool's ``id``."""
         return ["id"] if self.is_pool else self.input_names
 
-    def space(self, fixed: dict | None = None) -> SearchSpace:
-        """The search space; ``fixed`` maps input names to the value (a label's index) every point takes."""
+    def space(self, fixed: dict | None = None, *, center=None) -> SearchSpace:
+        """The search space; ``fixed`` maps input names to the value (a label's index) every point takes.
+
+        ``center``: its Chebyshev centre as found before (:class:`~jaxopt_mat.space.SearchSpace`'s).
+        """
         if self.is_pool:
             raise ConfigError("a pool campaign's space comes from its candidate table (the snapshot of its folder has it)")
         names = self.input_names
@@ -106,10 +109,11 @@ class Config:
         A, b = constraints_from_strings(self.constraints, names)
         kinds = [i.input_kind(fixed.get(i.name)) for i in self.inputs]
         return SearchSpace([i.low for i in self.inputs], [i.high for i in self.inputs], names=names, A=A, b=b,
-                           kinds=kinds)
+                           kinds=kinds, center=center)
 
 
-def parse_config(data: dict, *, source: str = CONFIG_FILE, base_dir: Path | None = None) -> Config:
+def parse_config(data: dict, *, source: str = CONFIG_FILE, base_dir: Path | None = None,
+                 check_space: bool = True) -> Config:
     """Validate a config table (as read from TOML) and return a :class:`Config`.
 
     ``base_dir`` is where files the config names (a descriptor table) are read from.
@@ -185,7 +189,7 @@ def parse_config(data: dict, *, source: str = CONFIG_FILE, base_dir: Path | None
                                          source)
     config = Config(name, seed, tuple(inputs), tuple(constraints), objective, initial, stopping, candidates,
                     tuple(features), dict(embedding), outcomes)
-    if not candidates:
+    if check_space and not candidates:
         config.space()  # parses constraints and checks feasibility
     return config
 
@@ -279,7 +283,9 @@ def _parse_stopping(raw, source: str) -> dict:
     return out
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, *, check_space: bool = True) -> Config:
+    """Read and validate a config file; without ``check_space`` the constraints' feasibility (a linear
+    program) is left to the first ``config.space()``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -291,7 +297,7 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path.name}: not valid TOML ({e})") from None
-    return parse_config(data, source=path.name, base_dir=path.parent)
+    return parse_config(data, source=path.name, base_dir=path.parent, check_space=check_space)
 
 
 def _toml_value(v) -> str:

@@ -7,6 +7,7 @@
                            was suggested, cancelled suggestions)
     DIR/.lock              serialises writers
     DIR/.candidates.npz    a pool campaign's parsed candidate table (a cache, rebuilt when the table changes)
+    DIR/.space.json        the search space's Chebyshev centre (a cache, found again when the config changes)
 
 Writes are atomic (a temporary file in the same folder, flushed and fsynced,
 then ``os.replace``), and every writer holds an exclusive lock while it reads,
@@ -41,6 +42,7 @@ from jaxopt_mat.pool import Pool, load_pool_cache, parse_pool, read_pool, store_
 
 SUGGESTIONS_DIR = "suggestions"
 POOL_CACHE_FILE = ".candidates.npz"
+SPACE_CACHE_FILE = ".space.json"
 STATE_FILE = "state.json"
 # Entries of state.json kept by the folder itself: each suggestion file's log, the cancelled suggestion ids.
 SUGGESTED_LOG = "suggested"
@@ -118,7 +120,7 @@ class CampaignFolder:
         cfg = self.dir / CONFIG_FILE
         if not cfg.is_file():
             raise CampaignError(f"{self.dir} is not a campaign folder (no {CONFIG_FILE}); run 'jaxopt-mat init' first")
-        self.config = load_config(cfg)
+        self.config = load_config(cfg, check_space=False)  # checked by the first space()
         self._pool = None
         self._pool_index = None
         self._space = None  # (config, its search space)
@@ -198,9 +200,26 @@ class CampaignFolder:
         return self._pool_index
 
     def space(self):
-        """The configured search space (built once per configuration: its Chebyshev centre solves an LP)."""
+        """The configured search space, built once per configuration.
+
+        Its Chebyshev centre solves a linear program (and imports scipy.optimize, 0.4 s);
+        the centre is kept in ``.space.json`` with the configuration it belongs to, so a
+        later command of an unchanged campaign only checks it.
+        """
         if self._space is None or self._space[0] is not self.config:
-            self._space = (self.config, self.config.space())
+            path, text = self.dir / SPACE_CACHE_FILE, config_to_toml(self.config)
+            try:
+                kept = json.loads(path.read_text(encoding="utf-8"))
+                center = kept["center"] if kept.get("config") == text else None
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                center = None
+            space = self.config.space(center=center)
+            if center is None or not np.array_equal(space.center, center):
+                try:  # a cache: a folder that cannot be written still works
+                    atomic_write_text(path, json.dumps({"config": text, "center": space.center.tolist()}) + "\n")
+                except OSError:
+                    pass
+            self._space = (self.config, space)
         return self._space[1]
 
     def read_target(self):

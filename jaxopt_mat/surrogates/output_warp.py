@@ -97,21 +97,48 @@ class OutputWarp:
         return np.asarray(variance, dtype=np.float64) * self.derivative(y) ** 2
 
 
+def _log_likelihood(z: np.ndarray, lams: np.ndarray) -> np.ndarray:
+    """The Yeo-Johnson profile log-likelihood of ``z`` at each power ``lams`` (in [0, 2)), as scipy's ``yeojohnson_llf``."""
+    pos, neg = np.log1p(np.maximum(z, 0.0)), np.log1p(np.maximum(-z, 0.0))
+    lams = np.asarray(lams, dtype=np.float64)[:, None]
+    safe = np.where(lams == 0.0, 1.0, lams)
+    up = np.where(lams == 0.0, pos, np.expm1(lams * pos) / safe)
+    down = -np.expm1((2.0 - lams) * neg) / (2.0 - lams)
+    t = np.where(z >= 0.0, up, down)
+    return -0.5 * z.size * np.log(np.var(t, axis=1)) + (lams[:, 0] - 1.0) * np.sum(np.sign(z) * np.log1p(np.abs(z)))
+
+
+def yeo_johnson_power(z) -> float:
+    """The power in :data:`LAMBDA_RANGE` of largest Yeo-Johnson likelihood for ``z``: scipy's ``yeojohnson_normmax``
+    clipped to the range (a grid, then golden sections to 1e-12; numpy, so a command need not import scipy.stats)."""
+    z = np.asarray(z, dtype=np.float64)
+    lo, hi = LAMBDA_RANGE
+    grid = np.linspace(lo, hi, 41)
+    k = int(np.argmax(_log_likelihood(z, grid)))
+    a, b = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    while b - a > 1e-12:
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        fc, fd = _log_likelihood(z, [c, d])
+        a, b = (a, d) if fc >= fd else (c, b)
+    candidates = np.array([lo, hi, 0.5 * (a + b)])  # a maximum at either end is that end exactly
+    return float(candidates[int(np.argmax(_log_likelihood(z, candidates)))])
+
+
 def fit_output_warp(y, *, maximize: bool) -> OutputWarp:
     """The warp for objective values ``y`` (one per condition): see the module's docstring.
 
-    The power is scipy's Yeo-Johnson maximum-likelihood estimate for the
-    standardised values oriented so that bad is large, clipped to
-    :data:`LAMBDA_RANGE`; fewer than 5 distinct values, or none spread, give the identity.
+    The power is the Yeo-Johnson maximum-likelihood estimate for the
+    standardised values oriented so that bad is large, within
+    :data:`LAMBDA_RANGE` (:func:`yeo_johnson_power`); fewer than 5 distinct values, or none spread,
+    give the identity.
     """
-    from scipy import stats  # imported here: scipy.stats costs 0.3 s or more at CLI start-up
-
     y = np.asarray(y, dtype=np.float64)
     sign = -1.0 if maximize else 1.0
     loc = float(np.mean(y)) if y.size else 0.0
     scale = float(np.std(y)) if y.size else 0.0
     if np.unique(y).size < 5 or not scale > 0.0 or not np.all(np.isfinite(y)):
         return OutputWarp(sign, loc, scale if scale > 0.0 else 1.0, 1.0)
-    lam = float(stats.yeojohnson_normmax(sign * (y - loc) / scale))
-    lam = float(np.clip(lam, *LAMBDA_RANGE)) if np.isfinite(lam) else 1.0
+    lam = yeo_johnson_power(sign * (y - loc) / scale)
+    lam = lam if np.isfinite(lam) else 1.0
     return OutputWarp(sign, loc, scale, lam)
