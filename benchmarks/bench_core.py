@@ -414,6 +414,8 @@ def bench_cli(out):
                 raise SystemExit(r.stderr)
 
         def call():
+            # the batch before was measured (here: cancelled, untimed), so no suggestion is pending
+            subprocess.run([exe, "cancel", str(tmp / "c"), "--all"], env=env, capture_output=True)
             t = time.perf_counter()
             subprocess.run([exe, "suggest", str(tmp / "c"), "--batch", "15"], check=True, env=env, capture_output=True)
             return time.perf_counter() - t

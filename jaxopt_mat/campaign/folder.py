@@ -214,7 +214,7 @@ class CampaignFolder:
             except (OSError, ValueError, TypeError, KeyError, AttributeError):
                 center = None
             space = self.config.space(center=center)
-            if center is None or not np.array_equal(space.center, center):
+            if space.n_constraints and (center is None or not np.array_equal(space.center, center)):
                 try:  # a cache: a folder that cannot be written still works
                     atomic_write_text(path, json.dumps({"config": text, "center": space.center.tolist()}) + "\n")
                 except OSError:
