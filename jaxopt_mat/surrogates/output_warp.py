@@ -121,7 +121,11 @@ def yeo_johnson_power(z) -> float:
         c, d = b - ratio * (b - a), a + ratio * (b - a)
         fc, fd = _log_likelihood(z, [c, d])
         a, b = (a, d) if fc >= fd else (c, b)
-    candidates = np.array([lo, hi, 0.5 * (a + b)])  # a maximum at either end is that end exactly
+    lam = 0.5 * (a + b)
+    near = [end for end in (lo, hi) if abs(lam - end) < 1e-9]  # the likelihood is too flat there to tell them apart
+    if near:  # a maximum at (or beyond) an end is that end exactly: lam = 1 is the identity
+        return float(near[0])
+    candidates = np.array([lo, hi, lam])
     return float(candidates[int(np.argmax(_log_likelihood(z, candidates)))])
 
 
