@@ -163,6 +163,7 @@ def test_rows_parsed_as_they_are_appended_equal_the_whole_file_parsed_at_once(tm
         camp.folder.append_observations(camp.validate_text(table(rows, "q_agno3,q_pva,q_tot,yield,status"), "m.csv"))
         warm = camp.folder.recorded()
         _same_recorded(warm, CampaignFolder(camp.directory).recorded())
+        assert camp.folder.recorded() is warm and not warm.numbers.flags.writeable  # unchanged file: nothing redone
         if first_row and camp.folder.read_records().header == camp.folder._records[1].header:
             assert camp.folder.read_records().body[0] is camp.folder._records[1].body[0]
     snap = camp.snapshot()

@@ -34,7 +34,7 @@ from jaxopt_mat.campaign.config import (BATCH_COLUMN, CONFIG_FILE, STATUS_COLUMN
                                         load_config)
 from jaxopt_mat.campaign.input_cells import input_text
 from jaxopt_mat.campaign.pending import file_number
-from jaxopt_mat.campaign.recorded import (OBSERVATIONS_FILE, Recorded, Records, joined, parse_records, recorded_arrays,
+from jaxopt_mat.campaign.recorded import (OBSERVATIONS_FILE, Recorded, Records, parse_records, recorded_arrays,
                                           repeated_batch, split_reserved)
 from jaxopt_mat.campaign.tables import Measurements, csv_cell, read_target
 from jaxopt_mat.errors import CampaignError, ConfigError, RepeatedBatchError, read_data_file
@@ -258,20 +258,8 @@ class CampaignFolder:
         pool = self.pool() if self.config.is_pool else None
         index = self.pool_index() if pool is not None else None
         source = self.dir / OBSERVATIONS_FILE
-        cached = self._recorded
-        if cached is not None and cached[0] is self.config and cached[1] is records:
-            return cached[2]
-        n = len(cached[1].body) if cached is not None and cached[0] is self.config else -1
-        # The rows read before are the very objects parsed then only when just the appended rows were parsed.
-        extended = 0 <= n <= len(records.body) and records.header is cached[1].header
-        if extended and (n == 0 or records.body[n - 1] is cached[1].body[-1]):
-            new = recorded_arrays(Records(records.header, records.body[n:]), self.config, source, pool=pool,
-                                  pool_index=index)
-            result = joined(cached[2], new)
-        else:
-            result = recorded_arrays(records, self.config, source, pool=pool, pool_index=index)
-        for a in (result.x, result.failed, result.batches, result.numbers):
-            a.flags.writeable = False  # shared by every snapshot read from this folder
+        earlier = self._recorded[1:] if self._recorded is not None and self._recorded[0] is self.config else None
+        result = recorded_arrays(records, self.config, source, pool=pool, pool_index=index, earlier=earlier)
         self._recorded = (self.config, records, result)
         return result
 

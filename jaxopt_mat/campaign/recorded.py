@@ -156,12 +156,35 @@ class Recorded(NamedTuple):
     numbers: np.ndarray
 
 
-def recorded_arrays(records: Records, config: Config, source, *, pool=None, pool_index=None) -> Recorded:
-    """``records`` as arrays (pool campaigns pass the pool and its id index).
+def recorded_arrays(records: Records, config: Config, source, *, pool=None, pool_index=None,
+                    earlier: tuple[Records, Recorded] | None = None) -> Recorded:
+    """``records`` as read-only arrays (pool campaigns pass the pool and its id index).
+
+    ``earlier``: an earlier read of the same file and its arrays; when ``records`` only added rows to it
+    (:func:`parse_records` with ``after``), only those rows are converted.
 
     Raises:
         CampaignError: a cell that is not what the folder writes (a hand edit), or an unknown candidate id.
     """
+    if earlier is not None:
+        before, arrays = earlier
+        if before is records:
+            return arrays
+        n = len(before.body)
+        # The rows read before are the very objects parsed then only when just the appended rows were parsed.
+        if records.header is before.header and n <= len(records.body) and (n == 0 or records.body[n - 1] is before.body[-1]):
+            return joined(arrays, recorded_arrays(Records(records.header, records.body[n:]), config, source, pool=pool,
+                                                  pool_index=pool_index))
+    return _read_only(_arrays(records, config, source, pool, pool_index))
+
+
+def _read_only(rec: Recorded) -> Recorded:
+    for a in (rec.x, rec.failed, rec.batches, rec.numbers):
+        a.flags.writeable = False  # shared by every snapshot read from the same folder
+    return rec
+
+
+def _arrays(records: Records, config: Config, source, pool, pool_index) -> Recorded:
     n_keys = len(config.key_columns)
     body, failed, sids = split_reserved(records.body, records.header, n_keys)
     header = tuple(h for h in records.header if h not in (STATUS_COLUMN, SUGGESTION_COLUMN))
@@ -190,11 +213,12 @@ def recorded_arrays(records: Records, config: Config, source, *, pool=None, pool
 
 
 def joined(first: Recorded, then: Recorded) -> Recorded:
-    """The rows of ``first`` followed by those of ``then`` (the same header)."""
-    return Recorded(first.header, np.concatenate([first.x, then.x]),
-                    None if first.ids is None else first.ids + then.ids, np.concatenate([first.failed, then.failed]),
-                    first.suggestions + then.suggestions, np.concatenate([first.batches, then.batches]),
-                    np.concatenate([first.numbers, then.numbers]))
+    """The rows of ``first`` followed by those of ``then`` (the same header), read-only."""
+    return _read_only(Recorded(first.header, np.concatenate([first.x, then.x]),
+                               None if first.ids is None else first.ids + then.ids,
+                               np.concatenate([first.failed, then.failed]), first.suggestions + then.suggestions,
+                               np.concatenate([first.batches, then.batches]),
+                               np.concatenate([first.numbers, then.numbers])))
 
 
 def repeated_batch(records: Records, recorded: Recorded, rows: np.ndarray, ids: list[str] | None,

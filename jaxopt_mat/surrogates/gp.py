@@ -247,11 +247,11 @@ def _condition(theta, u, y, mask, known_noise, groups=None):
     return L, L_inv, alpha, ls, var, noise, m
 
 
-def _scaled_and_padded(x, y, low, high, *, n_pad, dtype):
-    """Inputs to the unit cube of ``[low, high]`` and standardized targets, padded to ``n_pad`` rows.
+def _scaled_and_padded(x, y, low, high, noise_variance, *, n_pad, dtype):
+    """Inputs to the unit cube of ``[low, high]``, standardized targets and their known noise, padded to ``n_pad`` rows.
 
     In numpy: a few vector operations, with no program to compile for each new number of rows. Returns
-    device arrays ``(u, y, mask, low, high, y_loc, y_scale)`` and ``y_scale`` as a number.
+    device arrays ``(u, y, mask, known noise, low, high, y_loc, y_scale)``.
     """
     x, y, low, high = (np.asarray(a, dtype=np.float64) for a in (x, y, low, high))
     n, d = x.shape
@@ -263,7 +263,13 @@ def _scaled_and_padded(x, y, low, high, *, n_pad, dtype):
     u_pad[:n] = (x - low) / (high - low)
     y_pad[:n] = (y - y_loc) / y_scale
     mask[:n] = 1.0
-    return tuple(on_device(a, dtype) for a in (u_pad, y_pad, mask, low, high, y_loc, y_scale)) + (float(y_scale),)
+    known = np.zeros(n_pad)
+    if noise_variance is not None:
+        noise_variance = np.asarray(noise_variance, dtype=np.float64)
+        if noise_variance.shape != (n,) or not np.all(np.isfinite(noise_variance) & (noise_variance >= 0)):
+            raise DataError(f"noise_variance must be {n} non-negative finite numbers, got shape {noise_variance.shape}")
+        known[:n] = noise_variance / y_scale**2  # standardised units
+    return tuple(on_device(a, dtype) for a in (u_pad, y_pad, mask, known, low, high, y_loc, y_scale))
 
 
 def _padded_size(n: int, pad_to: int | None) -> int:
@@ -354,15 +360,8 @@ def fit_gp(
     low = np.min(x, axis=0) if low is None else np.asarray(low)
     high = np.max(x, axis=0) if high is None else np.asarray(high)
     n_pad = _padded_size(n, pad_to)
-    u_pad, y_pad, mask, low, high, y_loc, y_scale, scale = _scaled_and_padded(x, y, low, high, n_pad=n_pad,
-                                                                              dtype=dtype)
-    known = np.zeros(n_pad)
-    if noise_variance is not None:
-        noise_variance = np.asarray(noise_variance, dtype=np.float64)
-        if noise_variance.shape != (n,) or not np.all(np.isfinite(noise_variance) & (noise_variance >= 0)):
-            raise DataError(f"noise_variance must be {n} non-negative finite numbers, got shape {noise_variance.shape}")
-        known[:n] = noise_variance
-    known = on_device(known / scale**2, dtype)  # standardised units
+    u_pad, y_pad, mask, known, low, high, y_loc, y_scale = _scaled_and_padded(x, y, low, high, noise_variance,
+                                                                              n_pad=n_pad, dtype=dtype)
     groups = None if features is None else features.groups
     g = d if features is None else features.n_groups
     f_pad = u_pad if features is None else features(u_pad)
@@ -371,9 +370,7 @@ def fit_gp(
         init = np.asarray(init, dtype=dtype)
         if init.shape != (g + 3,) or not np.all(np.isfinite(init)):
             raise DataError(f"init must be {g + 3} finite hyper-parameters (model.hyperparameters), got shape {init.shape}")
-        init = on_device(init)
-    else:
-        init = on_device(_default_theta(g, dtype))
+    init = on_device(init if warm else _default_theta(g, dtype))
     n_active = n_restarts
     if n_restarts is None:
         n_restarts = 4 if n <= 128 else (2 if n <= 256 else 1)
