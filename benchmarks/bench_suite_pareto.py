@@ -45,7 +45,7 @@ from jaxopt_mat.pareto import hypervolume  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import machine  # noqa: E402
-from suite_common import PeerRuns, summary_line, table_row  # noqa: E402
+from suite_common import PeerRuns, peer_file, summary_line, table_row  # noqa: E402
 
 ROUNDS, Q = 8, 5
 
@@ -166,13 +166,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--problems", default="", help="comma-separated names (default: all)")
-    ap.add_argument("--peer-results", type=Path, default=None,
-                    help="JSON file of BoTorch's runs: read the runs it holds, add the ones it lacks")
+    ap.add_argument("--peer-results", type=Path, default=peer_file("pareto"),
+                    help="JSON file of BoTorch's runs: read the runs it holds, add the ones it lacks "
+                         "(default: the runs kept in benchmarks/peer_runs/)")
     args = ap.parse_args()
     peer = PeerRuns(args.peer_results)
     chosen = [p for p in PROBLEMS if not args.problems or p.name in args.problems.split(",")]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    summary = []
+    summary, keys = [], []
     print(f"Machine: {machine()}.\n")
     print(f"2·(d + 1) Latin-hypercube points, then {ROUNDS} x {Q}; seeds {seeds.start}-{seeds.stop - 1}. Fraction "
           "of the true front's hypervolume, median [25th, 75th]; wall time per loop.\n")
@@ -188,7 +189,8 @@ def main() -> None:
                 t_o.append(t)
                 rnd = np.vstack([start(p, s), np.random.default_rng(10_000 + s).uniform(size=(ROUNDS * Q, p.d))])
                 f_r.append(hv(p, p.fn(rnd)) / true_hv)
-                key = f"{p.name}/{s}"
+                key = f"{p.name}/{s}/{ROUNDS}x{Q}"
+                keys.append(key)
 
                 def run_theirs():
                     xt, tt = theirs(p, s)
@@ -206,6 +208,7 @@ def main() -> None:
             print(row, flush=True)
     if summary_line(summary):
         print("\n" + summary_line(summary))
+    print(f"BoTorch's runs: {peer.provenance(keys)}.")
 
 
 if __name__ == "__main__":

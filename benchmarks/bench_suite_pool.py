@@ -47,7 +47,7 @@ from jaxopt_mat.pareto import default_reference, hypervolume  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import machine  # noqa: E402
-from suite_common import PeerRuns, summary_line, table_row  # noqa: E402
+from suite_common import PeerRuns, peer_file, summary_line, table_row  # noqa: E402
 
 # The 17 monomer descriptors of the table.
 FEATURES = ["mol_weight_monomer", "atomic_weight_mean", "vdw_volume_monomer", "qm_total_energy_monomer",
@@ -162,13 +162,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--pairs", default="", help="comma-separated pair numbers, 1-6 (default: all)")
-    ap.add_argument("--peer-results", type=Path, default=None,
-                    help="JSON file of BoTorch's runs: read the runs it holds, add the ones it lacks")
+    ap.add_argument("--peer-results", type=Path, default=peer_file("pool"),
+                    help="JSON file of BoTorch's runs: read the runs it holds, add the ones it lacks "
+                         "(default: the runs kept in benchmarks/peer_runs/)")
     args = ap.parse_args()
     peer = PeerRuns(args.peer_results)
     chosen = [PAIRS[int(k) - 1] for k in args.pairs.split(",")] if args.pairs else PAIRS
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    summary = []
+    summary, keys = [], []
     print(f"Machine: {machine()}.\n")
     print(f"{N0} random polymers, then {ROUNDS} x {Q}; seeds {seeds.start}-{seeds.stop - 1}. Fraction of the true "
           "front's hypervolume, median [25th, 75th]; wall time per loop.\n")
@@ -190,7 +191,8 @@ def main() -> None:
                 rnd = np.concatenate([start(len(y), s), np.random.default_rng(10_000 + s).choice(rest, ROUNDS * Q,
                                                                                                  replace=False)])
                 f_r.append(fraction(y, rnd, ref, true_hv))
-                key = f"{pair[0][0]}/{pair[1][0]}/{s}"
+                key = f"{pair[0][0]}/{pair[1][0]}/{s}/{N0}+{ROUNDS}x{Q}"
+                keys.append(key)
 
                 def run_theirs():
                     pt, tt = theirs(x, y, s)
@@ -209,6 +211,7 @@ def main() -> None:
             print(row, flush=True)
     if summary_line(summary):
         print("\n" + summary_line(summary))
+    print(f"BoTorch's runs: {peer.provenance(keys)}.")
 
 
 if __name__ == "__main__":

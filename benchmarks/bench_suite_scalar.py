@@ -49,7 +49,7 @@ from jaxopt_mat.design import latin_hypercube  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import machine  # noqa: E402
-from suite_common import PeerRuns, summary_line, table_row  # noqa: E402
+from suite_common import PeerRuns, peer_file, summary_line, table_row  # noqa: E402
 
 _H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8],
                   [17, 8, 0.05, 10, 0.1, 14]])
@@ -235,14 +235,15 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=1, choices=(1, 8))
     ap.add_argument("--problems", default="", help="comma-separated name prefixes (default: all)")
-    ap.add_argument("--peer-results", type=Path, default=None,
-                    help="JSON file of BoTorch's runs: read the runs it holds, add the ones it lacks")
+    ap.add_argument("--peer-results", type=Path, default=peer_file("scalar"),
+                    help="JSON file of BoTorch's runs: read the runs it holds, add the ones it lacks "
+                         "(default: the runs kept in benchmarks/peer_runs/)")
     args = ap.parse_args()
     rounds = 40 if args.batch == 1 else 5
     peer = PeerRuns(args.peer_results)
     chosen = [p for p in PROBLEMS if not args.problems or any(p.name.startswith(s) for s in args.problems.split(","))]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    summary = []
+    summary, keys = [], []
     print(f"Machine: {machine()}.\n")
     print(f"Batch {args.batch}: 2·d Latin-hypercube points, then {rounds} x {args.batch}; seeds {seeds.start}-"
           f"{seeds.stop - 1}. Simple regret of the noise-free function, median [25th, 75th]; wall time per loop.\n")
@@ -262,7 +263,9 @@ def main() -> None:
                     xt, tt = theirs(p, sd, s, args.batch, rounds)
                     return {"regret": regret(p, xt, best), "time": tt}
 
-                got = peer.get(f"{p.name}/{args.batch}/{s}", run_theirs)
+                key = f"{p.name}/{args.batch}x{rounds}/{s}"
+                keys.append(key)
+                got = peer.get(key, run_theirs)
                 if got:
                     r_t.append(got["regret"])
                     t_t.append(got["time"])
@@ -274,6 +277,7 @@ def main() -> None:
             print(row, flush=True)
     if summary_line(summary):
         print(f"\nBatch {args.batch}: {summary_line(summary)}")
+    print(f"BoTorch's runs: {peer.provenance(keys)}.")
 
 
 if __name__ == "__main__":

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from bench_core import have_botorch
+from bench_core import have_botorch, machine
+
+
+PEER_RUNS = Path(__file__).resolve().parent / "peer_runs"
+
+
+def peer_file(suite: str) -> Path:
+    """Where a suite keeps BoTorch's runs by default: ``benchmarks/peer_runs/<suite>.json``, in the repository, so
+    the side-by-side tables can be printed again (ours rerun, BoTorch's read) without BoTorch's hours."""
+    return PEER_RUNS / f"{suite}.json"
 
 
 class PeerRuns:
-    """BoTorch's runs by key, kept in a JSON file (when given) so that a later run adds only the keys it lacks."""
+    """BoTorch's runs by key, kept in a JSON file (when given) so that a later run adds only the keys it lacks.
+
+    Each run is stored with the date and machine it ran on; a key names everything that decides the run
+    (problem, seed, batch, budget), so a changed setting is a missing key, run anew, never a stale one.
+    """
 
     def __init__(self, path: Path | None):
         self.path = path
@@ -21,10 +35,17 @@ class PeerRuns:
     def get(self, key: str, run: Callable[[], dict]) -> dict | None:
         """The stored run of ``key``; ``run()`` (and stored) when missing and BoTorch is installed; else ``None``."""
         if key not in self.runs and have_botorch():
-            self.runs[key] = run()
+            self.runs[key] = {**run(), "date": date.today().isoformat(), "machine": machine()}
             if self.path:
-                self.path.write_text(json.dumps(self.runs, indent=1))
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text(json.dumps(self.runs, indent=1, sort_keys=True) + "\n")
         return self.runs.get(key)
+
+    def provenance(self, keys) -> str:
+        """One line: the dates and machines of the stored runs of ``keys`` (those without a stamp: "unrecorded")."""
+        stamps = sorted({(self.runs[k].get("date", "unrecorded"), self.runs[k].get("machine", "unrecorded"))
+                         for k in keys if k in self.runs})
+        return "; ".join(f"{d} on {m}" for d, m in stamps) or "none stored"
 
 
 def verdict(a, b) -> str:

@@ -77,22 +77,29 @@ def ascend_unit(fn_unit, space: SearchSpace, starts, *, n_steps, learning_rate):
     Coordinates the space holds (categorical, fixed) are not moved.
     """
     opt = optax.chain(scale_by_row_adam(), optax.scale(-learning_rate))
-    grad_fn = jax.value_and_grad(lambda u: -jnp.sum(fn_unit(u)))
     held = jnp.asarray(space.held)
 
-    def step(carry, _):
+    def total(u):  # rows are independent: the gradient of the sum is each row's own; the values come along
+        v = fn_unit(u)
+        return -jnp.sum(v), v
+
+    grad_fn = jax.value_and_grad(total, has_aux=True)
+
+    def keep_best(u, v, best_u, best_v):
+        v = jnp.where(jnp.isfinite(v), v, -jnp.inf)
+        better = v > best_v
+        return jnp.where(better[:, None], u, best_u), jnp.where(better, v, best_v)
+
+    def step(carry, _):  # the value of each iterate comes from the pass that takes its gradient
         u, state, best_u, best_v = carry
-        _, g = grad_fn(u)
+        (_, v), g = grad_fn(u)
+        best_u, best_v = keep_best(u, v, best_u, best_v)
         g = jnp.where(jnp.isfinite(g) & ~held, g, 0.0)
         updates, state = opt.update(g, state, u)
         u = space.project_unit(optax.apply_updates(u, updates))
-        v = safe_values(fn_unit, u)
-        better = v > best_v
-        best_u = jnp.where(better[:, None], u, best_u)
-        best_v = jnp.where(better, v, best_v)
         return (u, state, best_u, best_v), None
 
-    v0 = safe_values(fn_unit, starts)
-    carry = (starts, opt.init(starts), starts, v0)
-    (_, _, best_u, best_v), _ = jax.lax.scan(step, carry, None, length=n_steps)
+    carry = (starts, opt.init(starts), starts, jnp.full(starts.shape[0], -jnp.inf, starts.dtype))
+    (u, _, best_u, best_v), _ = jax.lax.scan(step, carry, None, length=n_steps)
+    best_u, best_v = keep_best(u, fn_unit(u), best_u, best_v)  # the last iterate
     return best_u, best_v

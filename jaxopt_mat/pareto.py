@@ -27,12 +27,15 @@ def non_dominated_mask(points, valid=None):
     """``(n,)`` boolean: which rows of ``points`` ``(n, m)`` no other valid row dominates.
 
     Duplicates do not dominate each other (both are kept). ``valid`` masks rows out.
+    Host (numpy) inputs are answered by numpy, so a front whose size changes
+    every round compiles nothing; JAX arrays and tracers by ``jax.numpy``.
     """
-    p = jnp.asarray(points)
-    valid = jnp.ones(p.shape[0], bool) if valid is None else jnp.asarray(valid, bool)
-    ge = jnp.all(p[:, None, :] >= p[None, :, :], axis=-1)  # ge[j, i]: j >= i everywhere
-    gt = jnp.any(p[:, None, :] > p[None, :, :], axis=-1)
-    dominated = jnp.any((ge & gt) & valid[:, None], axis=0)
+    xp = jnp if isinstance(points, jax.Array) or isinstance(valid, jax.Array) else np
+    p = xp.asarray(points)
+    valid = xp.ones(p.shape[0], bool) if valid is None else xp.asarray(valid, bool)
+    ge = xp.all(p[:, None, :] >= p[None, :, :], axis=-1)  # ge[j, i]: j >= i everywhere
+    gt = xp.any(p[:, None, :] > p[None, :, :], axis=-1)
+    dominated = xp.any((ge & gt) & valid[:, None], axis=0)
     return valid & ~dominated
 
 

@@ -365,6 +365,26 @@ def test_log_ehvi_equals_the_log_of_ehvi_where_ehvi_is_representable(seed, m, sh
         assert np.isfinite(log_e) and log_e < np.log(1e-250) + 1e-6
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 3), st.integers(0, 4), st.floats(-1.0, 1.5))
+def test_two_objective_log_ehvi_with_repeated_and_padded_front_rows(seed, repeats, padding, shift):
+    # The two-objective path reads each box's upper bound off its neighbour in the staircase: repeated front
+    # points (zero-width boxes) and padded rows must not change the value or its gradient.
+    rng = np.random.default_rng(seed)
+    front = rng.uniform(size=(5, 2))
+    front = np.concatenate([front, front[rng.integers(0, 5, size=repeats)], rng.uniform(size=(padding, 2))])
+    valid = np.arange(front.shape[0]) < 5 + repeats
+    boxes = non_dominated_boxes(jnp.asarray(front), jnp.zeros(2), jnp.asarray(valid))
+    mean = jnp.asarray(rng.uniform(size=2) + shift)
+    std = jnp.asarray(rng.uniform(0.05, 0.8, size=2))
+    e, g_e = jax.value_and_grad(lambda mu: ehvi_from_boxes_general(mu, std, boxes))(mean)
+    log_e, g_log = jax.value_and_grad(lambda mu: log_ehvi_from_boxes(mu, std, boxes))(mean)
+    assert np.all(np.isfinite(np.asarray(g_log)))
+    if float(e) > 1e-200:
+        assert float(log_e) == pytest.approx(np.log(float(e)), abs=1e-9, rel=1e-9)
+        np.testing.assert_allclose(np.asarray(g_log), np.asarray(g_e) / float(e), rtol=1e-6, atol=1e-9)
+
+
 def test_log_ehvi_keeps_a_slope_towards_the_front_far_below_the_reference():
     front = jnp.array([[1.0, 0.2], [0.5, 0.6], [0.1, 1.0]])
     boxes = non_dominated_boxes(front, jnp.zeros(2))

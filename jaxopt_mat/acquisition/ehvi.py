@@ -22,9 +22,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_mat.chunked import map_rows
 from jaxopt_mat.optimize import batch_slots, greedy_batch_unit, pad_pending
+from jaxopt_mat.padded import on_device
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -91,10 +93,17 @@ def log_ehvi_from_boxes(mean, std, boxes: BoxDecomposition):
     open_top = ~jnp.isfinite(boxes.upper)
     ok = (boxes.mask > 0) & jnp.all(open_top | (boxes.upper > boxes.lower), axis=-1) \
         & jnp.all(jnp.isfinite(boxes.lower), axis=-1)
-    lower = jnp.where(ok[:, None], boxes.lower, 0.0)
-    upper = jnp.where(ok[:, None] & ~open_top, boxes.upper, lower + 1.0)
-    log_l = log_h((mean - lower) / std)
-    log_u = log_h((mean - upper) / std)
+    if boxes.lower.shape[-1] == 2:
+        # The staircase (see ehvi_from_boxes): box k ends in the first objective where box k - 1 begins, so its
+        # upper term is box k - 1's lower one (box 0 and every box's second objective are open): half the log_h.
+        lower = jnp.where(jnp.isfinite(boxes.lower), boxes.lower, 0.0)
+        log_l = log_h((mean - lower) / std)
+        log_u = jnp.where(ok[:, None] & ~open_top, jnp.concatenate([log_l[:1], log_l[:-1]]), log_l - 1.0)
+    else:
+        lower = jnp.where(ok[:, None], boxes.lower, 0.0)
+        log_l = log_h((mean - lower) / std)
+        upper = jnp.where(ok[:, None] & ~open_top, boxes.upper, lower + 1.0)
+        log_u = log_h((mean - upper) / std)
     # The upper term is smaller; clamp the ratio below 1 so a box thinner than
     # the rounding of log_h does not give log(0).
     cut = jnp.where(open_top, 0.0, _log1mexp(jnp.minimum(log_u - log_l, -1e-300)))
@@ -262,23 +271,26 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
     Returns:
         ``(x (q, d), log_ehvi at pick time (q,), mean (q, m), std (q, m))``.
     """
-    init_unit = None if init is None else space.to_unit(jnp.atleast_2d(jnp.asarray(init)))
-    if init_unit is not None:  # repeated up to a padding size (16 at least): a front that grows keeps the program
-        size = max(16, pad_pending(init_unit, space.dim, init_unit.dtype)[0].shape[0])
-        init_unit = jnp.resize(init_unit, (size, space.dim))
-    front = jnp.asarray(front)
+    dtype = jax.dtypes.canonicalize_dtype(np.float64)  # everything reaches the device by on_device: no eager program
+    init_unit = None
+    if init is not None:  # repeated up to a padding size (16 at least): a front that grows keeps the program
+        init = np.atleast_2d(np.asarray(init, np.float64))
+        size = max(16, pad_pending(init, space.dim, dtype)[0].shape[0])
+        init_unit = on_device(np.resize(space.to_unit(init), (size, space.dim)), dtype)
     # The front is padded like pending rows (two objectives: to 32 rows at least, a staircase of 33 boxes), so a
     # front that gains a point reuses the compiled batch.
-    front, front_mask = pad_pending(front, front.shape[1], front.dtype)
-    if front.shape[1] == 2 and front.shape[0] < 32:
-        extra = 32 - front.shape[0]
-        front = jnp.concatenate([front, jnp.zeros((extra, 2), front.dtype)])
-        front_mask = jnp.concatenate([front_mask, jnp.zeros(extra, front_mask.dtype)])
+    front = np.asarray(front, np.float64)
+    m = front.shape[1]
+    front_rows, front_mask = pad_pending(front, m, dtype)
+    if m == 2 and front_rows.shape[0] < 32:
+        padded = np.zeros((32, 2))
+        padded[:front.shape[0]] = front
+        front_rows, front_mask = on_device(padded, dtype), on_device(np.arange(32) < front.shape[0], dtype)
     x, log_e, means, stds = _ehvi_batch(
-        predict, tuple(model_args), space, key, front, front_mask, jnp.asarray(ref, front.dtype), init_unit,
-        jnp.asarray(learning_rate, front.dtype), feasibility, constraints,
-        *pad_pending(pending, space.dim, front.dtype), *pad_pending(exclude, space.dim, front.dtype),
-        jnp.asarray(q, jnp.int32), q=batch_slots(q), n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
+        predict, tuple(model_args), space, key, front_rows, front_mask, on_device(ref, dtype), init_unit,
+        on_device(learning_rate, dtype), feasibility, constraints,
+        *pad_pending(pending, space.dim, dtype), *pad_pending(exclude, space.dim, dtype),
+        on_device(q, np.int32), q=batch_slots(q), n_starts=n_starts, n_raw=n_raw, n_steps=n_steps)
     return x[:q], log_e[:q], means[:q], stds[:q]  # the first q of the program's slots
 
 
