@@ -463,3 +463,41 @@ def test_ehvi_also_heads_into_a_reference_box_nothing_has_reached(tmp_path):
     snap = camp.snapshot()
     assert toward_reference(snap, models, snap.reference_point(snap.conditions.y * snap.config.objective.signs),
                             None) is None
+
+
+def test_ehvi_improves_on_the_models_front_not_the_measured_values(tmp_path):
+    """The front EHVI improves on is the objectives' posterior means at the counted conditions (maximisation
+    form); the reference alone when no condition keeps the outcome constraints."""
+    import pandas as pd
+
+    import jaxopt_mat as jm
+    from jaxopt_mat.strategies.pareto import model_front
+    from jaxopt_mat.surrogates.independent import fit_objectives
+
+    spec = {"name": "front", "seed": 0, "initial_design": 6,
+            "inputs": [{"name": "a", "low": 0.0, "high": 1.0}, {"name": "b", "low": 0.0, "high": 1.0}],
+            "objective": {"kind": "pareto", "objectives": [{"name": "f", "direction": "minimize"},
+                                                           {"name": "g", "direction": "maximize"}]},
+            "outcome_constraints": [{"expr": "purity >= 0.5"}]}
+    camp = jm.Campaign.create(tmp_path / "c", spec)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(12, 2))
+    ripple = 0.3 * np.sin(40 * x[:, 0])  # what a smooth GP explains as noise: means differ from the values
+    camp.observe(pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "f": x[:, 0] + ripple, "g": x[:, 1] - ripple,
+                               "purity": np.where(np.arange(12) < 8, 0.9, 0.1)}))
+    snap = camp.snapshot()
+    models = fit_objectives(snap.conditions.x, snap.conditions.y, key=jax.random.key(0), low=snap.space.low,
+                            high=snap.space.high)
+    ref = snap.reference_point(snap.conditions.y * snap.config.objective.signs)
+    front = model_front(snap, models, ref)
+    kept = snap.conditions.x[snap.satisfied]
+    assert front.shape == (8, 2) and kept.shape == (8, 2)
+    expected = np.stack([-np.asarray(models[0].predict(jnp.asarray(kept)).mean),
+                         np.asarray(models[1].predict(jnp.asarray(kept)).mean)], -1)
+    np.testing.assert_allclose(front, expected, rtol=1e-9, atol=1e-12)
+    assert np.max(np.abs(front - (snap.conditions.y * snap.config.objective.signs)[snap.satisfied])) > 1e-3
+    # No condition keeps the constraint: the reference point alone.
+    camp2 = jm.Campaign.create(tmp_path / "d", spec)
+    camp2.observe(pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "f": x[:, 0], "g": x[:, 1], "purity": 0.1}))
+    snap2 = camp2.snapshot()
+    np.testing.assert_array_equal(model_front(snap2, models, ref), np.asarray(ref, float)[None])
