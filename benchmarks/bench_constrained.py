@@ -27,7 +27,6 @@ percentile] over seeds, and the median time to suggest one batch (ours:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -45,7 +44,8 @@ from jaxopt_mat.design import latin_hypercube  # noqa: E402
 from jaxopt_mat.test_functions import hartmann6  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import have_botorch, machine  # noqa: E402
+from bench_core import machine  # noqa: E402
+from suite_common import PeerRuns, peer_file  # noqa: E402
 
 X_STAR = np.array([0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573])
 RADIUS2 = 0.15
@@ -141,24 +141,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--batches", type=int, default=10)
-    ap.add_argument("--peer-results", type=Path, default=None,
-                    help="JSON file of BoTorch's runs: read the seeds it holds, add the seeds it lacks")
+    ap.add_argument("--peer-results", type=Path, default=peer_file("constrained"),
+                    help="JSON file of BoTorch's runs: read the seeds it holds, add the seeds it lacks "
+                         "(default: the runs kept in benchmarks/peer_runs/)")
     args = ap.parse_args()
     best = best_feasible()
-    rows = []
-    peer = json.loads(args.peer_results.read_text()) if args.peer_results and args.peer_results.exists() else {}
+    rows, keys = [], []
+    peer = PeerRuns(args.peer_results)
     with tempfile.TemporaryDirectory() as tmp:
         for s in range(args.seeds):
             x_o, t_o = ours(s, args.batches, Path(tmp))
             row = {"ours": regret(x_o, best), "t_ours": t_o}
             key = f"{s}/{args.batches}"
-            if key not in peer and have_botorch():
+            keys.append(key)
+
+            def run_theirs(s=s):
                 x_t, t_t = theirs(s, args.batches)
-                peer[key] = {"theirs": regret(x_t, best), "t_theirs": t_t}
-                if args.peer_results:
-                    args.peer_results.write_text(json.dumps(peer, indent=1))
-            if key in peer:
-                row.update(peer[key])
+                return {"theirs": regret(x_t, best), "t_theirs": t_t}
+
+            got = peer.get(key, run_theirs)
+            if got:
+                row.update({k: got[k] for k in ("theirs", "t_theirs")})
             rows.append(row)
             print(f"seed {s}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if not k.startswith("t_")),
                   file=sys.stderr, flush=True)
@@ -176,7 +179,7 @@ def main() -> None:
               f"{per_batch('t_theirs'):.3f} s |")
         wins = sum(r["ours"] <= r["theirs"] for r in rows)
         print(f"\njaxopt_mat at or below BoTorch's regret in {wins} of {len(rows)} seeds; time ratio "
-              f"{per_batch('t_theirs') / per_batch('t_ours'):.1f}x.")
+              f"{per_batch('t_theirs') / per_batch('t_ours'):.1f}x. BoTorch's runs: {peer.provenance(keys)}.")
 
 
 if __name__ == "__main__":
