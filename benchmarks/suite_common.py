@@ -74,4 +74,5 @@ def summary_line(verdicts: list[str]) -> str | None:
     """``n wins, n ties, n losses against BoTorch.``, or ``None`` while some problem lacks BoTorch's runs."""
     if "-" in verdicts:
         return None
-    return f"{verdicts.count('win')} wins, {verdicts.count('tie')} ties, {verdicts.count('loss')} losses against BoTorch."
+    counts = [(verdicts.count(v), v, plural) for v, plural in (("win", "wins"), ("tie", "ties"), ("loss", "losses"))]
+    return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts) + " against BoTorch."
