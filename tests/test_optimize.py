@@ -130,3 +130,40 @@ def test_a_coordinate_the_function_barely_depends_on_stays_near_its_start():
     # Every start ends within 0.05 of where it began along x1 (Adam: 100 steps of 0.05, onto the bound).
     drift = jnp.abs(jnp.sort(res.xs[:, 1]) - jnp.sort(starts[:, 1]))
     assert float(jnp.max(drift)) < 0.05
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 12))
+def test_ascent_keeps_the_best_iterate_as_a_separate_evaluation_of_each_would(seed, n_steps):
+    # The ascent reads each iterate's value off the pass that takes its gradient. Reference: the same steps
+    # taken one at a time in Python, every iterate (the starts and the last one included) evaluated on its
+    # own; rows whose value is not finite never win.
+    from jaxopt_mat.ascent import ascend_unit
+
+    space = SearchSpace([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], A=[[1.0, 1.0, 1.0]], b=[1.6])
+    rng = np.random.default_rng(seed)
+    centre = jnp.asarray(rng.uniform(size=3))
+
+    def fn(u):
+        v = jnp.sin(7.0 * u[:, 0]) * jnp.cos(5.0 * u[:, 1]) - jnp.sum((u - centre) ** 2, axis=-1)
+        return jnp.where(u[:, 2] > 0.9, jnp.nan, v)  # a region where the function has no value
+
+    starts = space.project_unit(jnp.asarray(rng.uniform(size=(6, 3))))
+    best_u, best_v = ascend_unit(fn, space, starts, n_steps=n_steps, learning_rate=0.05)
+
+    opt = optax.chain(optmod.scale_by_row_adam(), optax.scale(-0.05))
+    u, state = starts, opt.init(starts)
+    iterates = [u]
+    for _ in range(n_steps):
+        g = jax.grad(lambda v: -jnp.sum(fn(v)))(u)
+        g = jnp.where(jnp.isfinite(g), g, 0.0)
+        updates, state = opt.update(g, state, u)
+        u = space.project_unit(optax.apply_updates(u, updates))
+        iterates.append(u)
+    values = np.stack([np.asarray(fn(it)) for it in iterates])  # (steps + 1, starts)
+    values = np.where(np.isfinite(values), values, -np.inf)
+    expected_v = values.max(axis=0)
+    np.testing.assert_allclose(np.asarray(best_v), expected_v, rtol=1e-12, atol=1e-12)
+    first = values.argmax(axis=0)  # the first iterate reaching the best value (all -inf: the start)
+    expected_u = np.stack([np.asarray(iterates[k])[i] for i, k in enumerate(first)])
+    np.testing.assert_allclose(np.asarray(best_u), expected_u, rtol=1e-12, atol=1e-12)
