@@ -83,7 +83,7 @@ def counted_front(snap: Snapshot, ref: np.ndarray) -> np.ndarray:
 
 
 def model_front(snap: Snapshot, models, ref: np.ndarray) -> np.ndarray:
-    """The front EHVI improves on: the objectives' posterior means (maximisation form) at the counted conditions.
+    """The front continuous EHVI improves on: the posterior means (maximisation form) at the counted conditions.
 
     Not their measured values. Where a GP explains part of an objective as
     noise (ZDT3's ripples, a property the features predict poorly), a measured
@@ -95,6 +95,11 @@ def model_front(snap: Snapshot, models, ref: np.ndarray) -> np.ndarray:
     posterior mean in place of its samples), a condition already measured
     adds only what its posterior spread allows. The reference point alone
     when no condition counts (see :func:`counted_front`).
+
+    Continuous spaces only: a pool never offers a measured row again, and on
+    pool pairs whose property the features predict poorly (R² 0.1-0.25) the
+    shrunken means misled the batch (PI1070 dielectric constant against
+    thermal conductivity, seed 3: 0.959 → 0.196 of the front's hypervolume).
     """
     x = snap.conditions.x[snap.satisfied]
     if not x.shape[0]:
@@ -138,7 +143,7 @@ def suggest_pool_pareto(snap: Snapshot, req: Request, ctx: Context):
     constraints, outcome_fits = outcome_models(snap, key=jax.random.fold_in(key, 7), low=pool.low, high=pool.high,
                                                ctx=ctx, refit_after=req.refit_after, digests=digests)
     ref = snap.reference_point(cond.y * signs)
-    front = model_front(snap, models, ref)
+    front = counted_front(snap, ref)  # measured values: a pool never offers a measured row again (see model_front)
     constraints = toward_reference(snap, models, ref, constraints)
     ctx.progress(f"scoring EHVI over {len(pool.ids)} candidates")
     log_w = row_log_weights(snap, pool, constraints, ctx)
