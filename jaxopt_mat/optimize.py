@@ -72,19 +72,25 @@ def maximize_unit(fn_unit, space: SearchSpace, key, *, n_starts, n_raw, n_steps,
 PENDING_SIZES = (8, 16, 32, 64, 128, 256)
 
 
-def pad_pending(pending, d: int, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
+def padded_size(p: int, *, at_least: int = 0) -> int:
+    """The row count :func:`pad_pending` pads ``p`` rows to (0 stays 0), and at least ``at_least``."""
+    if p == 0:
+        return at_least
+    size = next((s for s in PENDING_SIZES if s >= p), -(-p // PENDING_SIZES[-1]) * PENDING_SIZES[-1])
+    return max(size, at_least)
+
+
+def pad_pending(pending, d: int, dtype, *, at_least: int = 0) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``pending`` ``(p, d)`` (or ``None``) padded with zero rows to the next of :data:`PENDING_SIZES`.
 
     Returns the padded rows and their mask (1 for a real row). No pending rows
-    give ``(0, d)`` and ``(0,)``; beyond the largest size, the next multiple of it.
-    A sequential batch builder puts these rows into its state before the first
+    give ``(0, d)`` and ``(0,)``; beyond the largest size, the next multiple of it;
+    ``at_least`` rows in any case. A sequential batch builder puts these rows into its state before the first
     pick, as if they had been chosen already (runs still in the lab).
     """
     rows = np.zeros((0, d)) if pending is None else np.asarray(pending, dtype=np.float64).reshape(-1, d)
     p = rows.shape[0]
-    if p == 0:
-        return on_device(np.zeros((0, d)), dtype), on_device(np.zeros(0), dtype)
-    size = next((s for s in PENDING_SIZES if s >= p), -(-p // PENDING_SIZES[-1]) * PENDING_SIZES[-1])
+    size = padded_size(p, at_least=at_least)
     padded = np.zeros((size, d))
     padded[:p] = rows
     return on_device(padded, dtype), on_device(np.arange(size) < p, dtype)

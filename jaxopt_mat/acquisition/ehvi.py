@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_mat.chunked import map_rows
-from jaxopt_mat.optimize import batch_slots, greedy_batch_unit, pad_pending
+from jaxopt_mat.optimize import batch_slots, greedy_batch_unit, pad_pending, padded_size
 from jaxopt_mat.padded import on_device
 from jaxopt_mat.pareto import BoxDecomposition, hypervolume, non_dominated_boxes
 
@@ -275,17 +275,12 @@ def ehvi_batch(predict, model_args, space, front, ref, q: int, *, key, init=None
     init_unit = None
     if init is not None:  # repeated up to a padding size (16 at least): a front that grows keeps the program
         init = np.atleast_2d(np.asarray(init, np.float64))
-        size = max(16, pad_pending(init, space.dim, dtype)[0].shape[0])
+        size = padded_size(init.shape[0], at_least=16)
         init_unit = on_device(np.resize(space.to_unit(init), (size, space.dim)), dtype)
     # The front is padded like pending rows (two objectives: to 32 rows at least, a staircase of 33 boxes), so a
     # front that gains a point reuses the compiled batch.
     front = np.asarray(front, np.float64)
-    m = front.shape[1]
-    front_rows, front_mask = pad_pending(front, m, dtype)
-    if m == 2 and front_rows.shape[0] < 32:
-        padded = np.zeros((32, 2))
-        padded[:front.shape[0]] = front
-        front_rows, front_mask = on_device(padded, dtype), on_device(np.arange(32) < front.shape[0], dtype)
+    front_rows, front_mask = pad_pending(front, front.shape[1], dtype, at_least=32 if front.shape[1] == 2 else 0)
     x, log_e, means, stds = _ehvi_batch(
         predict, tuple(model_args), space, key, front_rows, front_mask, on_device(ref, dtype), init_unit,
         on_device(learning_rate, dtype), feasibility, constraints,
